@@ -1,0 +1,41 @@
+/* CPU backend of the interaction sum (spec math.md §1): blocked over keys, OpenMP over
+ * query groups (and key splits when queries are few), QB queries per key load, one rescale
+ * per key block, and a vectorisable exp. The float and double versions are the same code
+ * (interaction_cpu_impl.h included twice); hot loops are compiled for x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA)
+ * and baseline x86-64 and chosen at load time. */
+#include "internal.h"
+#include "common/interaction_math.h"
+#include "cpu/vexp.h"
+
+#include <math.h>
+#include <omp.h>
+
+#define ADV_CPU_QB 4   /* queries per register block */
+#define ADV_CPU_KB 256 /* keys per block: scores of QB queries stay in L1 */
+#define ADV_CPU_LANES 16 /* partial sums per reduction: one AVX-512 float vector */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define ADV_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ADV_CPU_CLONES
+#endif
+
+#define REAL float
+#define SFX f32
+#include "cpu/interaction_cpu_impl.h"
+#undef REAL
+#undef SFX
+
+#define REAL double
+#define SFX f64
+#include "cpu/interaction_cpu_impl.h"
+#undef REAL
+#undef SFX
+
+adv_status advi_cpu_interaction(adv_context *ctx, const adv_interaction_desc *desc,
+                                const void *x, const void *y, const void *beta, const void *w,
+                                void *lse, void *out) {
+    if (desc->precision == ADV_FLOAT64)
+        return cpu_interaction_f64(ctx, desc, x, y, beta, w, lse, out);
+    return cpu_interaction_f32(ctx, desc, x, y, beta, w, lse, out);
+}

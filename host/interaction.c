@@ -1,0 +1,154 @@
+/* Public interaction-sum entry points: argument checking (sizes, pointers, finiteness) and
+ * dispatch to the CPU backend (host/cpu/interaction_cpu.c) or the CUDA backend
+ * (host/cuda/interaction_cuda.c). Nothing is written to outputs unless every check passes. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+adv_status adv_interaction_default_desc(adv_interaction_desc *desc) {
+    if (!desc) return ADV_ERR_NULL_POINTER;
+    memset(desc, 0, sizeof *desc);
+    desc->struct_size = sizeof *desc;
+    desc->precision = ADV_FLOAT32;
+    desc->kernel = ADV_KERNEL_SQDIST;
+    desc->batch = 1;
+    desc->lambda = 1.0;
+    desc->gamma = 1.0;
+    desc->check_finite = 1;
+    return ADV_OK;
+}
+
+static adv_status check_desc(adv_context *ctx, const adv_interaction_desc *d) {
+    if (d->struct_size != sizeof *d)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                         "desc->struct_size is %zu, expected %zu (use adv_interaction_default_desc)",
+                         d->struct_size, sizeof *d);
+    if (d->precision != ADV_FLOAT32 && d->precision != ADV_FLOAT64)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->precision %d is not a precision",
+                         d->precision);
+    if (d->kernel != ADV_KERNEL_SQDIST && d->kernel != ADV_KERNEL_DOT)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->kernel %d is not a kernel", d->kernel);
+    const struct {
+        const char *name;
+        int64_t value, min;
+    } sizes[] = {{"batch", d->batch, 1},    {"n_queries", d->n_queries, 1},
+                 {"n_keys", d->n_keys, 1},  {"dim", d->dim, 1},
+                 {"value_dim", d->value_dim, 0}};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; ++k)
+        if (sizes[k].value < sizes[k].min)
+            return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "desc->%s is %lld, must be >= %lld",
+                             sizes[k].name, (long long)sizes[k].value, (long long)sizes[k].min);
+    if (d->values_are_keys && d->value_dim != d->dim)
+        return advi_fail(ctx, ADV_ERR_DIMENSION_MISMATCH,
+                         "values_are_keys needs value_dim (%lld) == dim (%lld)",
+                         (long long)d->value_dim, (long long)d->dim);
+    if (!isfinite(d->lambda))
+        return advi_fail(ctx, ADV_ERR_NONFINITE, "desc->lambda is not finite");
+    if (!isfinite(d->gamma)) return advi_fail(ctx, ADV_ERR_NONFINITE, "desc->gamma is not finite");
+    if (d->precision == ADV_FLOAT32 && (fabs(d->lambda) > 3.0e38 || fabs(d->gamma) > 3.0e38))
+        return advi_fail(ctx, ADV_ERR_NONFINITE, "lambda or gamma overflows float32");
+    if (d->causal && d->kernel != ADV_KERNEL_DOT)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "causal masking applies to the DOT kernel only");
+    // Every array must be addressable in bytes: B*max(N,M)*max(d,e,1)*8 must not overflow.
+    size_t bytes = 1, rows = (size_t)(d->n_queries > d->n_keys ? d->n_queries : d->n_keys);
+    size_t cols = (size_t)(d->dim > d->value_dim ? d->dim : d->value_dim);
+    if (!advi_mul_size(&bytes, (size_t)d->batch, rows) || !advi_mul_size(&bytes, bytes, cols) ||
+        !advi_mul_size(&bytes, bytes, 8) || bytes > (size_t)INT64_MAX)
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "problem size overflows the address space");
+    return ADV_OK;
+}
+
+adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void *data,
+                           size_t count, int allow_neg_inf, int *ok) {
+    if (ctx->backend == ADV_BACKEND_CUDA)
+        return advi_cuda_all_finite(ctx, precision, data, count, allow_neg_inf, ok);
+    *ok = advi_cpu_all_finite(precision, data, count, allow_neg_inf);
+    return ADV_OK;
+}
+
+adv_status adv_interaction_plan_create(adv_context *ctx, const adv_interaction_desc *desc,
+                                       adv_interaction_plan **plan) {
+    if (!ctx) return ADV_ERR_NULL_POINTER;
+    advi_clear_error(ctx);
+    if (!plan) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "plan is NULL");
+    *plan = NULL;
+    if (!desc) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "desc is NULL");
+    adv_status st = check_desc(ctx, desc);
+    if (st != ADV_OK) return st;
+    adv_interaction_plan *p = calloc(1, sizeof *p);
+    if (!p) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "interaction plan");
+    p->ctx = ctx;
+    p->desc = *desc;
+    if (ctx->backend == ADV_BACKEND_CUDA) {
+        st = advi_cuda_interaction_plan_init(p);
+        if (st != ADV_OK) {
+            free(p);
+            return st;
+        }
+    }
+    *plan = p;
+    return ADV_OK;
+}
+
+adv_status adv_interaction_plan_destroy(adv_interaction_plan *plan) {
+    if (!plan) return ADV_OK;
+    if (plan->ctx->backend == ADV_BACKEND_CUDA) advi_cuda_interaction_plan_fini(plan);
+    free(plan);
+    return ADV_OK;
+}
+
+adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, const void *y,
+                                   const void *beta, const void *w, void *lse, void *out) {
+    if (!plan) return ADV_ERR_NULL_POINTER;
+    adv_context *ctx = plan->ctx;
+    const adv_interaction_desc *d = &plan->desc;
+    advi_clear_error(ctx);
+    if (!x) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "x (queries) is NULL");
+    if (!y) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "y (keys) is NULL");
+    if (!lse && !out)
+        return advi_fail(ctx, ADV_ERR_NULL_POINTER, "both outputs lse and out are NULL");
+    if (out && d->value_dim == 0)
+        return advi_fail(ctx, ADV_ERR_DIMENSION_MISMATCH, "out requested but value_dim is 0");
+    if (d->values_are_keys) w = y;
+    if (out && !w) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "w (values) is NULL");
+    if (!out) w = NULL;
+
+    if (d->check_finite) {
+        const size_t B = (size_t)d->batch, N = (size_t)d->n_queries, M = (size_t)d->n_keys;
+        const struct {
+            const char *name;
+            const void *ptr;
+            size_t count;
+            int allow_neg_inf;
+        } arrays[] = {{"x", x, B * N * (size_t)d->dim, 0},
+                      {"y", y, B * M * (size_t)d->dim, 0},
+                      {"w", w, B * M * (size_t)d->value_dim, 0},
+                      {"beta", beta, B * M, 1}};
+        for (size_t k = 0; k < 4; ++k) {
+            if (!arrays[k].ptr) continue;
+            int ok = 0;
+            adv_status st = advi_all_finite(ctx, d->precision, arrays[k].ptr, arrays[k].count,
+                                            arrays[k].allow_neg_inf, &ok);
+            if (st != ADV_OK) return st;
+            if (!ok)
+                return advi_fail(ctx, ADV_ERR_NONFINITE, "%s contains NaN or %s", arrays[k].name,
+                                 arrays[k].allow_neg_inf ? "+Inf" : "Inf");
+        }
+    }
+    if (ctx->backend == ADV_BACKEND_CUDA)
+        return advi_cuda_interaction_execute(plan, x, y, beta, w, lse, out);
+    return advi_cpu_interaction(ctx, d, x, y, beta, w, lse, out);
+}
+
+adv_status adv_interaction_sum(adv_context *ctx, const adv_interaction_desc *desc, const void *x,
+                               const void *y, const void *beta, const void *w, void *lse,
+                               void *out) {
+    adv_interaction_plan *plan = NULL;
+    adv_status st = adv_interaction_plan_create(ctx, desc, &plan);
+    if (st != ADV_OK) return st;
+    st = adv_interaction_execute(plan, x, y, beta, w, lse, out);
+    adv_interaction_plan_destroy(plan);
+    return st;
+}

@@ -1,0 +1,93 @@
+/* Private declarations shared by the host code: the context structure, error reporting,
+ * allocation in each memory space, and the entry points each backend provides. Public
+ * entry points (host/<module>.c) check arguments and dispatch to host/cpu/ or host/cuda/. */
+#ifndef ADVECT_HOST_INTERNAL_H
+#define ADVECT_HOST_INTERNAL_H
+
+#include "advect/advect.h"
+#include <stdarg.h>
+
+struct adv_context {
+    adv_backend backend; /* CPU or CUDA, never AUTO */
+    int device_id;
+    void *stream;
+    int cpu_threads;
+    adv_log_fn log;
+    void *log_user;
+    adv_log_level log_level;
+    adv_alloc_fn alloc;
+    adv_free_fn free;
+    void *alloc_user;
+    char last_error[1024];
+};
+
+/* Records a detailed message for status on ctx (if non-NULL), passes it to the log callback
+ * and returns status, so callers write `return advi_fail(ctx, ADV_ERR_..., "...", ...)`. */
+adv_status advi_fail(adv_context *ctx, adv_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void advi_clear_error(adv_context *ctx);
+void advi_log(adv_context *ctx, adv_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Host workspace through the context's allocator hooks (64-byte aligned by default). */
+void *advi_host_alloc(adv_context *ctx, size_t bytes);
+void advi_host_free(adv_context *ctx, void *ptr);
+
+/* Checks a * b * ... fits in size_t bytes; returns 0 on overflow. */
+int advi_mul_size(size_t *result, size_t a, size_t b);
+
+/* OpenMP thread count for CPU work on this context. */
+int advi_cpu_threads(const adv_context *ctx);
+
+/* Element size of a precision. */
+static inline size_t advi_real_size(adv_precision p) { return p == ADV_FLOAT64 ? 8 : 4; }
+
+/* ---- interaction sums (host/interaction.c) ---- */
+struct adv_interaction_plan {
+    adv_context *ctx;
+    adv_interaction_desc desc;
+    void *backend_state; /* owned by the backend */
+};
+
+/* Finiteness check in the context's memory space: ADV_OK with *ok set, or a backend error. */
+adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void *data,
+                           size_t count, int allow_neg_inf, int *ok);
+
+/* ---- CPU backend (host/cpu/) ---- */
+adv_status advi_cpu_interaction(adv_context *ctx, const adv_interaction_desc *desc,
+                                const void *x, const void *y, const void *beta, const void *w,
+                                void *lse, void *out);
+adv_status advi_cpu_random_fill(adv_context *ctx, adv_precision precision, int normal,
+                                uint64_t seed, uint32_t stream, uint64_t first_index,
+                                uint32_t counter, int64_t n, void *out);
+/* 1 when every element is finite (allow_neg_inf: -Inf also passes, NaN/+Inf do not). */
+int advi_cpu_all_finite(adv_precision precision, const void *data, size_t count,
+                        int allow_neg_inf);
+
+/* ---- CUDA backend (host/cuda/); when not compiled in, host/cuda_stub.c provides these and
+ * each returns ADV_ERR_BACKEND_UNAVAILABLE. ---- */
+int advi_cuda_compiled(void);
+int advi_cuda_runtime_version(void);
+/* Probes for a usable device: ADV_OK, or ADV_ERR_BACKEND_UNAVAILABLE with the reason. */
+adv_status advi_cuda_probe(int device_id, char *reason, size_t reason_size);
+adv_status advi_cuda_device_count(int *count, char *reason, size_t reason_size);
+adv_status advi_cuda_device_info(int id, adv_device_info *info);
+adv_status advi_cuda_malloc(adv_context *ctx, size_t bytes, void **ptr);
+adv_status advi_cuda_free(adv_context *ctx, void *ptr);
+adv_status advi_cuda_memcpy(adv_context *ctx, void *dst, const void *src, size_t bytes,
+                            adv_copy_kind kind);
+adv_status advi_cuda_synchronize(adv_context *ctx);
+adv_status advi_cuda_interaction_plan_init(adv_interaction_plan *plan);
+adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, const void *x,
+                                         const void *y, const void *beta, const void *w,
+                                         void *lse, void *out);
+void advi_cuda_interaction_plan_fini(adv_interaction_plan *plan);
+/* Sets *ok to 1 when every element of the device array is finite (see advi_cpu_all_finite);
+ * synchronises the context's stream. */
+adv_status advi_cuda_all_finite(adv_context *ctx, adv_precision precision, const void *data,
+                                size_t count, int allow_neg_inf, int *ok);
+adv_status advi_cuda_random_fill(adv_context *ctx, adv_precision precision, int normal,
+                                 uint64_t seed, uint32_t stream, uint64_t first_index,
+                                 uint32_t counter, int64_t n, void *out);
+
+#endif

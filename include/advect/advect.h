@@ -1,0 +1,9 @@
+/* advect: optimal and diffusion transport on CPU and NVIDIA GPUs. Umbrella header. */
+#ifndef ADVECT_ADVECT_H
+#define ADVECT_ADVECT_H
+
+#include "advect/core.h"
+#include "advect/interaction.h"
+#include "advect/random.h"
+
+#endif
