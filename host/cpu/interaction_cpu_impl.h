@@ -51,38 +51,49 @@ static inline __attribute__((always_inline)) void FN(block_scores)(
     }
 }
 
-/* Scores for larger d: coordinates outer, keys inner, partial sums kept in sc (L1), so
- * the vector loop runs over keys (an inner loop over d would need horizontal sums). */
+/* Scores for larger d: keys in chunks of ADV_CPU_LANES with the QB accumulators held in
+ * vector registers (explicit lane arrays that the compiler keeps in registers) and the
+ * coordinates looped inside, so each key coordinate is loaded once for QB queries and no
+ * horizontal sums are needed. */
 static inline __attribute__((always_inline)) void FN(block_scores_wide)(
     int dot, int64_t D, const REAL *restrict xg, const REAL *restrict yT, int64_t Mpad,
     const REAL *restrict bp, REAL lambda, REAL (*restrict sc)[ADV_CPU_KB]) {
-    for (int q = 0; q < ADV_CPU_QB; ++q)
-        for (int j = 0; j < ADV_CPU_KB; ++j) sc[q][j] = 0;
-    for (int64_t k = 0; k < D; ++k) {
-        const REAL *yk = yT + k * Mpad;
-        const REAL x0 = xg[k], x1 = xg[D + k], x2 = xg[2 * D + k], x3 = xg[3 * D + k];
+    enum { L = ADV_CPU_LANES };
+    const REAL *x0 = xg, *x1 = xg + D, *x2 = xg + 2 * D, *x3 = xg + 3 * D;
+    const REAL sign = dot ? lambda : -lambda;
+    for (int j = 0; j < ADV_CPU_KB; j += L) {
+        REAL a0[L] = {0}, a1[L] = {0}, a2[L] = {0}, a3[L] = {0};
         if (!dot) {
-            for (int j = 0; j < ADV_CPU_KB; ++j) {
-                const REAL y = yk[j];
-                const REAL t0 = x0 - y, t1 = x1 - y, t2 = x2 - y, t3 = x3 - y;
-                sc[0][j] += t0 * t0;
-                sc[1][j] += t1 * t1;
-                sc[2][j] += t2 * t2;
-                sc[3][j] += t3 * t3;
+            for (int64_t k = 0; k < D; ++k) {
+                const REAL *y = yT + k * Mpad + j;
+                const REAL c0 = x0[k], c1 = x1[k], c2 = x2[k], c3 = x3[k];
+                for (int l = 0; l < L; ++l) {
+                    const REAL t0 = c0 - y[l], t1 = c1 - y[l], t2 = c2 - y[l], t3 = c3 - y[l];
+                    a0[l] += t0 * t0;
+                    a1[l] += t1 * t1;
+                    a2[l] += t2 * t2;
+                    a3[l] += t3 * t3;
+                }
             }
         } else {
-            for (int j = 0; j < ADV_CPU_KB; ++j) {
-                const REAL y = yk[j];
-                sc[0][j] += x0 * y;
-                sc[1][j] += x1 * y;
-                sc[2][j] += x2 * y;
-                sc[3][j] += x3 * y;
+            for (int64_t k = 0; k < D; ++k) {
+                const REAL *y = yT + k * Mpad + j;
+                const REAL c0 = x0[k], c1 = x1[k], c2 = x2[k], c3 = x3[k];
+                for (int l = 0; l < L; ++l) {
+                    a0[l] += c0 * y[l];
+                    a1[l] += c1 * y[l];
+                    a2[l] += c2 * y[l];
+                    a3[l] += c3 * y[l];
+                }
             }
         }
+        for (int l = 0; l < L; ++l) {
+            sc[0][j + l] = bp[j + l] + sign * a0[l];
+            sc[1][j + l] = bp[j + l] + sign * a1[l];
+            sc[2][j + l] = bp[j + l] + sign * a2[l];
+            sc[3][j + l] = bp[j + l] + sign * a3[l];
+        }
     }
-    const REAL sign = dot ? lambda : -lambda;
-    for (int q = 0; q < ADV_CPU_QB; ++q)
-        for (int j = 0; j < ADV_CPU_KB; ++j) sc[q][j] = bp[j] + sign * sc[q][j];
 }
 
 typedef struct {
