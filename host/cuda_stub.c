@@ -64,3 +64,19 @@ adv_status advi_cuda_all_finite(adv_context *ctx, adv_precision precision, const
     *ok = 0;
     return advi_fail(ctx, ADV_ERR_BACKEND_UNAVAILABLE, NOT_BUILT);
 }
+adv_status advi_cuda_poisson_plan_init(adv_poisson_plan *plan) {
+    return advi_fail(plan->ctx, ADV_ERR_BACKEND_UNAVAILABLE, NOT_BUILT);
+}
+adv_status advi_cuda_poisson_execute(adv_poisson_plan *plan, const void *f, void *u) {
+    (void)f, (void)u;
+    return advi_fail(plan->ctx, ADV_ERR_BACKEND_UNAVAILABLE, NOT_BUILT);
+}
+void advi_cuda_poisson_plan_fini(adv_poisson_plan *plan) { (void)plan; }
+
+/* Sampling module (host/sampling_internal.h): no CUDA operation table. */
+#include "sampling_internal.h"
+const advi_sampling_ops *advi_cuda_sampling_ops(void) { return NULL; }
+
+/* Benamou-Brenier module (host/bbot_internal.h): no CUDA operation table. */
+#include "bbot_internal.h"
+const advi_bbot_ops *advi_cuda_bbot_ops(void) { return NULL; }

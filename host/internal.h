@@ -53,7 +53,20 @@ struct adv_interaction_plan {
 adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void *data,
                            size_t count, int allow_neg_inf, int *ok);
 
+/* ---- Poisson plans (host/poisson.c) ---- */
+struct adv_poisson_plan {
+    adv_context *ctx;
+    adv_poisson_desc desc;
+    size_t cells;         /* Π shape: elements of one right-hand side */
+    int singular;         /* c == 0 and no Dirichlet axis: the zero mode is undefined */
+    double mean_tolerance; /* resolved (desc->mean_tolerance or the precision's default) */
+    void *backend_state;  /* owned by the backend */
+};
+
 /* ---- CPU backend (host/cpu/) ---- */
+adv_status advi_cpu_poisson_plan_init(adv_poisson_plan *plan);
+adv_status advi_cpu_poisson_execute(adv_poisson_plan *plan, const void *f, void *u);
+void advi_cpu_poisson_plan_fini(adv_poisson_plan *plan);
 adv_status advi_cpu_interaction(adv_context *ctx, const adv_interaction_desc *desc,
                                 const void *x, const void *y, const void *beta, const void *w,
                                 void *lse, void *out);
@@ -86,6 +99,9 @@ void advi_cuda_interaction_plan_fini(adv_interaction_plan *plan);
  * synchronises the context's stream. */
 adv_status advi_cuda_all_finite(adv_context *ctx, adv_precision precision, const void *data,
                                 size_t count, int allow_neg_inf, int *ok);
+adv_status advi_cuda_poisson_plan_init(adv_poisson_plan *plan);
+adv_status advi_cuda_poisson_execute(adv_poisson_plan *plan, const void *f, void *u);
+void advi_cuda_poisson_plan_fini(adv_poisson_plan *plan);
 adv_status advi_cuda_random_fill(adv_context *ctx, adv_precision precision, int normal,
                                  uint64_t seed, uint32_t stream, uint64_t first_index,
                                  uint32_t counter, int64_t n, void *out);

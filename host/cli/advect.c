@@ -1,6 +1,7 @@
 /* The advect command-line tool. Subcommands: info (version, build, usable devices).
  * Exit codes: 0 success, 2 bad usage or input (one-line reason on stderr), 1 internal failure. */
 #include "advect/advect.h"
+#include "commands.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,9 @@ static void usage(FILE *f) {
             "usage: advect <command> [options]\n"
             "commands:\n"
             "  info      version, build information and usable devices\n"
+            "  sample    draw samples of a point cloud along its exact flow field\n"
+            "  poisson   solve (c - Laplacian) u = f on a grid (FFT; periodic/Neumann/Dirichlet)\n"
+            "  bbot      dynamic optimal transport between two densities (Benamou-Brenier)\n"
             "  help      this message\n");
 }
 
@@ -70,6 +74,9 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "poisson")) return advect_cmd_poisson(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bbot")) return advect_cmd_bbot(argc - 2, argv + 2);
+    if (!strcmp(cmd, "sample")) return advect_cmd_sample(argc - 2, argv + 2);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

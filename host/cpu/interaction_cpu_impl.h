@@ -194,7 +194,10 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     const int64_t e = out ? desc->value_dim : 0; // values are only needed for out
     const int64_t nkb = (M + ADV_CPU_KB - 1) / ADV_CPU_KB, Mpad = nkb * ADV_CPU_KB;
     const int64_t ngroups = (N + ADV_CPU_QB - 1) / ADV_CPU_QB;
-    const int threads = advi_cpu_threads(ctx);
+    // Small problems run on fewer threads: waking a team costs more than ~1e5 pairs of work.
+    const double work = (double)B * (double)N * (double)M * (double)(d + e + 8);
+    int threads = advi_cpu_threads(ctx);
+    if (work < 2e6 * threads) threads = work < 2e6 ? 1 : (int)(work / 2e6);
     // Split keys when there are too few query groups to keep every thread busy.
     int64_t splits = 1;
     if (ngroups < 4 * (int64_t)threads && !desc->causal) {

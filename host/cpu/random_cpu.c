@@ -11,12 +11,12 @@ adv_status advi_cpu_random_fill(adv_context *ctx, adv_precision precision, int n
     const int threads = advi_cpu_threads(ctx);
     if (precision == ADV_FLOAT32) {
         float *o = out;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads) if (n > 16384)
         for (int64_t i = 0; i < n; ++i)
             o[i] = adv_rng_draw_f32(normal, seed, stream, first_index + (uint64_t)i, counter);
     } else {
         double *o = out;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads) if (n > 16384)
         for (int64_t i = 0; i < n; ++i)
             o[i] = adv_rng_draw_f64(normal, seed, stream, first_index + (uint64_t)i, counter);
     }
@@ -28,12 +28,12 @@ int advi_cpu_all_finite(adv_precision precision, const void *data, size_t count,
     int bad = 0;
     if (precision == ADV_FLOAT32) {
         const float *p = data;
-#pragma omp parallel for reduction(| : bad) schedule(static)
+#pragma omp parallel for reduction(| : bad) schedule(static) if (count > 65536)
         for (size_t i = 0; i < count; ++i)
             bad |= !(isfinite(p[i]) || (allow_neg_inf && p[i] == -INFINITY));
     } else {
         const double *p = data;
-#pragma omp parallel for reduction(| : bad) schedule(static)
+#pragma omp parallel for reduction(| : bad) schedule(static) if (count > 65536)
         for (size_t i = 0; i < count; ++i)
             bad |= !(isfinite(p[i]) || (allow_neg_inf && p[i] == -INFINITY));
     }

@@ -5,5 +5,9 @@
 #include "advect/core.h"
 #include "advect/interaction.h"
 #include "advect/random.h"
+#include "advect/field.h"
+#include "advect/sampler.h"
+#include "advect/poisson.h"
+#include "advect/bbot.h"
 
 #endif

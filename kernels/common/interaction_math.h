@@ -59,4 +59,13 @@ ADV_HD double adv_merge_state_f64(double *m_a, double *s_a, double m_b, double s
     return m;
 }
 
+/* exp(score - m) through exp2, the GPU's native exponential (CUDA kernels, float32): one
+ * multiply by log2(e) of the non-positive difference. The error grows with |score - m|, so
+ * it stays within a few ulp where terms matter (score near m). Needs a finite m >= score;
+ * score = -Inf gives exp2(-Inf) = 0, so for a finite m it equals adv_softmax_term_f32 up to
+ * rounding. */
+ADV_HD float adv_softmax_term_exp2_f32(float score, float m) {
+    return exp2f((score - m) * 1.44269504088896341f);
+}
+
 #endif

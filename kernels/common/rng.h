@@ -17,15 +17,16 @@ ADV_HD philox4x32_ctr_t adv_rng_block(uint64_t seed, uint32_t stream, uint64_t b
     return philox4x32(ctr, key);
 }
 
-/* Uniform in (0, 1) from 24 bits: (k + 0.5) 2^-24, never 0 or 1. */
+/* Uniform in (0, 1) from 23 bits: (k + 0.5) 2^-23 is exact in float and lies in
+ * [2^-24, 1 - 2^-24], never 0 or 1 (with 24 bits the top value would round to 1). */
 ADV_HD float adv_rng_u32_to_unit_f32(uint32_t x) {
-    return ((float)(x >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    return ((float)(x >> 9) + 0.5f) * (1.0f / 8388608.0f);
 }
 
-/* Uniform in (0, 1) from 53 bits of two words. */
+/* Uniform in (0, 1) from 52 bits of two words: (k + 0.5) 2^-52, exact in double. */
 ADV_HD double adv_rng_u64_to_unit_f64(uint32_t hi, uint32_t lo) {
-    uint64_t k = ((uint64_t)hi << 21) ^ (uint64_t)(lo >> 11);
-    return ((double)k + 0.5) * (1.0 / 9007199254740992.0);
+    uint64_t k = ((uint64_t)(hi >> 12) << 32) | (uint64_t)lo;
+    return ((double)k + 0.5) * (1.0 / 4503599627370496.0);
 }
 
 /* Four float32 uniforms from one block. */

@@ -1,0 +1,301 @@
+/* CUDA backend of the interaction sum: the plan chooses a path and allocates bounded device
+ * workspaces (and, for large d, a cuBLAS handle bound to the context's stream); execution
+ * queues kernels and GEMMs on that stream and returns without waiting. The GPU twin of
+ * host/cpu/interaction_cpu.c; kernels in kernels/cuda/interaction.cu; the design and its
+ * numbers are in docs/cuda-interaction.md. Nothing of size N x M is ever allocated. */
+#include "cuda_internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+/* Tunables (overridable at compile time, e.g. to exercise several tiles in small tests). */
+/* Direct kernel for d < 64; from 64 on the dot products come from cuBLAS (float32-exact
+ * GEMMs), where they beat the per-thread loop. */
+#ifndef GEMM_MIN_DIM
+#define GEMM_MIN_DIM 64
+#endif
+#if GEMM_MIN_DIM > ADVK_DIRECT_MAX_DIM + 1
+#error "the direct kernel cannot take every dim below GEMM_MIN_DIM"
+#endif
+/* Split-key variant: used when the direct kernel would launch fewer than 2 blocks per SM;
+ * each split keeps at least SPLIT_MIN_KEYS keys, and the partial states stay within
+ * SPLIT_WORKSPACE bytes. */
+#ifndef SPLIT_MIN_KEYS
+#define SPLIT_MIN_KEYS 1024
+#endif
+#define SPLIT_MAX 256
+#define SPLIT_WORKSPACE ((size_t)256 << 20)
+#define SPLIT_KEY_ALIGN 32 /* keys per split: a whole number of key tiles */
+/* GEMM path tiles: TQ queries x TK keys of scores per batch entry, and as many batch entries
+ * per step as fit in GEMM_TILE_ELEMS scores (16 MiB in float32). */
+#ifndef GEMM_TQ
+#define GEMM_TQ 4096
+#endif
+#ifndef GEMM_TK
+#define GEMM_TK 1024
+#endif
+#ifndef GEMM_TILE_ELEMS
+#define GEMM_TILE_ELEMS ((int64_t)1 << 22)
+#endif
+
+enum { PATH_DIRECT = 0, PATH_GEMM = 1 };
+
+typedef struct cuda_plan {
+    int path;
+    /* direct path */
+    int splits;
+    int64_t keys_per_split;
+    void *partial; /* splits x B x N x (2 + e) reals when splits > 1 */
+    /* GEMM path */
+    cublasHandle_t blas;
+    int64_t tq, tk, bchunk;
+    void *scores;         /* bchunk x tq x tk */
+    void *mstate, *sstate; /* bchunk x tq each */
+    void *xnorm, *ynorm;  /* SQDIST: bchunk x N and bchunk x M */
+} cuda_plan;
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static adv_status alloc_reals(adv_context *ctx, void **ptr, int64_t count, size_t elem,
+                              const char *what) {
+    size_t bytes = 0;
+    if (count < 0 || !advi_mul_size(&bytes, (size_t)count, elem))
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "CUDA %s workspace size overflows", what);
+    return advi_cuda_malloc(ctx, bytes, ptr);
+}
+
+static void release(adv_context *ctx, cuda_plan *cp) {
+    void *bufs[] = {cp->partial, cp->scores, cp->mstate, cp->sstate, cp->xnorm, cp->ynorm};
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; ++k)
+        if (bufs[k]) (void)advi_cuda_free(ctx, bufs[k]);
+    if (cp->blas) (void)cublasDestroy(cp->blas);
+    free(cp);
+}
+
+/* Number of key splits for the direct path (1 = none): enough blocks for ~4 per SM when the
+ * query tiles alone give fewer than 2 per SM, within the key and workspace bounds. */
+static int choose_splits(const adv_interaction_desc *d, int sms, int64_t *keys_per_split) {
+    int qb = 0, ec = 0;
+    advk_interaction_direct_shape((int)d->precision, d->dim, d->value_dim, &qb, &ec);
+    const int64_t vchunks = ec > 0 ? ceil_div64(d->value_dim, ec) : 1;
+    const int64_t blocks = d->batch * ceil_div64(d->n_queries, qb) * vchunks;
+    *keys_per_split = d->n_keys;
+    if (sms < 1 || blocks >= 2 * (int64_t)sms || d->n_keys < 2 * SPLIT_MIN_KEYS) return 1;
+    int64_t splits = ceil_div64(4 * (int64_t)sms, blocks);
+    splits = min64(splits, d->n_keys / SPLIT_MIN_KEYS);
+    splits = min64(splits, SPLIT_MAX);
+    size_t per_split = 0;
+    if (!advi_mul_size(&per_split, (size_t)d->batch, (size_t)d->n_queries) ||
+        !advi_mul_size(&per_split, per_split, (size_t)(2 + d->value_dim)) ||
+        !advi_mul_size(&per_split, per_split, advi_real_size(d->precision)))
+        return 1;
+    splits = min64(splits, (int64_t)(SPLIT_WORKSPACE / per_split));
+    if (splits < 2) return 1;
+    int64_t kps = ceil_div64(d->n_keys, splits);
+    kps = ceil_div64(kps, SPLIT_KEY_ALIGN) * SPLIT_KEY_ALIGN;
+    splits = ceil_div64(d->n_keys, kps); // no empty trailing split
+    if (splits < 2) return 1;
+    *keys_per_split = kps;
+    return (int)splits;
+}
+
+static adv_status plan_init_on_device(adv_interaction_plan *plan, cuda_plan *cp) {
+    adv_context *ctx = plan->ctx;
+    const adv_interaction_desc *d = &plan->desc;
+    const size_t elem = advi_real_size(d->precision);
+    const int64_t B = d->batch, N = d->n_queries, M = d->n_keys, E = d->value_dim;
+
+    if (d->dim < GEMM_MIN_DIM) {
+        cp->path = PATH_DIRECT;
+        int sms = 0;
+        ADVI_CUDA_CHECK(ctx, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
+                                                    ctx->device_id));
+        cp->splits = choose_splits(d, sms, &cp->keys_per_split);
+        if (cp->splits > 1) {
+            const int64_t count = (int64_t)cp->splits * B * N * (2 + E);
+            adv_status st = alloc_reals(ctx, &cp->partial, count, elem, "split-key state");
+            if (st != ADV_OK) return st;
+        }
+        advi_log(ctx, ADV_LOG_DEBUG, "CUDA interaction plan: direct kernel, %d key split%s of %lld keys",
+                 cp->splits, cp->splits == 1 ? "" : "s", (long long)cp->keys_per_split);
+        return ADV_OK;
+    }
+
+    cp->path = PATH_GEMM;
+    if (d->dim > INT_MAX || E > INT_MAX)
+        return advi_fail(ctx, ADV_ERR_UNSUPPORTED,
+                         "dim (%lld) and value_dim (%lld) must fit in an int for cuBLAS",
+                         (long long)d->dim, (long long)E);
+    cp->tq = min64(N, GEMM_TQ);
+    cp->tk = min64(M, GEMM_TK);
+    cp->bchunk = min64(B, GEMM_TILE_ELEMS / (cp->tq * cp->tk));
+    if (cp->bchunk < 1) cp->bchunk = 1;
+    adv_status st = alloc_reals(ctx, &cp->scores, cp->bchunk * cp->tq * cp->tk, elem, "score tile");
+    if (st == ADV_OK) st = alloc_reals(ctx, &cp->mstate, cp->bchunk * cp->tq, elem, "row maximum");
+    if (st == ADV_OK) st = alloc_reals(ctx, &cp->sstate, cp->bchunk * cp->tq, elem, "row sum");
+    if (st == ADV_OK && d->kernel == ADV_KERNEL_SQDIST) {
+        st = alloc_reals(ctx, &cp->xnorm, cp->bchunk * N, elem, "query norm");
+        if (st == ADV_OK) st = alloc_reals(ctx, &cp->ynorm, cp->bchunk * M, elem, "key norm");
+    }
+    if (st != ADV_OK) return st;
+    ADVI_CUBLAS_CHECK(ctx, cublasCreate(&cp->blas));
+    ADVI_CUBLAS_CHECK(ctx, cublasSetStream(cp->blas, advi_cuda_stream(ctx)));
+    // Plain float32/float64 arithmetic (no TF32 or other reduced-precision tensor-core
+    // modes): SQDIST scores come from |gamma x|^2 + |y|^2 - 2<gamma x, y>, whose cancellation
+    // reduced precision would turn into large score errors when lambda is large.
+    ADVI_CUBLAS_CHECK(ctx, cublasSetMathMode(cp->blas, CUBLAS_PEDANTIC_MATH));
+    advi_log(ctx, ADV_LOG_DEBUG,
+             "CUDA interaction plan: GEMM path, tiles of %lld queries x %lld keys, %lld batch entries per step",
+             (long long)cp->tq, (long long)cp->tk, (long long)cp->bchunk);
+    return ADV_OK;
+}
+
+adv_status advi_cuda_interaction_plan_init(adv_interaction_plan *plan) {
+    adv_context *ctx = plan->ctx;
+    plan->backend_state = NULL;
+    cuda_plan *cp = calloc(1, sizeof *cp);
+    if (!cp) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "CUDA interaction plan");
+    advi_device_guard g;
+    adv_status st = advi_device_enter(ctx, ctx->device_id, &g);
+    if (st != ADV_OK) {
+        free(cp);
+        return st;
+    }
+    st = plan_init_on_device(plan, cp);
+    if (st != ADV_OK)
+        release(ctx, cp);
+    else
+        plan->backend_state = cp;
+    advi_device_leave(&g);
+    return st;
+}
+
+void advi_cuda_interaction_plan_fini(adv_interaction_plan *plan) {
+    cuda_plan *cp = plan->backend_state;
+    if (!cp) return;
+    adv_context *ctx = plan->ctx;
+    advi_device_guard g;
+    const int entered = advi_device_enter(ctx, ctx->device_id, &g) == ADV_OK;
+    // Executions may still be running on the stream: the workspaces must outlive them
+    // (allocator hooks free immediately; cudaFree would not wait for this stream alone).
+    (void)cudaStreamSynchronize(advi_cuda_stream(ctx));
+    release(ctx, cp);
+    plan->backend_state = NULL;
+    if (entered) advi_device_leave(&g);
+}
+
+/* C = alpha op(A) op(B) + beta C for `count` matrices at fixed strides (column-major). */
+static cublasStatus_t gemm_strided(cublasHandle_t h, int f64, cublasOperation_t ta,
+                                   cublasOperation_t tb, int m, int n, int k, double alpha,
+                                   const void *A, int lda, long long sa, const void *B, int ldb,
+                                   long long sb, double beta, void *C, int ldc, long long sc,
+                                   int count) {
+    if (f64)
+        return cublasDgemmStridedBatched(h, ta, tb, m, n, k, &alpha, A, lda, sa, B, ldb, sb,
+                                         &beta, C, ldc, sc, count);
+    const float af = (float)alpha, bf = (float)beta;
+    return cublasSgemmStridedBatched(h, ta, tb, m, n, k, &af, A, lda, sa, B, ldb, sb, &bf, C, ldc,
+                                     sc, count);
+}
+
+/* Large-d path. For each chunk of batch entries, query tile and key tile:
+ *   scores(j, i) = <gamma x_i, y_j>            GEMM: (kc x d) (d x qc), column-major view
+ *   update: scores -> exp(s_ij - m_i), (m, s) updated, out rows rescaled
+ *   out_i += sum_j scores(j, i) w_j            GEMM: (e x kc) (kc x qc), accumulating in out
+ * and after the last key tile lse and out are finalised in place. */
+static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
+                               const advk_interaction_args *a) {
+    cudaStream_t stream = advi_cuda_stream(ctx);
+    const int f64 = a->precision == ADV_FLOAT64;
+    const size_t elem = f64 ? 8 : 4;
+    const int64_t B = a->batch, N = a->n, M = a->m, D = a->d, E = a->e;
+    const int sq = a->kernel == ADV_KERNEL_SQDIST;
+    const char *x = a->x, *y = a->y, *w = a->w;
+    char *out = a->out;
+    cudaError_t err;
+    cublasStatus_t bst;
+
+    for (int64_t b0 = 0; b0 < B; b0 += cp->bchunk) {
+        const int64_t bc = min64(cp->bchunk, B - b0);
+        if (sq) {
+            err = advk_sq_norms(a->precision, x + (size_t)(b0 * N * D) * elem, bc * N, D, a->gamma,
+                                cp->xnorm, stream);
+            if (err != cudaSuccess) return advi_cuda_error(ctx, err, "query norm kernel launch");
+            err = advk_sq_norms(a->precision, y + (size_t)(b0 * M * D) * elem, bc * M, D, 1.0,
+                                cp->ynorm, stream);
+            if (err != cudaSuccess) return advi_cuda_error(ctx, err, "key norm kernel launch");
+        }
+        for (int64_t q0 = 0; q0 < N; q0 += cp->tq) {
+            const int64_t qc = min64(cp->tq, N - q0);
+            // Causal: keys past the tile's last query are masked for all of its queries.
+            const int64_t kend = a->causal ? min64(M, q0 + qc) : M;
+            advk_tile t = {b0, bc, q0, qc, 0, 0, cp->tq, cp->tk, 1, cp->scores,
+                           cp->xnorm, cp->ynorm, cp->mstate, cp->sstate};
+            for (int64_t k0 = 0; k0 < kend; k0 += cp->tk) {
+                t.k0 = k0;
+                t.kc = min64(cp->tk, kend - k0);
+                t.first = k0 == 0;
+                bst = gemm_strided(cp->blas, f64, CUBLAS_OP_T, CUBLAS_OP_N, (int)t.kc, (int)qc,
+                                   (int)D, sq ? a->gamma : 1.0, y + (size_t)((b0 * M + k0) * D) * elem,
+                                   (int)D, (long long)(M * D), x + (size_t)((b0 * N + q0) * D) * elem,
+                                   (int)D, (long long)(N * D), 0.0, cp->scores, (int)cp->tk,
+                                   (long long)(cp->tq * cp->tk), (int)bc);
+                if (bst != CUBLAS_STATUS_SUCCESS)
+                    return advi_cublas_error(ctx, bst, f64 ? "cublasDgemmStridedBatched (scores)"
+                                                           : "cublasSgemmStridedBatched (scores)");
+                err = advk_interaction_tile_update(a, &t, stream);
+                if (err != cudaSuccess) return advi_cuda_error(ctx, err, "tile update kernel launch");
+                if (E > 0) {
+                    bst = gemm_strided(cp->blas, f64, CUBLAS_OP_N, CUBLAS_OP_N, (int)E, (int)qc,
+                                       (int)t.kc, 1.0, w + (size_t)((b0 * M + k0) * E) * elem, (int)E,
+                                       (long long)(M * E), cp->scores, (int)cp->tk,
+                                       (long long)(cp->tq * cp->tk), 1.0,
+                                       out + (size_t)((b0 * N + q0) * E) * elem, (int)E,
+                                       (long long)(N * E), (int)bc);
+                    if (bst != CUBLAS_STATUS_SUCCESS)
+                        return advi_cublas_error(ctx, bst,
+                                                 f64 ? "cublasDgemmStridedBatched (values)"
+                                                     : "cublasSgemmStridedBatched (values)");
+                }
+            }
+            err = advk_interaction_tile_finalize(a, &t, stream);
+            if (err != cudaSuccess) return advi_cuda_error(ctx, err, "tile finalize kernel launch");
+        }
+    }
+    return ADV_OK;
+}
+
+static adv_status execute_on_device(adv_interaction_plan *plan, const void *x, const void *y,
+                                    const void *beta, const void *w, void *lse, void *out) {
+    adv_context *ctx = plan->ctx;
+    const cuda_plan *cp = plan->backend_state;
+    const adv_interaction_desc *d = &plan->desc;
+    advk_interaction_args a = {(int)d->precision, (int)d->kernel, d->causal,
+                               d->batch, d->n_queries, d->n_keys, d->dim,
+                               out ? d->value_dim : 0, d->lambda, d->gamma,
+                               x, y, beta, out ? w : NULL, lse, out};
+    if (cp->path == PATH_GEMM) return execute_gemm(ctx, cp, &a);
+    cudaStream_t stream = advi_cuda_stream(ctx);
+    cudaError_t err = advk_interaction_direct(&a, cp->splits, cp->keys_per_split, cp->partial, stream);
+    if (err != cudaSuccess) return advi_cuda_error(ctx, err, "interaction kernel launch");
+    if (cp->splits > 1) {
+        err = advk_interaction_merge(&a, cp->splits, cp->partial, stream);
+        if (err != cudaSuccess) return advi_cuda_error(ctx, err, "split-key merge kernel launch");
+    }
+    return ADV_OK;
+}
+
+adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, const void *x,
+                                         const void *y, const void *beta, const void *w,
+                                         void *lse, void *out) {
+    adv_context *ctx = plan->ctx;
+    if (!plan->backend_state)
+        return advi_fail(ctx, ADV_ERR_INTERNAL, "CUDA interaction plan has no backend state");
+    advi_device_guard g;
+    adv_status st = advi_device_enter(ctx, ctx->device_id, &g);
+    if (st != ADV_OK) return st;
+    st = execute_on_device(plan, x, y, beta, w, lse, out);
+    advi_device_leave(&g);
+    return st;
+}

@@ -1,0 +1,152 @@
+/* Public Poisson-plan entry points: checks of the description and of the pointers, and
+ * dispatch to the CPU backend (host/cpu/poisson_cpu.c, FFTW) or the CUDA backend
+ * (host/cuda/poisson_cuda.c, cuFFT). The checks that need the data (finite values, zero mean
+ * in the singular case) run in the backends, before anything is written to u. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+adv_status adv_poisson_default_desc(adv_poisson_desc *desc) {
+    if (!desc) return ADV_ERR_NULL_POINTER;
+    memset(desc, 0, sizeof *desc);
+    desc->struct_size = sizeof *desc;
+    desc->precision = ADV_FLOAT32;
+    desc->ndim = 2;
+    for (int a = 0; a < ADV_POISSON_MAX_DIM; ++a) {
+        desc->shape[a] = 1;
+        desc->spacing[a] = 1.0;
+        desc->bc[a] = ADV_BC_PERIODIC;
+    }
+    desc->shift = 0.0;
+    desc->batch = 1;
+    desc->mean_policy = ADV_POISSON_REQUIRE_ZERO_MEAN;
+    desc->mean_tolerance = 0.0;
+    desc->check_finite = 1;
+    desc->effort = ADV_FFT_MEASURE;
+    return ADV_OK;
+}
+
+static adv_status check_desc(adv_context *ctx, const adv_poisson_desc *d, size_t *cells) {
+    if (d->struct_size != sizeof *d)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                         "desc->struct_size is %zu, expected %zu (use adv_poisson_default_desc)",
+                         d->struct_size, sizeof *d);
+    if (d->precision != ADV_FLOAT32 && d->precision != ADV_FLOAT64)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->precision %d is not a precision",
+                         (int)d->precision);
+    if (d->ndim < 1 || d->ndim > ADV_POISSON_MAX_DIM)
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "desc->ndim is %d, must be 1..%d", d->ndim,
+                         ADV_POISSON_MAX_DIM);
+    if (d->batch < 1)
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "desc->batch is %lld, must be >= 1",
+                         (long long)d->batch);
+    size_t n = 1;
+    for (int a = 0; a < d->ndim; ++a) {
+        if (d->shape[a] < 1)
+            return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "desc->shape[%d] is %lld, must be >= 1",
+                             a, (long long)d->shape[a]);
+        if (!advi_mul_size(&n, n, (size_t)d->shape[a]))
+            return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "grid size overflows size_t");
+        if (!isfinite(d->spacing[a]))
+            return advi_fail(ctx, ADV_ERR_NONFINITE, "desc->spacing[%d] is not finite", a);
+        if (!(d->spacing[a] > 0.0))
+            return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                             "desc->spacing[%d] is %g, must be > 0", a, d->spacing[a]);
+        if (d->bc[a] != ADV_BC_PERIODIC && d->bc[a] != ADV_BC_NEUMANN &&
+            d->bc[a] != ADV_BC_DIRICHLET)
+            return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->bc[%d] is %d, not a boundary",
+                             a, (int)d->bc[a]);
+    }
+    // The batch of arrays must be addressable in bytes, and index arithmetic uses int64.
+    size_t bytes = 0;
+    if (!advi_mul_size(&bytes, n, (size_t)d->batch) || !advi_mul_size(&bytes, bytes, 8) ||
+        bytes > (size_t)INT64_MAX)
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE,
+                         "batch x grid size overflows the address space");
+    if (!isfinite(d->shift)) return advi_fail(ctx, ADV_ERR_NONFINITE, "desc->shift is not finite");
+    if (!(d->shift >= 0.0))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->shift is %g, must be >= 0",
+                         d->shift);
+    if (d->mean_policy != ADV_POISSON_REQUIRE_ZERO_MEAN &&
+        d->mean_policy != ADV_POISSON_PROJECT_MEAN)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->mean_policy %d is not a policy",
+                         (int)d->mean_policy);
+    if (!isfinite(d->mean_tolerance))
+        return advi_fail(ctx, ADV_ERR_NONFINITE, "desc->mean_tolerance is not finite");
+    if (!(d->mean_tolerance >= 0.0))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                         "desc->mean_tolerance is %g, must be >= 0", d->mean_tolerance);
+    if (d->effort != ADV_FFT_ESTIMATE && d->effort != ADV_FFT_MEASURE)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->effort %d is not an FFT effort",
+                         (int)d->effort);
+    *cells = n;
+    return ADV_OK;
+}
+
+adv_status adv_poisson_plan_create(adv_context *ctx, const adv_poisson_desc *desc,
+                                   adv_poisson_plan **plan) {
+    if (!ctx) return ADV_ERR_NULL_POINTER;
+    advi_clear_error(ctx);
+    if (!plan) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "plan is NULL");
+    *plan = NULL;
+    if (!desc) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "desc is NULL");
+    size_t cells = 0;
+    adv_status st = check_desc(ctx, desc, &cells);
+    if (st != ADV_OK) return st;
+
+    adv_poisson_plan *p = calloc(1, sizeof *p);
+    if (!p) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "Poisson plan");
+    p->ctx = ctx;
+    p->desc = *desc;
+    // Entries past ndim are normalised so that backends may loop over all four axes.
+    for (int a = desc->ndim; a < ADV_POISSON_MAX_DIM; ++a) {
+        p->desc.shape[a] = 1;
+        p->desc.spacing[a] = 1.0;
+        p->desc.bc[a] = ADV_BC_PERIODIC;
+    }
+    p->cells = cells;
+    int any_dirichlet = 0;
+    for (int a = 0; a < desc->ndim; ++a) any_dirichlet |= desc->bc[a] == ADV_BC_DIRICHLET;
+    p->singular = desc->shift == 0.0 && !any_dirichlet;
+    p->mean_tolerance = desc->mean_tolerance > 0.0 ? desc->mean_tolerance
+                        : desc->precision == ADV_FLOAT64 ? 1e-10
+                                                         : 1e-5;
+    st = ctx->backend == ADV_BACKEND_CUDA ? advi_cuda_poisson_plan_init(p)
+                                          : advi_cpu_poisson_plan_init(p);
+    if (st != ADV_OK) {
+        free(p);
+        return st;
+    }
+    *plan = p;
+    return ADV_OK;
+}
+
+adv_status adv_poisson_plan_destroy(adv_poisson_plan *plan) {
+    if (!plan) return ADV_OK;
+    if (plan->ctx->backend == ADV_BACKEND_CUDA) advi_cuda_poisson_plan_fini(plan);
+    else advi_cpu_poisson_plan_fini(plan);
+    free(plan);
+    return ADV_OK;
+}
+
+adv_status adv_poisson_execute(adv_poisson_plan *plan, const void *f, void *u) {
+    if (!plan) return ADV_ERR_NULL_POINTER;
+    adv_context *ctx = plan->ctx;
+    advi_clear_error(ctx);
+    if (!f) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "f (right-hand side) is NULL");
+    if (!u) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "u (solution) is NULL");
+    if (ctx->backend == ADV_BACKEND_CUDA) return advi_cuda_poisson_execute(plan, f, u);
+    return advi_cpu_poisson_execute(plan, f, u);
+}
+
+adv_status adv_poisson_solve(adv_context *ctx, const adv_poisson_desc *desc, const void *f,
+                             void *u) {
+    adv_poisson_plan *plan = NULL;
+    adv_status st = adv_poisson_plan_create(ctx, desc, &plan);
+    if (st != ADV_OK) return st;
+    st = adv_poisson_execute(plan, f, u);
+    adv_poisson_plan_destroy(plan);
+    return st;
+}

@@ -1,0 +1,1136 @@
+/* Public sampler entry points (include/advect/sampler.h) and the integrators, written once
+ * against the field evaluation (host/field.c) and the backends' elementwise operations
+ * (advi_sampling_ops). Particles are processed chunk by chunk: each chunk runs the whole
+ * time interval before the next starts, so the workspace is O(chunk * d) whatever N is.
+ *
+ * Determinism: a particle's arithmetic never involves another particle (rows are combined
+ * in double and rounded once, the field is evaluated row by row, the SDE noise is keyed by
+ * (seed, particle, step, stage, dimension)), so results do not depend on the chunk size, the
+ * thread count, or how a run is split into advances or checkpoints.
+ *
+ * DOPRI5 keeps its per-particle controller (time, step, previous error, counters) on the host
+ * in double; the stages are evaluated with per-particle times. */
+#include "sampling_internal.h"
+#include "../kernels/common/sampler_math.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CHUNK 65536
+#define NBUF_MAX 10
+#define FAC_MIN 0.2
+#define FAC_MAX 10.0
+
+enum { P_ACTIVE = 0, P_DONE = 1, P_FAILED = 2 };
+
+struct adv_sampler {
+    adv_context *ctx;
+    adv_field *field;
+    adv_sampler_opts o;
+    adv_field_info info;
+    int64_t d, K;
+    size_t elem, row;
+    double *grid;             /* K + 1 times */
+    const advs_tableau *tab;  /* fixed-step RK methods and DOPRI5 */
+    int exp_end;              /* the last grid step is an exponential step (singular end) */
+    int64_t k_ode;            /* DOPRI5: grid index where the adaptive part ends */
+    int staged;               /* CUDA with particles on the host */
+    /* run state */
+    int running, finished;
+    int64_t n, cs, nchunks;
+    void *z;
+    int64_t chunk;
+    int chunk_started;
+    int64_t step;             /* fixed-step: grid steps done in this chunk; DOPRI5: rounds */
+    int64_t seg;              /* DOPRI5: grid index of the current segment's end */
+    int has_prev;             /* DPM2M: Dprev holds the previous denoiser */
+    double h_prev;            /* DPM2M: previous log-SNR step */
+    adv_sampler_stats stats;
+    /* workspace */
+    advi_buffer work;         /* NBUF_MAX (or fewer) chunk x d buffers */
+    void *buf[NBUF_MAX];
+    advi_buffer zbuf;         /* staged chunk (CUDA, particles on the host) */
+    advi_buffer dvec;         /* context doubles: hvec[cs], err[cs]; then mask[cs] bytes */
+    void *zc;                 /* the chunk being integrated */
+    void *host_rows;          /* host staging of one chunk (snapshots, checkpoints) */
+    /* DOPRI5 host controller of the current chunk */
+    double *dt, *dh, *derrp, *derr, *dhv, *dtt;
+    int64_t *dnacc, *dnrej;
+    unsigned char *dstatus, *dmask, *dland;
+};
+
+/* ---- options ------------------------------------------------------------------------- */
+
+adv_status adv_sampler_default_opts(adv_sampler_opts *o) {
+    if (!o) return ADV_ERR_NULL_POINTER;
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->method = ADV_METHOD_HEUN;
+    o->steps = 100;
+    o->grid = ADV_GRID_UNIFORM;
+    o->t0 = 0.0;
+    o->t1 = 1.0;
+    o->rho = 7.0;
+    o->atol = 1e-6;
+    o->rtol = 1e-6;
+    o->h_min = 1e-10;
+    o->max_steps = 100000;
+    o->safety = 0.9;
+    o->pi_alpha = 0.7 / 5.0;
+    o->pi_beta = 0.4 / 5.0;
+    o->eta = 1.0;
+    o->check_finite = 1;
+    return ADV_OK;
+}
+
+static int is_fixed_rk(adv_method m) {
+    return m == ADV_METHOD_EULER || m == ADV_METHOD_HEUN || m == ADV_METHOD_MIDPOINT ||
+           m == ADV_METHOD_RK4;
+}
+
+static double sched_ratio(const adv_schedule *s, double t) { // r = b / a
+    double ab[4];
+    advi_schedule_eval(s, t, ab);
+    return ab[0] > 0.0 ? ab[1] / ab[0] : HUGE_VAL;
+}
+
+/* t in [lo, hi] with r(t) = target for a decreasing r (bisection). */
+static double ratio_inverse(const adv_schedule *s, double lo, double hi, double target) {
+    for (int it = 0; it < 200 && hi - lo > 0.0; ++it) {
+        double mid = 0.5 * (lo + hi);
+        if (mid <= lo || mid >= hi) break;
+        if (sched_ratio(s, mid) > target)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+static void make_grid(const adv_sampler_opts *o, const adv_schedule *s, int64_t K, double *g) {
+    const double t0 = o->t0, t1 = o->t1;
+    g[0] = t0;
+    if (o->grid == ADV_GRID_COSINE) {
+        for (int64_t k = 1; k < K; ++k)
+            g[k] = t0 + (t1 - t0) * 0.5 * (1.0 - cos(M_PI * (double)k / (double)K));
+    } else if (o->grid == ADV_GRID_KARRAS) {
+        double r0 = sched_ratio(s, t0), r1 = sched_ratio(s, t1);
+        int64_t start = 0, kk = K;
+        if (!(r0 < HUGE_VAL)) { // a_{t0} = 0: the first interval runs to r = 80
+            double rr = sched_ratio(s, t0 + 1e-6 * (t1 - t0));
+            r0 = rr < 80.0 ? rr : 80.0;
+            start = 1;
+            kk = K - 1;
+        }
+        double i0 = pow(r0, 1.0 / o->rho), i1 = pow(r1, 1.0 / o->rho);
+        for (int64_t k = 0; k < kk; ++k) {
+            double r = pow(i0 + (double)k / (double)kk * (i1 - i0), o->rho);
+            if (start + k > 0) g[start + k] = ratio_inverse(s, t0, t1, r);
+        }
+    } else {
+        for (int64_t k = 1; k < K; ++k) g[k] = t0 + (t1 - t0) * (double)k / (double)K;
+    }
+    g[K] = t1;
+}
+
+static adv_status check_opts(adv_context *ctx, const adv_sampler_opts *o, const adv_field *f) {
+#define BAD(...) return advi_fail(ctx, ADV_ERR_INVALID_VALUE, __VA_ARGS__)
+    if (o->method < ADV_METHOD_EULER || o->method > ADV_METHOD_SDE) BAD("method %d is not known", (int)o->method);
+    if (o->grid < ADV_GRID_UNIFORM || o->grid > ADV_GRID_KARRAS) BAD("grid %d is not known", (int)o->grid);
+    if (o->steps < 1 || o->steps > 100000000) BAD("steps = %lld must be in [1, 1e8]", (long long)o->steps);
+    if (!(o->t0 >= 0.0) || !(o->t1 <= 1.0) || !(o->t0 < o->t1))
+        BAD("times need 0 <= t0 < t1 <= 1 (t0 = %g, t1 = %g)", o->t0, o->t1);
+    if (!(o->rho > 0.0) || !isfinite(o->rho)) BAD("rho = %g must be > 0", o->rho);
+    if (o->method == ADV_METHOD_DOPRI5) {
+        if (!(o->atol >= 0.0) || !(o->rtol >= 0.0) || !(o->atol + o->rtol > 0.0) ||
+            !isfinite(o->atol + o->rtol))
+            BAD("atol = %g, rtol = %g: need >= 0, finite, not both 0", o->atol, o->rtol);
+        if (!(o->h_init >= 0.0) || !(o->h_min >= 0.0) || !(o->h_max >= 0.0) ||
+            !isfinite(o->h_init + o->h_min + o->h_max))
+            BAD("h_init, h_min, h_max must be finite and >= 0");
+        if (o->h_max > 0.0 && o->h_min > o->h_max) BAD("h_min = %g > h_max = %g", o->h_min, o->h_max);
+        if (o->max_steps < 1) BAD("max_steps = %lld must be >= 1", (long long)o->max_steps);
+        if (!(o->safety > 0.0 && o->safety <= 1.0)) BAD("safety = %g must be in (0, 1]", o->safety);
+        if (!(o->pi_alpha >= 0.0 && o->pi_alpha <= 1.0) || !(o->pi_beta >= 0.0 && o->pi_beta <= 1.0))
+            BAD("pi_alpha, pi_beta must be in [0, 1]");
+    }
+    if (!(o->eta >= 0.0) || !isfinite(o->eta)) BAD("eta = %g must be finite and >= 0", o->eta);
+    if (o->method == ADV_METHOD_SDE && !(o->t0 > 0.0))
+        BAD("the SDE sampler needs t0 > 0 (its diffusion coefficient is singular at t = 0)");
+    if (o->chunk_size < 0) BAD("chunk_size = %lld must be >= 0", (long long)o->chunk_size);
+    if (o->save_every < 0) BAD("save_every = %lld must be >= 0", (long long)o->save_every);
+    if ((o->trajectory || o->snapshot) && o->save_every == 0)
+        BAD("a trajectory buffer or snapshot callback needs save_every >= 1");
+    if (o->particles_on_host != 0 && o->particles_on_host != 1) BAD("particles_on_host must be 0 or 1");
+    if (o->init_from_source && f->kind == ADV_FIELD_USER)
+        return advi_fail(ctx, ADV_ERR_UNSUPPORTED, "init_from_source: user fields cannot be sampled");
+    int out = f->outputs;
+    if ((o->method == ADV_METHOD_DDIM || o->method == ADV_METHOD_DPM2M) && !(out & ADV_FIELD_DENOISER))
+        return advi_fail(ctx, ADV_ERR_UNSUPPORTED, "DDIM / DPM2M need a field with a denoiser");
+    if (o->method == ADV_METHOD_SDE &&
+        !((out & ADV_FIELD_VELOCITY) && (out & ADV_FIELD_SCORE)))
+        return advi_fail(ctx, ADV_ERR_UNSUPPORTED, "the SDE sampler needs velocity and score");
+    if ((is_fixed_rk(o->method) || o->method == ADV_METHOD_DOPRI5) && !(out & ADV_FIELD_VELOCITY))
+        return advi_fail(ctx, ADV_ERR_UNSUPPORTED, "ODE samplers need a velocity");
+#undef BAD
+    return ADV_OK;
+}
+
+/* g_t^2 of the SDE at t: eta * (user g^2, or 2 sigma^2 b (b a'/a - b')). */
+static double sde_g2(const adv_sampler *s, double t) {
+    if (s->o.diffusion) return s->o.eta * s->o.diffusion(s->o.diffusion_user, t);
+    double ab[4];
+    advi_schedule_eval(&s->info.schedule, t, ab);
+    if (!(ab[0] > 0.0)) return HUGE_VAL;
+    double g2 = 2.0 * s->info.sigma * s->info.sigma * ab[1] * (ab[1] * ab[2] / ab[0] - ab[3]);
+    return s->o.eta * (g2 > 0.0 ? g2 : 0.0); // rounding can give -0 at t = 1
+}
+
+adv_status adv_sampler_create(adv_field *field, const adv_sampler_opts *opts, adv_sampler **out) {
+    if (!field) return ADV_ERR_NULL_POINTER;
+    adv_context *ctx = field->ctx;
+    advi_clear_error(ctx);
+    if (!out) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "sampler (output handle) is NULL");
+    *out = NULL;
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    if (opts) {
+        size_t sz = opts->struct_size;
+        if (sz < sizeof(size_t) || sz > sizeof o)
+            return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                             "opts->struct_size = %zu is invalid (use adv_sampler_default_opts)", sz);
+        memcpy(&o, opts, sz);
+        o.struct_size = sizeof o;
+    }
+    adv_status st = check_opts(ctx, &o, field);
+    if (st != ADV_OK) return st;
+    adv_sampler *s = calloc(1, sizeof *s);
+    if (!s) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "sampler");
+    s->ctx = ctx;
+    s->field = field;
+    s->o = o;
+    s->info.struct_size = sizeof s->info;
+    adv_field_get_info(field, &s->info);
+    s->d = field->d;
+    s->K = o.steps;
+    s->elem = advi_real_size(field->precision);
+    s->row = (size_t)s->d * s->elem;
+    s->staged = ctx->backend == ADV_BACKEND_CUDA && o.particles_on_host;
+    switch (o.method) {
+    case ADV_METHOD_EULER: s->tab = &advs_euler; break;
+    case ADV_METHOD_HEUN: s->tab = &advs_heun; break;
+    case ADV_METHOD_MIDPOINT: s->tab = &advs_midpoint; break;
+    case ADV_METHOD_RK4: s->tab = &advs_rk4; break;
+    case ADV_METHOD_DOPRI5: s->tab = &advs_dopri5; break;
+    default: s->tab = NULL; break;
+    }
+    s->grid = malloc((size_t)(s->K + 1) * sizeof *s->grid);
+    if (!s->grid) {
+        free(s);
+        return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "time grid (%lld steps)", (long long)o.steps);
+    }
+    make_grid(&o, &s->info.schedule, s->K, s->grid);
+    for (int64_t k = 0; k < s->K; ++k)
+        if (!(s->grid[k + 1] > s->grid[k])) {
+            st = advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                           "the time grid is degenerate at step %lld (%.17g, %.17g): fewer steps "
+                           "or another grid", (long long)k, s->grid[k], s->grid[k + 1]);
+            break;
+        }
+    double ab[4];
+    advi_schedule_eval(&s->info.schedule, o.t1, ab);
+    s->exp_end = s->info.singular_end && !(ab[1] > 0.0) && o.method != ADV_METHOD_DDIM &&
+                 o.method != ADV_METHOD_DPM2M;
+    s->k_ode = s->exp_end ? s->K - 1 : s->K;
+    if (st == ADV_OK && o.method == ADV_METHOD_SDE) {
+        for (int64_t k = 0; k + 1 < s->K; ++k) {
+            double g2 = sde_g2(s, s->grid[k]);
+            if (!isfinite(g2) || g2 < 0.0) {
+                st = advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                               "the SDE diffusion g^2 = %g at t = %g is not finite and >= 0", g2,
+                               s->grid[k]);
+                break;
+            }
+        }
+    }
+    if (st != ADV_OK) {
+        free(s->grid);
+        free(s);
+        return st;
+    }
+    *out = s;
+    return ADV_OK;
+}
+
+static void free_controller(adv_sampler *s) {
+    free(s->dt), free(s->dh), free(s->derrp), free(s->derr), free(s->dhv), free(s->dtt);
+    free(s->dnacc), free(s->dnrej), free(s->dstatus), free(s->dmask), free(s->dland);
+    s->dt = s->dh = s->derrp = s->derr = s->dhv = s->dtt = NULL;
+    s->dnacc = s->dnrej = NULL;
+    s->dstatus = s->dmask = s->dland = NULL;
+}
+
+adv_status adv_sampler_destroy(adv_sampler *s) {
+    if (!s) return ADV_OK;
+    advi_buffer_release(s->ctx, &s->work);
+    advi_buffer_release(s->ctx, &s->zbuf);
+    advi_buffer_release(s->ctx, &s->dvec);
+    free(s->host_rows);
+    free_controller(s);
+    free(s->grid);
+    free(s);
+    return ADV_OK;
+}
+
+adv_status adv_sampler_time_grid(const adv_sampler *s, double *times) {
+    if (!s || !times) return ADV_ERR_NULL_POINTER;
+    memcpy(times, s->grid, (size_t)(s->K + 1) * sizeof *times);
+    return ADV_OK;
+}
+
+/* ---- workspace and chunks ------------------------------------------------------------ */
+
+static int nbuf_of(const adv_sampler *s) {
+    switch (s->o.method) {
+    case ADV_METHOD_DOPRI5: return 10; // k1..k7, stage input, new point, error
+    case ADV_METHOD_DDIM:
+    case ADV_METHOD_DPM2M:
+    case ADV_METHOD_SDE: return 2;
+    default: return s->tab->stages + 1 > 2 ? s->tab->stages + 1 : 2;
+    }
+}
+
+static adv_status alloc_run(adv_sampler *s) {
+    adv_context *ctx = s->ctx;
+    const size_t cs = (size_t)s->cs;
+    int nb = nbuf_of(s);
+    adv_status st = advi_buffer_reserve(ctx, &s->work, (size_t)nb * cs * s->row);
+    if (st != ADV_OK) return st;
+    for (int j = 0; j < nb; ++j) s->buf[j] = (char *)s->work.ptr + (size_t)j * cs * s->row;
+    if (s->staged && (st = advi_buffer_reserve(ctx, &s->zbuf, cs * s->row)) != ADV_OK) return st;
+    if ((st = advi_buffer_reserve(ctx, &s->dvec, cs * (2 * sizeof(double) + 1))) != ADV_OK) return st;
+    free(s->host_rows);
+    s->host_rows = malloc(cs * s->row);
+    if (!s->host_rows) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "host staging");
+    free_controller(s);
+    if (s->o.method == ADV_METHOD_DOPRI5) {
+        s->dt = malloc(cs * sizeof(double));
+        s->dh = malloc(cs * sizeof(double));
+        s->derrp = malloc(cs * sizeof(double));
+        s->derr = malloc(cs * sizeof(double));
+        s->dhv = malloc(cs * sizeof(double));
+        s->dtt = malloc(cs * sizeof(double));
+        s->dnacc = malloc(cs * sizeof(int64_t));
+        s->dnrej = malloc(cs * sizeof(int64_t));
+        s->dstatus = malloc(cs);
+        s->dmask = malloc(cs);
+        s->dland = malloc(cs);
+        if (!s->dt || !s->dh || !s->derrp || !s->derr || !s->dhv || !s->dtt || !s->dnacc ||
+            !s->dnrej || !s->dstatus || !s->dmask || !s->dland)
+            return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "controller state");
+    }
+    return ADV_OK;
+}
+
+static double *dev_hvec(adv_sampler *s) { return (double *)s->dvec.ptr; }
+static double *dev_err(adv_sampler *s) { return (double *)s->dvec.ptr + s->cs; }
+static unsigned char *dev_mask(adv_sampler *s) {
+    return (unsigned char *)((double *)s->dvec.ptr + 2 * s->cs);
+}
+
+static void chunk_rows(const adv_sampler *s, int64_t *first, int64_t *cnt) {
+    *first = s->chunk * s->cs;
+    *cnt = s->n - *first < s->cs ? s->n - *first : s->cs;
+}
+
+/* Points zc at the chunk's rows (loading them when staged). */
+static adv_status chunk_attach(adv_sampler *s, int load) {
+    int64_t first, cnt;
+    chunk_rows(s, &first, &cnt);
+    if (!s->staged) {
+        s->zc = (char *)s->z + (size_t)first * s->row;
+        return ADV_OK;
+    }
+    s->zc = s->zbuf.ptr;
+    if (!load) return ADV_OK;
+    return advi_upload(s->ctx, s->zc, (char *)s->z + (size_t)first * s->row, (size_t)cnt * s->row);
+}
+
+static adv_status snapshot(adv_sampler *s, int64_t index, int64_t step, double t) {
+    int64_t first, cnt;
+    chunk_rows(s, &first, &cnt);
+    adv_status st = ADV_OK;
+    const size_t bytes = (size_t)cnt * s->row;
+    if (s->o.trajectory) {
+        char *dst = (char *)s->o.trajectory + ((size_t)index * (size_t)s->n + (size_t)first) * s->row;
+        st = s->staged ? advi_download(s->ctx, dst, s->zc, bytes) : advi_ctx_copy(s->ctx, dst, s->zc, bytes);
+        if (st != ADV_OK) return st;
+    }
+    if (s->o.snapshot) {
+        const void *rows = s->zc;
+        if (s->staged) {
+            if ((st = advi_download(s->ctx, s->host_rows, s->zc, bytes)) != ADV_OK) return st;
+            rows = s->host_rows;
+        }
+        int rc = s->o.snapshot(s->o.snapshot_user, index, step, t, first, cnt, rows);
+        if (rc != 0)
+            return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "the snapshot callback returned %d", rc);
+    }
+    if (index + 1 > s->stats.snapshots) s->stats.snapshots = index + 1;
+    return ADV_OK;
+}
+
+static adv_status eval_count(adv_sampler *s, double t, const double *times, int64_t cnt,
+                             const void *z, void *vel, void *score, void *den) {
+    s->stats.evaluations += 1;
+    s->stats.particle_evaluations += cnt;
+    return advi_field_eval(s->field, t, times, cnt, z, vel, score, den);
+}
+
+/* ---- DOPRI5 -------------------------------------------------------------------------- */
+
+static adv_status dp_init(adv_sampler *s, int64_t cnt) {
+    adv_context *ctx = s->ctx;
+    const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
+    const adv_precision p = s->field->precision;
+    const double t0 = s->grid[0], span = s->grid[s->k_ode] - t0;
+    const double hmax = s->o.h_max > 0.0 ? s->o.h_max : s->o.t1 - s->o.t0;
+    void *k1 = s->buf[0], *y = s->buf[7], *f1 = s->buf[1];
+    adv_status st;
+    for (int64_t i = 0; i < cnt; ++i) {
+        s->dt[i] = t0;
+        s->derrp[i] = 1e-4;
+        s->dnacc[i] = s->dnrej[i] = 0;
+        s->dstatus[i] = P_ACTIVE;
+    }
+    if ((st = eval_count(s, t0, NULL, cnt, s->zc, k1, NULL, NULL)) != ADV_OK) return st;
+    if (s->o.h_init > 0.0) {
+        for (int64_t i = 0; i < cnt; ++i) s->dh[i] = fmin(s->o.h_init, hmax);
+        return ADV_OK;
+    }
+    // Hairer, Norsett & Wanner's starting step (Solving ODEs I, II.4), per particle.
+    double *d0 = s->derr, *d1 = s->dhv, *h0 = s->dtt;
+    if ((st = ops->rms_norm(ctx, p, cnt, s->d, s->zc, s->zc, NULL, s->o.atol, s->o.rtol, dev_err(s))) != ADV_OK ||
+        (st = advi_download(ctx, d0, dev_err(s), (size_t)cnt * sizeof(double))) != ADV_OK ||
+        (st = ops->rms_norm(ctx, p, cnt, s->d, k1, s->zc, NULL, s->o.atol, s->o.rtol, dev_err(s))) != ADV_OK ||
+        (st = advi_download(ctx, d1, dev_err(s), (size_t)cnt * sizeof(double))) != ADV_OK)
+        return st;
+    for (int64_t i = 0; i < cnt; ++i) {
+        double h = (d0[i] < 1e-5 || d1[i] < 1e-5 || !isfinite(d1[i])) ? 1e-6 : 0.01 * d0[i] / d1[i];
+        h0[i] = fmin(fmin(h, hmax), span);
+        s->dh[i] = h0[i];           // staging of h0 for the upload
+        s->dt[i] = t0 + h0[i];      // times of the probe evaluation (reset below)
+    }
+    if ((st = advi_upload(ctx, dev_hvec(s), h0, (size_t)cnt * sizeof(double))) != ADV_OK) return st;
+    const void *b1[1] = {k1};
+    const double one = 1.0;
+    if ((st = ops->lincomb(ctx, p, cnt, s->d, y, 1.0, s->zc, 0.0, dev_hvec(s), 1, &one, b1)) != ADV_OK)
+        return st;
+    if ((st = eval_count(s, 0.0, s->dt, cnt, y, f1, NULL, NULL)) != ADV_OK) return st;
+    const void *b2[2] = {f1, k1};
+    const double c2[2] = {1.0, -1.0};
+    if ((st = ops->lincomb(ctx, p, cnt, s->d, y, 0.0, NULL, 1.0, NULL, 2, c2, b2)) != ADV_OK ||
+        (st = ops->rms_norm(ctx, p, cnt, s->d, y, s->zc, NULL, s->o.atol, s->o.rtol, dev_err(s))) != ADV_OK ||
+        (st = advi_download(ctx, s->derr, dev_err(s), (size_t)cnt * sizeof(double))) != ADV_OK)
+        return st;
+    for (int64_t i = 0; i < cnt; ++i) {
+        double d2 = s->derr[i] / h0[i], m = fmax(d1[i], d2);
+        double h1 = (m <= 1e-15 || !isfinite(m)) ? fmax(1e-6, h0[i] * 1e-3) : pow(0.01 / m, 0.2);
+        double h = fmin(100.0 * h0[i], h1);
+        s->dh[i] = fmin(fmax(h, s->o.h_min), hmax);
+        s->dt[i] = t0;
+    }
+    return ADV_OK;
+}
+
+/* One accept/reject round of the chunk's active particles towards the segment end T. Sets
+ * *segment_done when no particle is active. */
+static adv_status dp_round(adv_sampler *s, int64_t cnt, double T, int *segment_done) {
+    adv_context *ctx = s->ctx;
+    const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
+    const adv_precision p = s->field->precision;
+    const advs_tableau *tb = &advs_dopri5;
+    const double hmax = s->o.h_max > 0.0 ? s->o.h_max : s->o.t1 - s->o.t0;
+    const double t_end = s->grid[s->k_ode];
+    void **k = s->buf, *y = s->buf[7], *ynew = s->buf[8], *err = s->buf[9];
+    adv_status st;
+    int64_t active = 0;
+    for (int64_t i = 0; i < cnt; ++i) {
+        int act = s->dstatus[i] == P_ACTIVE && s->dt[i] < T;
+        s->dland[i] = act && s->dh[i] >= T - s->dt[i];
+        s->dhv[i] = act ? (s->dland[i] ? T - s->dt[i] : s->dh[i]) : 0.0;
+        active += act;
+    }
+    *segment_done = active == 0;
+    if (active == 0) return ADV_OK;
+    if ((st = advi_upload(ctx, dev_hvec(s), s->dhv, (size_t)cnt * sizeof(double))) != ADV_OK) return st;
+    for (int j = 1; j < 7; ++j) {
+        void *in = j == 6 ? ynew : y; // stage 7 is evaluated at the 5th-order solution (FSAL)
+        if ((st = ops->lincomb(ctx, p, cnt, s->d, in, 1.0, s->zc, 0.0, dev_hvec(s), j, tb->a[j],
+                               (const void *const *)k)) != ADV_OK)
+            return st;
+        for (int64_t i = 0; i < cnt; ++i) s->dtt[i] = j == 6 && s->dland[i] ? T : s->dt[i] + tb->c[j] * s->dhv[i];
+        if ((st = eval_count(s, 0.0, s->dtt, cnt, in, k[j], NULL, NULL)) != ADV_OK) return st;
+    }
+    if ((st = ops->lincomb(ctx, p, cnt, s->d, err, 0.0, NULL, 0.0, dev_hvec(s), 7, tb->e,
+                           (const void *const *)k)) != ADV_OK ||
+        (st = ops->rms_norm(ctx, p, cnt, s->d, err, s->zc, ynew, s->o.atol, s->o.rtol, dev_err(s))) != ADV_OK ||
+        (st = advi_download(ctx, s->derr, dev_err(s), (size_t)cnt * sizeof(double))) != ADV_OK)
+        return st;
+    for (int64_t i = 0; i < cnt; ++i) {
+        s->dmask[i] = 0;
+        if (!(s->dhv[i] > 0.0)) continue;
+        double e = s->derr[i], hv = s->dhv[i], hn;
+        if (e <= 1.0) { // accept (a NaN error fails this test and is rejected)
+            s->dmask[i] = 1;
+            s->dt[i] = s->dland[i] ? T : s->dt[i] + hv;
+            s->dnacc[i]++;
+            s->stats.accepted++;
+            double fac = e > 0.0 ? s->o.safety * pow(e, -s->o.pi_alpha) * pow(s->derrp[i], s->o.pi_beta)
+                                 : FAC_MAX;
+            hn = hv * fmin(FAC_MAX, fmax(FAC_MIN, fac));
+            s->derrp[i] = fmax(e, 1e-4);
+        } else {
+            s->dnrej[i]++;
+            s->stats.rejected++;
+            double fac = e < HUGE_VAL ? s->o.safety * pow(e, -s->o.pi_alpha) : FAC_MIN;
+            hn = hv * fmin(1.0, fmax(FAC_MIN, fac));
+        }
+        s->dh[i] = fmin(hn, hmax);
+        if (s->dt[i] >= t_end)
+            s->dstatus[i] = P_DONE;
+        else if (s->dh[i] < s->o.h_min || s->dnacc[i] + s->dnrej[i] >= s->o.max_steps)
+            s->dstatus[i] = P_FAILED;
+    }
+    if ((st = advi_upload(ctx, dev_mask(s), s->dmask, (size_t)cnt)) != ADV_OK ||
+        (st = ops->masked_copy(ctx, p, cnt, s->d, s->zc, ynew, dev_mask(s))) != ADV_OK ||
+        (st = ops->masked_copy(ctx, p, cnt, s->d, k[0], k[6], dev_mask(s))) != ADV_OK)
+        return st;
+    return ADV_OK;
+}
+
+/* ---- steps --------------------------------------------------------------------------- */
+
+/* Exponential (data-prediction) step from t to u: z <- (b_u/b_t) z + (a_u - a_t b_u/b_t) D',
+ * D' = D (DDIM) or (1 + c) D - c Dprev (DPM-Solver++(2M), c = h/(2 h_prev) in log-SNR).
+ * `rows_mask` (host, or NULL): only those rows move (DOPRI5's final step skips failures). */
+static adv_status exp_step(adv_sampler *s, int64_t cnt, double t, double u, int multistep,
+                           const unsigned char *rows_mask) {
+    adv_context *ctx = s->ctx;
+    const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
+    const adv_precision p = s->field->precision;
+    void *D = s->buf[0], *Dprev = s->buf[1];
+    adv_status st = eval_count(s, t, NULL, cnt, s->zc, NULL, NULL, D);
+    if (st != ADV_OK) return st;
+    double at[4], au[4];
+    advi_schedule_eval(&s->info.schedule, t, at);
+    advi_schedule_eval(&s->info.schedule, u, au);
+    double ratio = au[1] / at[1]; // b_t > 0 for t < 1
+    double cd = au[0] - at[0] * ratio;
+    double lt = at[0] > 0.0 ? log(at[0] / at[1]) : -HUGE_VAL;
+    double lu = au[1] > 0.0 ? log(au[0] / au[1]) : HUGE_VAL;
+    double hl = lu - lt, c = 0.0;
+    if (multistep && s->has_prev && isfinite(hl) && isfinite(s->h_prev) && s->h_prev > 0.0)
+        c = hl / (2.0 * s->h_prev);
+    const void *bufs[2] = {D, Dprev};
+    const double coef[2] = {cd * (1.0 + c), -cd * c};
+    void *dst = rows_mask ? s->buf[2] : s->zc;
+    if ((st = ops->lincomb(ctx, p, cnt, s->d, dst, ratio, s->zc, 1.0, NULL, c != 0.0 ? 2 : 1, coef,
+                           bufs)) != ADV_OK)
+        return st;
+    if (rows_mask) {
+        if ((st = advi_upload(ctx, dev_mask(s), rows_mask, (size_t)cnt)) != ADV_OK ||
+            (st = ops->masked_copy(ctx, p, cnt, s->d, s->zc, dst, dev_mask(s))) != ADV_OK)
+            return st;
+    }
+    if (multistep) {
+        s->buf[0] = Dprev; // swap: this step's denoiser becomes the previous one
+        s->buf[1] = D;
+        s->has_prev = 1;
+        s->h_prev = hl;
+    }
+    return ADV_OK;
+}
+
+static adv_status rk_step(adv_sampler *s, int64_t cnt, double t, double h) {
+    adv_context *ctx = s->ctx;
+    const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
+    const adv_precision p = s->field->precision;
+    const advs_tableau *tb = s->tab;
+    void **k = s->buf, *y = s->buf[tb->stages];
+    adv_status st;
+    for (int j = 0; j < tb->stages; ++j) {
+        const void *in = s->zc;
+        if (j > 0) {
+            if ((st = ops->lincomb(ctx, p, cnt, s->d, y, 1.0, s->zc, h, NULL, j, tb->a[j],
+                                   (const void *const *)k)) != ADV_OK)
+                return st;
+            in = y;
+        }
+        if ((st = eval_count(s, t + tb->c[j] * h, NULL, cnt, in, k[j], NULL, NULL)) != ADV_OK) return st;
+    }
+    return ops->lincomb(ctx, p, cnt, s->d, s->zc, 1.0, s->zc, h, NULL, tb->stages, tb->b,
+                        (const void *const *)k);
+}
+
+static adv_status sde_step(adv_sampler *s, int64_t cnt, int64_t first, int64_t k, double t, double h) {
+    adv_context *ctx = s->ctx;
+    const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
+    const adv_precision p = s->field->precision;
+    void *v = s->buf[0], *sc = s->buf[1];
+    double g2 = sde_g2(s, t);
+    adv_status st = eval_count(s, t, NULL, cnt, s->zc, v, sc, NULL);
+    if (st != ADV_OK) return st;
+    const void *bufs[2] = {v, sc};
+    const double c[2] = {h, 0.5 * g2 * h};
+    if ((st = ops->lincomb(ctx, p, cnt, s->d, s->zc, 1.0, s->zc, 1.0, NULL, 2, c, bufs)) != ADV_OK)
+        return st;
+    if (g2 > 0.0)
+        st = ops->add_noise(ctx, p, cnt, s->d, s->zc, sqrt(g2 * h), s->o.seed, 0, (uint32_t)k, first);
+    return st;
+}
+
+/* The noise-free last step of the SDE: exponential when the field has a denoiser. */
+static adv_status ode_last_step(adv_sampler *s, int64_t cnt, double t, double u) {
+    if (s->info.outputs & ADV_FIELD_DENOISER) return exp_step(s, cnt, t, u, 0, NULL);
+    adv_context *ctx = s->ctx;
+    void *v = s->buf[0];
+    adv_status st = eval_count(s, t, NULL, cnt, s->zc, v, NULL, NULL);
+    if (st != ADV_OK) return st;
+    const void *bufs[1] = {v};
+    const double one = 1.0;
+    return advi_sampling_ops_of(ctx)->lincomb(ctx, s->field->precision, cnt, s->d, s->zc, 1.0, s->zc,
+                                              u - t, NULL, 1, &one, bufs);
+}
+
+/* ---- chunk lifecycle ----------------------------------------------------------------- */
+
+static adv_status chunk_start(adv_sampler *s) {
+    int64_t first, cnt;
+    chunk_rows(s, &first, &cnt);
+    adv_status st = chunk_attach(s, !s->o.init_from_source);
+    if (st != ADV_OK) return st;
+    if (s->o.init_from_source &&
+        (st = advi_field_sample(s->field, s->o.t0, s->o.seed, first, cnt, s->zc)) != ADV_OK)
+        return st;
+    s->step = 0;
+    s->has_prev = 0;
+    s->h_prev = 0.0;
+    s->chunk_started = 1;
+    if (s->o.save_every > 0 && (st = snapshot(s, 0, 0, s->grid[0])) != ADV_OK) return st;
+    if (s->o.method == ADV_METHOD_DOPRI5) {
+        s->seg = s->o.save_every > 0 && s->o.save_every < s->k_ode ? s->o.save_every : s->k_ode;
+        if (s->k_ode > 0 && (st = dp_init(s, cnt)) != ADV_OK) return st;
+        if (s->k_ode == 0)
+            for (int64_t i = 0; i < cnt; ++i) { // nothing adaptive: only the exponential step
+                s->dt[i] = s->grid[0];
+                s->dstatus[i] = P_DONE;
+                s->dnacc[i] = s->dnrej[i] = 0;
+            }
+    }
+    return ADV_OK;
+}
+
+static adv_status chunk_finish(adv_sampler *s) {
+    int64_t first, cnt;
+    chunk_rows(s, &first, &cnt);
+    adv_status st = ADV_OK;
+    if (s->staged)
+        st = advi_download(s->ctx, (char *)s->z + (size_t)first * s->row, s->zc, (size_t)cnt * s->row);
+    if (st != ADV_OK) return st;
+    double tmin = s->o.t1;
+    if (s->o.method == ADV_METHOD_DOPRI5) {
+        for (int64_t i = 0; i < cnt; ++i) {
+            if (s->dnacc[i] + (s->exp_end ? 1 : 0) > s->stats.steps)
+                s->stats.steps = s->dnacc[i] + (s->exp_end ? 1 : 0);
+            if (s->dstatus[i] == P_FAILED) {
+                s->stats.failed++;
+                tmin = fmin(tmin, s->dt[i]);
+            }
+        }
+        if (s->exp_end) // the exponential last step
+            for (int64_t i = 0; i < cnt; ++i) s->stats.accepted += s->dstatus[i] != P_FAILED;
+    } else {
+        s->stats.steps = s->K;
+        s->stats.accepted += cnt * s->K;
+    }
+    if (s->stats.particles == 0 || tmin < s->stats.t_reached) s->stats.t_reached = tmin;
+    s->stats.particles += cnt;
+    s->stats.chunks += 1;
+    s->chunk += 1;
+    s->chunk_started = 0;
+    if (s->chunk == s->nchunks) {
+        s->finished = 1;
+        s->stats.completed = 1;
+    }
+    return ADV_OK;
+}
+
+/* One step of the current chunk (see adv_sampler_advance). */
+static adv_status chunk_step(adv_sampler *s) {
+    int64_t first, cnt;
+    chunk_rows(s, &first, &cnt);
+    adv_status st;
+    const int64_t ke = s->o.save_every;
+    if (s->o.method == ADV_METHOD_DOPRI5) {
+        int done = 1;
+        if (s->seg <= s->k_ode && s->k_ode > 0) {
+            if ((st = dp_round(s, cnt, s->grid[s->seg], &done)) != ADV_OK) return st;
+            s->step++;
+        }
+        if (!done) return ADV_OK;
+        if (s->seg <= s->k_ode && s->k_ode > 0) { // segment end reached by every particle
+            if (ke > 0 && s->seg % ke == 0 && (st = snapshot(s, s->seg / ke, s->seg, s->grid[s->seg])) != ADV_OK)
+                return st;
+            if (s->seg < s->k_ode) {
+                s->seg = s->seg + ke < s->k_ode ? s->seg + ke : s->k_ode;
+                return ADV_OK;
+            }
+            s->seg = s->k_ode + 1;
+        }
+        if (s->exp_end) {
+            for (int64_t i = 0; i < cnt; ++i) s->dmask[i] = s->dstatus[i] != P_FAILED;
+            if ((st = exp_step(s, cnt, s->grid[s->K - 1], s->grid[s->K], 0, s->dmask)) != ADV_OK) return st;
+            for (int64_t i = 0; i < cnt; ++i)
+                if (s->dstatus[i] != P_FAILED) s->dt[i] = s->grid[s->K];
+            if (ke > 0 && s->K % ke == 0 && (st = snapshot(s, s->K / ke, s->K, s->grid[s->K])) != ADV_OK)
+                return st;
+        }
+        return chunk_finish(s);
+    }
+    const int64_t k = s->step;
+    const double t = s->grid[k], u = s->grid[k + 1];
+    const int last = k == s->K - 1;
+    if (s->o.method == ADV_METHOD_DDIM || s->o.method == ADV_METHOD_DPM2M)
+        st = exp_step(s, cnt, t, u, s->o.method == ADV_METHOD_DPM2M, NULL);
+    else if (s->o.method == ADV_METHOD_SDE)
+        st = last ? ode_last_step(s, cnt, t, u) : sde_step(s, cnt, first, k, t, u - t);
+    else if (last && s->exp_end)
+        st = exp_step(s, cnt, t, u, 0, NULL);
+    else
+        st = rk_step(s, cnt, t, u - t);
+    if (st != ADV_OK) return st;
+    s->step = k + 1;
+    if (ke > 0 && s->step % ke == 0 && (st = snapshot(s, s->step / ke, s->step, u)) != ADV_OK) return st;
+    if (s->step == s->K) return chunk_finish(s);
+    return ADV_OK;
+}
+
+/* ---- runs ---------------------------------------------------------------------------- */
+
+static adv_status check_particles(adv_sampler *s, int64_t n, void *z) {
+    adv_context *ctx = s->ctx;
+    if (!z) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "z (particles) is NULL");
+    if (n < 1) return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n is %lld, must be >= 1", (long long)n);
+    size_t bytes;
+    if (!advi_mul_size(&bytes, (size_t)n, s->row) || n > INT64_MAX / 8)
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n x d overflows");
+    return ADV_OK;
+}
+
+static adv_status setup_run(adv_sampler *s, int64_t n, void *z) {
+    s->running = 0;
+    s->finished = 0;
+    s->n = n;
+    s->z = z;
+    s->cs = s->o.chunk_size > 0 ? s->o.chunk_size : DEFAULT_CHUNK;
+    if (s->cs > n) s->cs = n;
+    s->nchunks = (n + s->cs - 1) / s->cs;
+    s->chunk = 0;
+    s->chunk_started = 0;
+    s->step = 0;
+    s->seg = 0;
+    s->has_prev = 0;
+    s->h_prev = 0.0;
+    memset(&s->stats, 0, sizeof s->stats);
+    s->stats.struct_size = sizeof s->stats;
+    s->stats.t_reached = s->o.t1;
+    adv_status st = alloc_run(s);
+    if (st != ADV_OK) return st;
+    s->running = 1;
+    return ADV_OK;
+}
+
+adv_status adv_sampler_begin(adv_sampler *s, int64_t n, void *z) {
+    if (!s) return ADV_ERR_NULL_POINTER;
+    advi_clear_error(s->ctx);
+    adv_status st = check_particles(s, n, z);
+    if (st != ADV_OK) return st;
+    if (s->o.check_finite && !s->o.init_from_source) {
+        int ok = 1;
+        size_t count = (size_t)n * (size_t)s->d;
+        if (s->staged)
+            ok = advi_cpu_all_finite(s->field->precision, z, count, 0);
+        else if ((st = advi_all_finite(s->ctx, s->field->precision, z, count, 0, &ok)) != ADV_OK)
+            return st;
+        if (!ok) return advi_fail(s->ctx, ADV_ERR_NONFINITE, "z (initial particles) contains NaN or Inf");
+    }
+    return setup_run(s, n, z);
+}
+
+static void copy_stats(const adv_sampler *s, adv_sampler_stats *out) {
+    if (!out) return;
+    adv_sampler_stats tmp = s->stats;
+    tmp.struct_size = sizeof tmp;
+    size_t sz = out->struct_size >= sizeof(size_t) && out->struct_size <= sizeof tmp ? out->struct_size
+                                                                                     : sizeof tmp;
+    memcpy(out, &tmp, sz);
+    out->struct_size = sz;
+}
+
+adv_status adv_sampler_advance(adv_sampler *s, int64_t max_steps, int *done,
+                               adv_sampler_stats *stats) {
+    if (!s) return ADV_ERR_NULL_POINTER;
+    advi_clear_error(s->ctx);
+    if (done) *done = 0;
+    if (!s->running) return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "no run in progress (call adv_sampler_begin)");
+    if (max_steps < 0) return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "max_steps = %lld < 0", (long long)max_steps);
+    adv_status st = ADV_OK;
+    int64_t budget = max_steps;
+    while (!s->finished && budget > 0) {
+        if (!s->chunk_started && (st = chunk_start(s)) != ADV_OK) break;
+        if ((st = chunk_step(s)) != ADV_OK) break;
+        budget--;
+    }
+    if (st != ADV_OK) s->running = 0; // a failed step leaves the chunk in an unknown state
+    if (done) *done = s->finished;
+    copy_stats(s, stats);
+    return st;
+}
+
+adv_status adv_sampler_run(adv_sampler *s, int64_t n, void *z, adv_sampler_stats *stats) {
+    adv_status st = adv_sampler_begin(s, n, z);
+    if (st != ADV_OK) return st;
+    return adv_sampler_advance(s, INT64_MAX, NULL, stats);
+}
+
+adv_status adv_sampler_progress(const adv_sampler *s, double *fraction) {
+    if (!s || !fraction) return ADV_ERR_NULL_POINTER;
+    if (!s->running || s->nchunks == 0) {
+        *fraction = s->finished ? 1.0 : 0.0;
+        return ADV_OK;
+    }
+    double inner = 0.0;
+    if (s->chunk_started) {
+        if (s->o.method == ADV_METHOD_DOPRI5) {
+            int64_t first, cnt;
+            chunk_rows(s, &first, &cnt);
+            double tmin = s->o.t1;
+            for (int64_t i = 0; i < cnt; ++i)
+                if (s->dstatus[i] == P_ACTIVE) tmin = fmin(tmin, s->dt[i]);
+            inner = (tmin - s->o.t0) / (s->o.t1 - s->o.t0);
+        } else {
+            inner = (double)s->step / (double)s->K;
+        }
+    }
+    *fraction = s->finished ? 1.0 : ((double)s->chunk + inner) / (double)s->nchunks;
+    return ADV_OK;
+}
+
+adv_status adv_sample(adv_field *field, const adv_sampler_opts *opts, int64_t n, void *z,
+                      adv_sampler_stats *stats) {
+    adv_sampler *s = NULL;
+    adv_status st = adv_sampler_create(field, opts, &s);
+    if (st != ADV_OK) return st;
+    st = adv_sampler_run(s, n, z, stats);
+    adv_sampler_destroy(s);
+    return st;
+}
+
+/* ---- checkpoints ----------------------------------------------------------------------
+ * Layout (native little-endian; a byte-order word rejects others):
+ *   "ADVCKPT\0" u32 version u32 0x01020304 u64 fingerprint
+ *   i64 n, d, chunk_size, K; i32 precision, method
+ *   i64 chunk, step, seg; i32 chunk_started, has_prev; f64 h_prev
+ *   stats: i64 particles chunks steps accepted rejected evaluations particle_evaluations
+ *          failed snapshots; f64 t_reached; i32 completed
+ *   i64 rows (of the current chunk); i32 has_controller, has_prev_denoiser
+ *   [controller: f64 t[rows] h[rows] errp[rows]; i64 nacc[rows] nrej[rows]; u8 status[rows];
+ *    k1 rows x d]   [previous denoiser rows x d]
+ *   particles n x d
+ *   u64 FNV-1a 64 of every byte before it */
+
+#define CKPT_VERSION 1u
+static const char CKPT_MAGIC[8] = {'A', 'D', 'V', 'C', 'K', 'P', 'T', '\0'};
+
+typedef struct ckpt_io {
+    FILE *fp;
+    uint64_t hash;
+    int err;
+} ckpt_io;
+
+static void fnv(uint64_t *h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; ++i) {
+        *h ^= c[i];
+        *h *= 1099511628211ull;
+    }
+}
+
+static void put(ckpt_io *io, const void *p, size_t n) {
+    if (io->err || n == 0) return;
+    if (fwrite(p, 1, n, io->fp) != n) io->err = 1;
+    fnv(&io->hash, p, n);
+}
+static void put_i64(ckpt_io *io, int64_t v) { put(io, &v, 8); }
+static void put_i32(ckpt_io *io, int32_t v) { put(io, &v, 4); }
+static void put_f64(ckpt_io *io, double v) { put(io, &v, 8); }
+
+static void get(ckpt_io *io, void *p, size_t n) {
+    if (io->err || n == 0) return;
+    if (fread(p, 1, n, io->fp) != n) {
+        io->err = 1;
+        memset(p, 0, n);
+    }
+}
+static int64_t get_i64(ckpt_io *io) { int64_t v = 0; get(io, &v, 8); return v; }
+static int32_t get_i32(ckpt_io *io) { int32_t v = 0; get(io, &v, 4); return v; }
+static double get_f64(ckpt_io *io) { double v = 0; get(io, &v, 8); return v; }
+
+/* Hash of everything a run's result depends on besides the particles. */
+static uint64_t fingerprint(const adv_sampler *s) {
+    uint64_t h = 1469598103934665603ull;
+    const adv_sampler_opts *o = &s->o;
+    int64_t iv[] = {o->method, o->steps, o->grid, o->max_steps, o->diffusion != NULL, (int64_t)o->seed,
+                    o->init_from_source, s->cs, o->save_every, s->info.kind, s->info.precision,
+                    s->info.dim, s->info.n_data, s->info.schedule.kind};
+    double dv[] = {o->t0, o->t1, o->rho, o->atol, o->rtol, o->h_init, o->h_min, o->h_max, o->safety,
+                   o->pi_alpha, o->pi_beta, o->eta, s->info.sigma, s->info.schedule.beta_min,
+                   s->info.schedule.beta_max, s->info.schedule.sigma_min, s->info.schedule.sigma_max};
+    fnv(&h, iv, sizeof iv);
+    fnv(&h, dv, sizeof dv);
+    fnv(&h, s->grid, (size_t)(s->K + 1) * sizeof(double));
+    return h;
+}
+
+/* Host copy of particle rows [r0, r0 + rows) as they stand now (the current chunk's rows come
+ * from the working copy). */
+static adv_status rows_to_host(adv_sampler *s, int64_t r0, int64_t rows, void *dst) {
+    int64_t first = 0, cnt = 0;
+    if (s->chunk_started) chunk_rows(s, &first, &cnt);
+    const int host_z = s->staged || s->ctx->backend != ADV_BACKEND_CUDA;
+    if (s->chunk_started && r0 >= first && r0 + rows <= first + cnt)
+        return advi_download(s->ctx, dst, (char *)s->zc + (size_t)(r0 - first) * s->row, (size_t)rows * s->row);
+    const void *src = (char *)s->z + (size_t)r0 * s->row;
+    if (host_z) {
+        memcpy(dst, src, (size_t)rows * s->row);
+        return ADV_OK;
+    }
+    return advi_download(s->ctx, dst, src, (size_t)rows * s->row);
+}
+
+adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
+    if (!s) return ADV_ERR_NULL_POINTER;
+    adv_context *ctx = s->ctx;
+    advi_clear_error(ctx);
+    if (!path) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "path is NULL");
+    if (!s->running) return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "no run in progress to checkpoint");
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "path");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    ckpt_io io = {fopen(tmp, "wb"), 1469598103934665603ull, 0};
+    if (!io.fp) {
+        adv_status st = advi_fail(ctx, ADV_ERR_IO, "cannot open %s for writing: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    adv_status st = ADV_OK;
+    int64_t first = 0, cnt = 0;
+    if (s->chunk_started) chunk_rows(s, &first, &cnt);
+    const int has_ctl = s->chunk_started && s->o.method == ADV_METHOD_DOPRI5;
+    const int has_prev = s->chunk_started && s->o.method == ADV_METHOD_DPM2M && s->has_prev;
+    put(&io, CKPT_MAGIC, 8);
+    uint32_t ver = CKPT_VERSION, bom = 0x01020304u;
+    put(&io, &ver, 4);
+    put(&io, &bom, 4);
+    uint64_t fp = fingerprint(s);
+    put(&io, &fp, 8);
+    put_i64(&io, s->n), put_i64(&io, s->d), put_i64(&io, s->cs), put_i64(&io, s->K);
+    put_i32(&io, s->info.precision), put_i32(&io, s->o.method);
+    put_i64(&io, s->chunk), put_i64(&io, s->step), put_i64(&io, s->seg);
+    put_i32(&io, s->chunk_started), put_i32(&io, s->has_prev), put_f64(&io, s->h_prev);
+    const adv_sampler_stats *t = &s->stats;
+    int64_t sv[] = {t->particles, t->chunks, t->steps, t->accepted, t->rejected, t->evaluations,
+                    t->particle_evaluations, t->failed, t->snapshots};
+    for (size_t k = 0; k < sizeof sv / sizeof sv[0]; ++k) put_i64(&io, sv[k]);
+    put_f64(&io, t->t_reached), put_i32(&io, t->completed);
+    put_i64(&io, cnt), put_i32(&io, has_ctl), put_i32(&io, has_prev);
+    if (has_ctl) {
+        put(&io, s->dt, (size_t)cnt * 8), put(&io, s->dh, (size_t)cnt * 8), put(&io, s->derrp, (size_t)cnt * 8);
+        put(&io, s->dnacc, (size_t)cnt * 8), put(&io, s->dnrej, (size_t)cnt * 8), put(&io, s->dstatus, (size_t)cnt);
+        st = advi_download(ctx, s->host_rows, s->buf[0], (size_t)cnt * s->row);
+        put(&io, s->host_rows, (size_t)cnt * s->row);
+    }
+    if (st == ADV_OK && has_prev) {
+        st = advi_download(ctx, s->host_rows, s->buf[1], (size_t)cnt * s->row);
+        put(&io, s->host_rows, (size_t)cnt * s->row);
+    }
+    // Particles in pieces aligned with the chunks (the host staging holds one chunk).
+    for (int64_t r = 0; st == ADV_OK && r < s->n; r += s->cs) {
+        int64_t rows = s->n - r < s->cs ? s->n - r : s->cs;
+        if ((st = rows_to_host(s, r, rows, s->host_rows)) == ADV_OK) put(&io, s->host_rows, (size_t)rows * s->row);
+    }
+    uint64_t h = io.hash;
+    if (st == ADV_OK) put(&io, &h, 8);
+    if (fclose(io.fp) != 0) io.err = 1;
+    if (st == ADV_OK && io.err) st = advi_fail(ctx, ADV_ERR_IO, "writing %s failed", tmp);
+    if (st == ADV_OK && rename(tmp, path) != 0)
+        st = advi_fail(ctx, ADV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (st != ADV_OK) remove(tmp);
+    free(tmp);
+    return st;
+}
+
+adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t n, void *z) {
+    if (!s) return ADV_ERR_NULL_POINTER;
+    adv_context *ctx = s->ctx;
+    advi_clear_error(ctx);
+    if (!path) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "path is NULL");
+    adv_status st = check_particles(s, n, z);
+    if (st != ADV_OK) return st;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return advi_fail(ctx, ADV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    // Pass 1: the checksum of the whole file, streamed.
+    uint64_t h = 1469598103934665603ull, stored = 0;
+    unsigned char buf[1 << 16], tail[8];
+    size_t have_tail = 0, total = 0, got;
+    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) {
+        total += got;
+        // The stream is tail[0..have_tail) + buf[0..got); all but its last 8 bytes are hashed
+        // (those are the stored checksum, or more data still to come).
+        size_t len = have_tail + got, keep = len < 8 ? len : 8, hashed = len - keep;
+        size_t from_tail = hashed < have_tail ? hashed : have_tail;
+        fnv(&h, tail, from_tail);
+        fnv(&h, buf, hashed - from_tail);
+        unsigned char nt[8];
+        for (size_t k = 0; k < keep; ++k) {
+            size_t pos = hashed + k; // position in the combined stream
+            nt[k] = pos < have_tail ? tail[pos] : buf[pos - have_tail];
+        }
+        memcpy(tail, nt, keep);
+        have_tail = keep;
+    }
+    int read_err = ferror(fp);
+    if (read_err) {
+        fclose(fp);
+        return advi_fail(ctx, ADV_ERR_IO, "reading %s failed", path);
+    }
+    const size_t header = 8 + 4 + 4 + 8 + 4 * 8 + 2 * 4 + 3 * 8 + 2 * 4 + 8 + 9 * 8 + 8 + 4 + 8 + 2 * 4;
+    if (total < header + 8 || have_tail != 8) {
+        fclose(fp);
+        return advi_fail(ctx, ADV_ERR_FORMAT, "%s is too short (%zu bytes) to be a checkpoint", path, total);
+    }
+    memcpy(&stored, tail, 8);
+    if (stored != h) {
+        fclose(fp);
+        return advi_fail(ctx, ADV_ERR_FORMAT, "%s: checksum mismatch (corrupt or truncated file)", path);
+    }
+    // Pass 2: parse.
+    rewind(fp);
+    ckpt_io io = {fp, 0, 0};
+    char magic[8];
+    uint32_t ver = 0, bom = 0;
+    uint64_t fpr = 0;
+    get(&io, magic, 8);
+    get(&io, &ver, 4);
+    get(&io, &bom, 4);
+    get(&io, &fpr, 8);
+    int64_t cn = get_i64(&io), cd = get_i64(&io), ccs = get_i64(&io), cK = get_i64(&io);
+    int32_t cprec = get_i32(&io), cmeth = get_i32(&io);
+    if (io.err || memcmp(magic, CKPT_MAGIC, 8) != 0 || ver != CKPT_VERSION || bom != 0x01020304u) {
+        fclose(fp);
+        return advi_fail(ctx, ADV_ERR_FORMAT, "%s is not an advect checkpoint of format version %u",
+                         path, CKPT_VERSION);
+    }
+    if (cn != n) {
+        fclose(fp);
+        return advi_fail(ctx, ADV_ERR_DIMENSION_MISMATCH, "%s holds %lld particles, not %lld", path,
+                         (long long)cn, (long long)n);
+    }
+    // The configuration: the fingerprint needs the run's chunk size, set as begin would.
+    int64_t cs = s->o.chunk_size > 0 ? s->o.chunk_size : DEFAULT_CHUNK;
+    if (cs > n) cs = n;
+    int64_t saved_cs = s->cs;
+    s->cs = cs;
+    uint64_t mine = fingerprint(s);
+    s->cs = saved_cs;
+    if (cd != s->d || ccs != cs || cK != s->K || cprec != (int32_t)s->info.precision ||
+        cmeth != (int32_t)s->o.method || fpr != mine) {
+        fclose(fp);
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                         "%s was written by a sampler with another configuration or field", path);
+    }
+    int64_t chunk = get_i64(&io), step = get_i64(&io), seg = get_i64(&io);
+    int32_t started = get_i32(&io), hp = get_i32(&io);
+    double hprev = get_f64(&io);
+    adv_sampler_stats t;
+    memset(&t, 0, sizeof t);
+    t.struct_size = sizeof t;
+    t.particles = get_i64(&io), t.chunks = get_i64(&io), t.steps = get_i64(&io);
+    t.accepted = get_i64(&io), t.rejected = get_i64(&io), t.evaluations = get_i64(&io);
+    t.particle_evaluations = get_i64(&io), t.failed = get_i64(&io), t.snapshots = get_i64(&io);
+    t.t_reached = get_f64(&io);
+    t.completed = get_i32(&io);
+    int64_t rows = get_i64(&io);
+    int32_t has_ctl = get_i32(&io), has_prev = get_i32(&io);
+    int64_t nchunks = (n + cs - 1) / cs;
+    int64_t exp_rows = 0;
+    if (chunk >= 0 && chunk < nchunks) exp_rows = n - chunk * cs < cs ? n - chunk * cs : cs;
+    size_t row = s->row;
+    size_t expect = header + (has_ctl ? (size_t)rows * (5 * 8 + 1) + (size_t)rows * row : 0) +
+                    (has_prev ? (size_t)rows * row : 0) + (size_t)n * row + 8;
+    int bad = io.err || chunk < 0 || chunk > nchunks || (started != 0 && started != 1) ||
+              (started && chunk == nchunks) || (started ? rows != exp_rows : rows != 0) ||
+              has_ctl != (started && s->o.method == ADV_METHOD_DOPRI5) ||
+              (has_prev && !(started && s->o.method == ADV_METHOD_DPM2M)) || step < 0 ||
+              step > (s->o.method == ADV_METHOD_DOPRI5 ? INT64_MAX : s->K) || total != expect;
+    if (bad) {
+        fclose(fp);
+        return advi_fail(ctx, ADV_ERR_FORMAT, "%s: inconsistent checkpoint contents", path);
+    }
+    // Everything checks out: set up the run and restore.
+    st = setup_run(s, n, z);
+    if (st != ADV_OK) {
+        fclose(fp);
+        return st;
+    }
+    s->chunk = chunk;
+    s->step = step;
+    s->seg = seg;
+    s->chunk_started = started;
+    s->has_prev = hp;
+    s->h_prev = hprev;
+    s->stats = t;
+    s->finished = chunk == nchunks;
+    if (has_ctl) {
+        get(&io, s->dt, (size_t)rows * 8), get(&io, s->dh, (size_t)rows * 8), get(&io, s->derrp, (size_t)rows * 8);
+        get(&io, s->dnacc, (size_t)rows * 8), get(&io, s->dnrej, (size_t)rows * 8), get(&io, s->dstatus, (size_t)rows);
+        get(&io, s->host_rows, (size_t)rows * row);
+        if (!io.err) st = advi_upload(ctx, s->buf[0], s->host_rows, (size_t)rows * row);
+    }
+    if (st == ADV_OK && has_prev) {
+        get(&io, s->host_rows, (size_t)rows * row);
+        if (!io.err) st = advi_upload(ctx, s->buf[1], s->host_rows, (size_t)rows * row);
+    }
+    const int host_z = s->staged || ctx->backend != ADV_BACKEND_CUDA;
+    for (int64_t r = 0; st == ADV_OK && !io.err && r < n; r += cs) {
+        int64_t rr = n - r < cs ? n - r : cs;
+        char *dst = (char *)z + (size_t)r * row;
+        if (host_z) {
+            get(&io, dst, (size_t)rr * row);
+        } else {
+            get(&io, s->host_rows, (size_t)rr * row);
+            if (!io.err) st = advi_upload(ctx, dst, s->host_rows, (size_t)rr * row);
+        }
+    }
+    fclose(fp);
+    if (st == ADV_OK && io.err) st = advi_fail(ctx, ADV_ERR_IO, "reading %s failed", path);
+    if (st == ADV_OK && started) st = chunk_attach(s, 1);
+    if (st != ADV_OK) s->running = 0;
+    return st;
+}

@@ -1,0 +1,317 @@
+/* Per-element math of the Benamou-Brenier solver (spec math.md §4), shared by the CPU backend
+ * (host/cpu/bbot_cpu.c) and the CUDA kernels (kernels/cuda/bbot.cu): the grid geometry of the
+ * staggered space-time variables, the pointwise prox of γ|m|²/f (closed-form cubic root with
+ * a Newton polish), the divergence and gradient stencils, the per-line least-squares
+ * projection on the averaging constraint (Thomas algorithm with precomputed factors), the
+ * centred density/momentum of a cell and the multilinear interpolation of the velocity grid.
+ *
+ * Components: c = 0 is time (the density f on the P+1 time faces), c = 1..d the momentum m_a
+ * (a = c-1) on the faces normal to space axis a. Every component is viewed as lines along its
+ * own axis: the cell arrays (P × N_1 × … × N_d, row-major) are (O_c, L_c, S_c) and its face
+ * array is (O_c, L_c + 1, S_c), with L_0 = P, S_0 = Π N; L_c = N_a, S_c = Π_{b>a} N_b. */
+#ifndef ADVECT_KERNELS_COMMON_BBOT_MATH_H
+#define ADVECT_KERNELS_COMMON_BBOT_MATH_H
+
+#include "adv_hd.h"
+
+#define ADVK_BBOT_MAX_COMP 4 /* time + 3 space axes */
+
+/* The line projection's arrays never overlap (disjoint parts of the iterates): telling the
+ * compilers lets them keep values in registers and issue the independent loads of a step
+ * together instead of reloading after every store. */
+#if defined(__CUDACC__)
+#define ADVK_RESTRICT __restrict__
+#else
+#define ADVK_RESTRICT restrict
+#endif
+
+typedef struct advk_bbot_grid {
+    int d;                            /* space dimension 1..3 */
+    int64_t P;                        /* time cells */
+    int64_t M;                        /* space cells Π N_a */
+    int64_t cells;                    /* P · M */
+    int64_t n[3];                     /* N_a (1 past d) */
+    int64_t L[ADVK_BBOT_MAX_COMP];    /* cells along the component's axis */
+    int64_t S[ADVK_BBOT_MAX_COMP];    /* stride of that axis in a cell array */
+    int64_t faces[ADVK_BBOT_MAX_COMP]; /* face values of the component: cells / L · (L + 1) */
+    double inv_sp[ADVK_BBOT_MAX_COMP]; /* 1 / spacing along the axis: 1/k = P, 1/h_a = N_a */
+    int64_t offU[ADVK_BBOT_MAX_COMP]; /* element offset of the staggered component in a state */
+    int64_t offV[ADVK_BBOT_MAX_COMP]; /* element offset of the centred component */
+    int64_t state;                    /* elements of one state (U then V) */
+} advk_bbot_grid;
+
+/* ---- prox of γ|m|²/f -------------------------------------------------------------------- */
+
+/* Largest real root g of g³ - a g² - c = 0 for c >= 0 (g = f + 2γ, a = f̃ + 2γ,
+ * c = γ|m̃|²). It lies in [A, A + c^(1/3)], A = max(a, 0): φ(g) = g²(g - a) is increasing
+ * and convex there and φ(A + c^(1/3)) >= c (and φ(A + c/A²) >= c). Closed form (Cardano with the product of the two
+ * cube roots, a²/9, replacing the cancelling one; trigonometric form when there are three
+ * real roots, in a form without cancellation), clamped into the bracket, then one Newton
+ * step (the closed form is already accurate to a few ulps; the step removes the rounding
+ * of the cube root and keeps the result on the increasing branch). Double precision for both
+ * working precisions. */
+/* The common regime of the prox (a density well above the momentum's contribution):
+ * a > 0 and c <= a³/64. Then A + c/A² (an upper bound) is within a relative 2(c/a³)² <= 5e-4
+ * of the root, and three Newton steps on the convex increasing branch decrease monotonically
+ * to it (errors ~1e-7, ~1e-14, rounding): plain arithmetic, no cube root, no branch — the
+ * CPU evaluates it for whole blocks of cells in vector registers. */
+ADV_HD int advk_bbot_root_is_small(double a, double c) {
+    return a > 0.0 && c <= a * a * a * (1.0 / 64.0);
+}
+ADV_HD double advk_bbot_cubic_root_small(double a, double c) {
+    double g = a + c / (a * a);
+    for (int it = 0; it < 3; ++it) g -= (g * g * (g - a) - c) / (g * (3.0 * g - 2.0 * a));
+    return g;
+}
+
+ADV_HD double advk_bbot_cubic_root(double a, double c) {
+    if (advk_bbot_root_is_small(a, c)) return advk_bbot_cubic_root_small(a, c);
+    const double A = a > 0.0 ? a : 0.0;
+    if (!(c > 0.0)) return A;
+    // Upper end of the bracket: A + c/A² also satisfies φ >= c when A > 0 (and avoids a
+    // second cube root); the bracket only guards the closed form against rounding.
+    const double ub = A > 0.0 ? A + c / (A * A) : cbrt(c);
+    const double a3 = a * a * a / 27.0;
+    const double disc = c * (a3 + 0.25 * c);
+    double g;
+    if (disc >= 0.0) {
+        const double t = a3 + 0.5 * c + sqrt(disc); // > 0 whenever disc >= 0 and c > 0
+        const double u = cbrt(t);
+        g = u + a * a / (9.0 * u) + a / 3.0;
+    } else {
+        // Only for a < 0 (b = -a): three real roots. The trigonometric form of the largest,
+        // g = (b/3)(2 cos(θ/3) - 1) with cos θ = ε - 1, ε = 27c/(2b³) in (0, 2), cancels for
+        // small c (g ~ sqrt(c/b) << b); with δ = π - θ = 2 asin(sqrt(ε/2)) it is the product
+        // g = (4b/3) sin(π/3 - δ/6) sin(δ/6), accurate for every ε.
+        const double b = -a;
+        const double eps = 13.5 * c / (b * b * b);
+        const double delta = 2.0 * asin(sqrt(eps < 2.0 ? 0.5 * eps : 1.0));
+        g = (4.0 * b / 3.0) * sin(1.0471975511965976 - delta / 6.0) * sin(delta / 6.0);
+    }
+    if (!(g >= A)) g = A; // also catches NaN
+    if (g > ub) g = ub;
+    const double dphi = g * (3.0 * g - 2.0 * a);
+    if (dphi > 0.0) {
+        double gn = g - (g * g * (g - a) - c) / dphi;
+        if (gn < A) gn = A;
+        if (gn > ub) gn = ub;
+        g = gn;
+    }
+    return g;
+}
+
+/* The prox of γ|m|²/f at (f̃, m̃) (m̃ has d components) given g, the root for a = f̃ + 2γ,
+ * c = γ|m̃|²: f* = g - 2γ, m* = f* m̃ / (f* + 2γ); (0, 0) when f* <= 0. Returns |m*|²/f* (0 in
+ * the latter case). */
+ADV_HD double advk_bbot_prox_finish(double gamma, int d, double g, const double *mt, double *fs,
+                                    double *ms) {
+    const double f = g - 2.0 * gamma;
+    if (!(f > 0.0)) {
+        *fs = 0.0;
+        for (int a = 0; a < d; ++a) ms[a] = 0.0;
+        return 0.0;
+    }
+    const double s = f / g;
+    *fs = f;
+    double e = 0.0;
+    for (int a = 0; a < d; ++a) {
+        ms[a] = s * mt[a];
+        e += ms[a] * ms[a];
+    }
+    return e / f;
+}
+
+/* prox of γ|m|²/f at (f̃, m̃): the root of advk_bbot_cubic_root, then advk_bbot_prox_finish. */
+ADV_HD double advk_bbot_prox_point(double gamma, int d, double ft, const double *mt, double *fs,
+                                   double *ms) {
+    double m2 = 0.0;
+    for (int a = 0; a < d; ++a) m2 += mt[a] * mt[a];
+    const double g = advk_bbot_cubic_root(ft + 2.0 * gamma, gamma * m2);
+    return advk_bbot_prox_finish(gamma, d, g, mt, fs, ms);
+}
+
+/* ---- stencils --------------------------------------------------------------------------- */
+
+/* Index of the face on the low side of cell `cell` (flat cell index) in component c's face
+ * array; the high face is that + S[c]. A cell (o, i, s) = (o L + i) S + s has low face
+ * (o (L + 1) + i) S + s = cell + o S. */
+ADV_HD int64_t advk_bbot_low_face(const advk_bbot_grid *g, int c, int64_t cell) {
+    const int64_t o = cell / (g->L[c] * g->S[c]);
+    return cell + o * g->S[c];
+}
+
+/* The two stencils of the continuity projection, implemented by both backends with loop
+ * structures of their own (rows of the last axis on the CPU, flat indices with 32-bit division
+ * on the GPU) and the same arithmetic on the values:
+ *   divergence of a cell  Σ_{c = 0..d} (u_c[lo + S_c] - u_c[lo]) · inv_sp[c],
+ *                         lo = advk_bbot_low_face(g, c, cell), summed in this order in double;
+ *   gradient correction   (q[right] - q[right - S_c]) · inv_sp[c] at an interior face of
+ *                         component c (face (o, i, s), 0 < i < L_c, right = (o L_c + i) S_c + s),
+ *                         0 on the boundary faces, which keep their fixed values (ρ0, ρ1 on
+ *                         the end faces, no flux through the walls). q is double. */
+
+/* Centred values of a cell from the staggered part of `state`: out[0] = ρ̄ (mean of the two
+ * time faces), out[1 + a] = m̄_a (mean of the two faces along axis a). */
+#define ADVK_BBOT_CENTRED(T, SFX)                                                             \
+    ADV_HD void advk_bbot_centred_##SFX(const advk_bbot_grid *g, const T *state, int64_t cell, \
+                                        double *out) {                                        \
+        for (int c = 0; c <= g->d; ++c) {                                                     \
+            const T *u = state + g->offU[c];                                                  \
+            const int64_t lo = advk_bbot_low_face(g, c, cell);                                \
+            out[c] = 0.5 * ((double)u[lo] + (double)u[lo + g->S[c]]);                         \
+        }                                                                                     \
+    }
+ADVK_BBOT_CENTRED(float, f32)
+ADVK_BBOT_CENTRED(double, f64)
+
+/* ---- projection on {V = I(U)} along lines ----------------------------------------------
+ * For one line of L cells (faces 0..L, faces 0 and L fixed to b0, bL) and input (u', v'),
+ * the least-squares problem min |u - u'|² + |I u - v'|² over the interior faces has normal
+ * equations T u = u'_i + (v'_{i-1} + v'_i)/2 - [i = 1] b0/4 - [i = L-1] bL/4 with
+ * T = tridiag(1/4, 3/2, 1/4) of size L-1: the same matrix for every line of an axis, so its
+ * Thomas factors are computed once. v = I u afterwards. */
+
+/* Thomas factors of tridiag(1/4, 3/2, 1/4) of size L-1, indexed by face i = 1..L-1 (entry 0
+ * unused): inv[i] = 1 / pivot_i, cp[i] = (1/4) inv[i]. Diagonally dominant: pivots >= 1.45. */
+ADV_HD void advk_bbot_thomas_factors(int64_t L, double *cp, double *inv) {
+    double prev = 0.0;
+    cp[0] = 0.0;
+    inv[0] = 0.0;
+    for (int64_t i = 1; i < L; ++i) {
+        const double pivot = 1.5 - 0.25 * prev;
+        inv[i] = 1.0 / pivot;
+        cp[i] = 0.25 * inv[i];
+        prev = cp[i];
+    }
+}
+
+/* The projection and the relaxed Douglas-Rachford update of `nb` lines of one component:
+ * element i of line j is at offset i·S + j·jf in the face arrays and i·S + j·jc in the cell
+ * arrays (adjacent lines: jf = jc = 1; lines along the contiguous axis, S = 1: jf = L + 1,
+ * jc = L, so several independent recurrences interleave). Inputs: x1 (the
+ * proximal point, pointers x1u to face 0 and x1v to cell 0 of the lines) and z (zu, zv, the
+ * same positions). The reflected point r = 2 x1 - z is projected: x2u (face array, output)
+ * receives the projected faces; then z += mu (x2 - x1) on faces and cells. Adds |x2 - x1|²
+ * and |x1|² of these lines to *d2 and *x1sq. */
+#define ADVK_BBOT_LINES(T, SFX)                                                               \
+    ADV_HD void advk_bbot_lines_##SFX(int64_t L, int64_t S, int64_t nb, int64_t jf,           \
+                                      int64_t jc, const double *ADVK_RESTRICT cp,             \
+                                      const double *ADVK_RESTRICT inv, double mu,             \
+                                      T *ADVK_RESTRICT x2u, T *ADVK_RESTRICT zu,              \
+                                      const T *ADVK_RESTRICT x1u, T *ADVK_RESTRICT zv,        \
+                                      const T *ADVK_RESTRICT x1v, double *d2, double *x1sq) { \
+        /* the fixed boundary faces first: the sweep reads face 0 with weight 0 at i = 1 */   \
+        for (int64_t j = 0; j < nb; ++j) {                                                    \
+            x2u[j * jf] = x1u[j * jf];                                                        \
+            x2u[L * S + j * jf] = x1u[L * S + j * jf];                                        \
+        }                                                                                     \
+        /* forward sweep: y_i = (rhs_i - y_{i-1}/4) inv_i, stored in x2u; the boundary terms  \
+         * and the missing y_0 enter with scalar weights (no branch in the inner loop) */     \
+        for (int64_t i = 1; i < L; ++i) {                                                     \
+            const double ci = inv[i], wp = i > 1 ? 0.25 : 0.0;                                \
+            const double wl = i == 1 ? 0.25 : 0.0, wr = i == L - 1 ? 0.25 : 0.0;              \
+            for (int64_t j = 0; j < nb; ++j) {                                                \
+                const int64_t f = i * S + j * jf, fp = f - S;                                 \
+                const int64_t cc = i * S + j * jc, cl = cc - S;                               \
+                const double rhs = 2.0 * (double)x1u[f] - (double)zu[f] +                     \
+                                   0.5 * ((2.0 * (double)x1v[cl] - (double)zv[cl]) +          \
+                                          (2.0 * (double)x1v[cc] - (double)zv[cc])) -         \
+                                   wl * (double)x1u[j * jf] - wr * (double)x1u[L * S + j * jf]; \
+                x2u[f] = (T)((rhs - wp * (double)x2u[fp]) * ci);                              \
+            }                                                                                 \
+        }                                                                                     \
+        for (int64_t i = L - 2; i >= 1; --i) {                                                \
+            const double ci = cp[i];                                                          \
+            for (int64_t j = 0; j < nb; ++j) {                                                \
+                const int64_t f = i * S + j * jf;                                             \
+                x2u[f] = (T)((double)x2u[f] - ci * (double)x2u[f + S]);                       \
+            }                                                                                 \
+        }                                                                                     \
+        double acc_d = 0.0, acc_x = 0.0;                                                      \
+        for (int64_t i = 0; i <= L; ++i) { /* faces */                                        \
+            for (int64_t j = 0; j < nb; ++j) {                                                \
+                const int64_t f = i * S + j * jf;                                             \
+                const double x1 = (double)x1u[f], dd = (double)x2u[f] - x1;                   \
+                zu[f] = (T)((double)zu[f] + mu * dd);                                         \
+                acc_d += dd * dd;                                                             \
+                acc_x += x1 * x1;                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        for (int64_t i = 0; i < L; ++i) { /* cells: x2.V = I(x2.U) */                        \
+            for (int64_t j = 0; j < nb; ++j) {                                                \
+                const int64_t f = i * S + j * jf, cc = i * S + j * jc;                        \
+                const double v2 = 0.5 * ((double)x2u[f] + (double)x2u[f + S]);                \
+                const double v1 = (double)x1v[cc], dv = v2 - v1;                              \
+                zv[cc] = (T)((double)zv[cc] + mu * dv);                                       \
+                acc_d += dv * dv;                                                             \
+                acc_x += v1 * v1;                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        *d2 += acc_d;                                                                         \
+        *x1sq += acc_x;                                                                       \
+    }
+ADVK_BBOT_LINES(float, f32)
+ADVK_BBOT_LINES(double, f64)
+
+/* ---- the grid velocity field -------------------------------------------------------------- */
+
+/* Linear interpolation weights along an axis of n nodes at the centres (i + 1/2)/n, at the
+ * position x (clamped into [0, 1]): nodes i[0], i[1] with weights w[0], w[1]. Beyond the
+ * outermost centres the value is held (wall = 0) or falls linearly to 0 at the wall
+ * (wall = 1: the normal velocity, whose face value on the wall is 0). */
+ADV_HD void advk_bbot_axis_weights(double x, int64_t n, int wall, int64_t *i, double *w) {
+    if (!(x >= 0.0)) x = 0.0; // also NaN
+    if (x > 1.0) x = 1.0;
+    const double xi = x * (double)n - 0.5;
+    if (xi <= 0.0) {
+        i[0] = i[1] = 0;
+        w[0] = wall ? 1.0 + 2.0 * xi : 1.0;
+        w[1] = 0.0;
+    } else if (xi >= (double)(n - 1)) {
+        i[0] = i[1] = n - 1;
+        w[0] = wall ? 1.0 - 2.0 * (xi - (double)(n - 1)) : 1.0;
+        w[1] = 0.0;
+    } else {
+        const int64_t i0 = (int64_t)xi;
+        i[0] = i0;
+        i[1] = i0 + 1;
+        w[1] = xi - (double)i0;
+        w[0] = 1.0 - w[1];
+    }
+    if (w[0] < 0.0) w[0] = 0.0;
+}
+
+/* v(t, x) (d components into out) from the velocity grid vel (P × N_1 × … × N_d × d, the
+ * values at the space-time cell centres): multilinear in (t, x_1..x_d) over the 2^(d+1)
+ * surrounding centres. */
+#define ADVK_BBOT_VELOCITY_AT(T, SFX)                                                         \
+    ADV_HD void advk_bbot_velocity_at_##SFX(const advk_bbot_grid *g, const T *vel, double t,  \
+                                            const T *x, T *out) {                             \
+        int64_t ti[2], si[3][2], wi[3][2];                                                    \
+        double tw[2], sw[3][2], ww[3][2];                                                     \
+        advk_bbot_axis_weights(t, g->P, 0, ti, tw);                                           \
+        for (int b = 0; b < g->d; ++b) {                                                      \
+            advk_bbot_axis_weights((double)x[b], g->n[b], 0, si[b], sw[b]);                   \
+            advk_bbot_axis_weights((double)x[b], g->n[b], 1, wi[b], ww[b]);                   \
+        }                                                                                     \
+        const int corners = 1 << (g->d + 1);                                                  \
+        for (int a = 0; a < g->d; ++a) {                                                      \
+            double acc = 0.0;                                                                 \
+            for (int k = 0; k < corners; ++k) {                                               \
+                const int kt = k & 1;                                                         \
+                double w = tw[kt];                                                            \
+                int64_t idx = ti[kt] * g->M;                                                  \
+                for (int b = 0; b < g->d; ++b) {                                              \
+                    const int kb = (k >> (b + 1)) & 1;                                        \
+                    w *= b == a ? ww[b][kb] : sw[b][kb];                                      \
+                    idx += (b == a ? wi[b][kb] : si[b][kb]) * g->S[b + 1];                    \
+                }                                                                             \
+                if (w != 0.0) acc += w * (double)vel[idx * g->d + a];                         \
+            }                                                                                 \
+            out[a] = (T)acc;                                                                  \
+        }                                                                                     \
+    }
+ADVK_BBOT_VELOCITY_AT(float, f32)
+ADVK_BBOT_VELOCITY_AT(double, f64)
+
+#endif

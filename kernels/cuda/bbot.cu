@@ -1,0 +1,367 @@
+/* CUDA kernels of the Benamou-Brenier solver; the GPU twin of host/cpu/bbot_cpu_impl.h. Every
+ * per-element formula comes from kernels/common/bbot_math.h (the CPU uses the same ones): one
+ * thread per cell for the prox, the divergence and the centred outputs, one per face for the
+ * gradient correction, one per line for the projection on the averaging constraint, one per
+ * particle for the velocity field. Grid-stride loops with 64-bit indices; reductions are in
+ * double: a block reduction, then one atomicAdd per block into the accumulator slot. */
+#include "../../host/cuda/bbot_kernels.h"
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+namespace {
+
+const int BLOCK = 256;
+
+unsigned grid_for(int64_t work) {
+    int64_t blocks = (work + BLOCK - 1) / BLOCK;
+    if (blocks > 65535 * 8) blocks = 65535 * 8; // grid-stride beyond
+    if (blocks < 1) blocks = 1;
+    return (unsigned)blocks;
+}
+
+__device__ __forceinline__ int64_t global_id() {
+    return (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t global_stride() { return (int64_t)gridDim.x * blockDim.x; }
+
+// Sum of v over the block, valid in thread 0 (every thread of the block must call it).
+__device__ double block_sum(double v) {
+    __shared__ double warp_sums[BLOCK / 32];
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    double total = 0.0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < BLOCK / 32; ++w) total += warp_sums[w];
+    __syncthreads(); // warp_sums may be reused by a following call
+    return total;
+}
+
+__device__ __forceinline__ void block_add(double *slot, double v) {
+    const double t = block_sum(v);
+    if (threadIdx.x == 0 && t != 0.0) atomicAdd(slot, t);
+}
+
+// Per-precision shared functions of bbot_math.h.
+__device__ __forceinline__ void centred_at(const advk_bbot_grid *g, const float *s, int64_t c,
+                                           double *out) {
+    advk_bbot_centred_f32(g, s, c, out);
+}
+__device__ __forceinline__ void centred_at(const advk_bbot_grid *g, const double *s, int64_t c,
+                                           double *out) {
+    advk_bbot_centred_f64(g, s, c, out);
+}
+__device__ __forceinline__ void lines_at(int64_t L, int64_t S, const double *cp,
+                                         const double *inv, double mu, float *x2u, float *zu,
+                                         const float *x1u, float *zv, const float *x1v,
+                                         double *d2, double *x1sq) {
+    advk_bbot_lines_f32(L, S, 1, 1, 1, cp, inv, mu, x2u, zu, x1u, zv, x1v, d2, x1sq);
+}
+__device__ __forceinline__ void lines_at(int64_t L, int64_t S, const double *cp,
+                                         const double *inv, double mu, double *x2u, double *zu,
+                                         const double *x1u, double *zv, const double *x1v,
+                                         double *d2, double *x1sq) {
+    advk_bbot_lines_f64(L, S, 1, 1, 1, cp, inv, mu, x2u, zu, x1u, zv, x1v, d2, x1sq);
+}
+__device__ __forceinline__ void velocity_at(const advk_bbot_grid *g, const float *vel, double t,
+                                            const float *x, float *out) {
+    advk_bbot_velocity_at_f32(g, vel, t, x, out);
+}
+__device__ __forceinline__ void velocity_at(const advk_bbot_grid *g, const double *vel, double t,
+                                            const double *x, double *out) {
+    advk_bbot_velocity_at_f64(g, vel, t, x, out);
+}
+
+// The reducing kernels run every thread to the block reduction (no early return).
+template <typename T>
+__global__ void input_stats_kernel(const T *rho, int64_t M, double *sums) {
+    double sum = 0.0, sum2 = 0.0, bad = 0.0, neg = 0.0;
+    for (int64_t i = global_id(); i < M; i += global_stride()) {
+        const double v = (double)rho[i];
+        if (!isfinite(v)) bad += 1.0;
+        else if (v < 0.0) neg += 1.0;
+        else {
+            sum += v;
+            sum2 += v * v;
+        }
+    }
+    block_add(sums + ADVK_BBOT_SLOT_MASS, sum);
+    block_add(sums + ADVK_BBOT_SLOT_MASS2, sum2);
+    block_add(sums + ADVK_BBOT_SLOT_BAD, bad);
+    block_add(sums + ADVK_BBOT_SLOT_NEG, neg);
+}
+
+template <typename T>
+__global__ void init_ends_kernel(advk_bbot_grid g, T *z, const T *rho0, const T *rho1, double s0,
+                                 double s1) {
+    T *f = z + g.offU[0];
+    for (int64_t s = global_id(); s < g.M; s += global_stride()) {
+        f[s] = (T)(s0 * (double)rho0[s]);
+        f[g.P * g.M + s] = (T)(s1 * (double)rho1[s]);
+    }
+}
+
+template <typename T> __global__ void init_interior_kernel(advk_bbot_grid g, T *z) {
+    T *f = z + g.offU[0];
+    const int64_t M = g.M, P = g.P;
+    for (int64_t i = M + global_id(); i < P * M; i += global_stride()) {
+        const double t = (double)(i / M) / (double)P;
+        const int64_t s = i % M;
+        f[i] = (T)((1.0 - t) * (double)f[s] + t * (double)f[P * M + s]);
+    }
+}
+
+template <typename T> __global__ void centre_kernel(advk_bbot_grid g, T *z) {
+    for (int64_t cell = global_id(); cell < g.cells; cell += global_stride()) {
+        double cv[ADVK_BBOT_MAX_COMP] = {0.0, 0.0, 0.0, 0.0};
+        centred_at(&g, z, cell, cv);
+        for (int c = 0; c <= g.d; ++c) z[g.offV[c] + cell] = (T)cv[c];
+    }
+}
+
+// The divergence and the gradient decompose flat indices with divisions; 64-bit integer
+// division is emulated on the GPU (tens of instructions), so when every index of the state
+// fits, these two kernels run with 32-bit unsigned indices (I = uint32_t). The arithmetic on
+// the values is that of the stencils described in kernels/common/bbot_math.h.
+template <typename T, typename I>
+__device__ __forceinline__ double div_cell(const advk_bbot_grid &g, const T *state, I cell) {
+    double r = 0.0;
+    for (int c = 0; c <= g.d; ++c) {
+        const I S = (I)g.S[c], LS = (I)(g.L[c] * g.S[c]);
+        const I lo = cell + cell / LS * S; // advk_bbot_low_face
+        const T *u = state + g.offU[c];
+        r += ((double)u[lo + S] - (double)u[lo]) * g.inv_sp[c];
+    }
+    return r;
+}
+
+template <typename T, typename I>
+__global__ void divergence_kernel(advk_bbot_grid g, const T *state, double *q, double *sums) {
+    double acc = 0.0;
+    const I cells = (I)g.cells, stride = (I)global_stride();
+    for (I cell = (I)global_id(); cell < cells; cell += stride) {
+        const double r = div_cell<T, I>(g, state, cell);
+        if (q) q[cell] = r;
+        else acc += r * r;
+    }
+    if (!q) block_add(sums + ADVK_BBOT_SLOT_DIV2, acc);
+}
+
+template <typename T, typename I>
+__global__ void grad_kernel(advk_bbot_grid g, const T *z, const double *q, T *x1) {
+    const I faces = (I)g.offV[0], stride = (I)global_stride(); // all staggered values
+    for (I i = (I)global_id(); i < faces; i += stride) {
+        int c = 0;
+        while (c < g.d && i >= (I)g.offU[c + 1]) ++c;
+        const I S = (I)g.S[c], L = (I)g.L[c], f = i - (I)g.offU[c];
+        const I s = f % S, r = f / S, k = r % (L + 1), o = r / (L + 1);
+        double gr = 0.0; // boundary faces keep their fixed values
+        if (k != 0 && k != L) {
+            const I right = (o * L + k) * S + s;
+            gr = (q[right] - q[right - S]) * g.inv_sp[c];
+        }
+        x1[i] = (T)((double)z[i] + gr);
+    }
+}
+
+// 32-bit indices when every flat index (plus a grid stride) stays below 2^32.
+bool small_indices(const advk_bbot_grid &g) { return g.state < ((int64_t)1 << 32) - ((int64_t)1 << 28); }
+
+template <typename T>
+__global__ void prox_kernel(advk_bbot_grid g, double gamma, const T *z, T *x1, double *sums) {
+    double acc = 0.0;
+    for (int64_t cell = global_id(); cell < g.cells; cell += global_stride()) {
+        double mt[3] = {0.0, 0.0, 0.0}, ms[3], fs;
+        for (int a = 0; a < g.d; ++a) mt[a] = (double)z[g.offV[a + 1] + cell];
+        acc += advk_bbot_prox_point(gamma, g.d, (double)z[g.offV[0] + cell], mt, &fs, ms);
+        x1[g.offV[0] + cell] = (T)fs;
+        for (int a = 0; a < g.d; ++a) x1[g.offV[a + 1] + cell] = (T)ms[a];
+    }
+    block_add(sums + ADVK_BBOT_SLOT_COST, acc);
+}
+
+template <typename T>
+__global__ void lines_kernel(advk_bbot_grid g, int c, const double *cp, const double *inv,
+                             double mu, T *x2u, T *z, const T *x1, double *sums) {
+    const int64_t L = g.L[c], S = g.S[c], nlines = g.cells / L;
+    double d2 = 0.0, x1sq = 0.0;
+    // Line (o, s): consecutive threads take consecutive s, so their accesses coalesce.
+    for (int64_t line = global_id(); line < nlines; line += global_stride()) {
+        const int64_t o = line / S, s = line % S;
+        const int64_t fb = g.offU[c] + o * (L + 1) * S + s, cb = g.offV[c] + o * L * S + s;
+        lines_at(L, S, cp, inv, mu, x2u + fb, z + fb, x1 + fb, z + cb, x1 + cb, &d2, &x1sq);
+    }
+    block_add(sums + ADVK_BBOT_SLOT_D2, d2);
+    block_add(sums + ADVK_BBOT_SLOT_X1SQ, x1sq);
+}
+
+template <typename T>
+__global__ void finalise_kernel(advk_bbot_grid g, const T *x1, double scale, double threshold,
+                                T *vel, T *mom) {
+    const int d = g.d;
+    for (int64_t cell = global_id(); cell < g.cells; cell += global_stride()) {
+        double cv[ADVK_BBOT_MAX_COMP] = {0.0, 0.0, 0.0, 0.0};
+        centred_at(&g, x1, cell, cv);
+        const bool dense = cv[0] > threshold;
+        for (int a = 0; a < d; ++a) {
+            vel[cell * d + a] = (T)(dense ? cv[a + 1] / cv[0] : 0.0);
+            if (mom) mom[cell * d + a] = (T)(scale * cv[a + 1]);
+        }
+    }
+}
+
+// face_mass[j] += Σ_s f[j M + s]: blockIdx.y = j, grid-stride over s along x.
+template <typename T>
+__global__ void face_mass_kernel(advk_bbot_grid g, const T *x1, double *face_mass) {
+    const T *f = x1 + g.offU[0] + (int64_t)blockIdx.y * g.M;
+    double acc = 0.0;
+    for (int64_t s = global_id(); s < g.M; s += global_stride()) acc += (double)f[s];
+    block_add(face_mass + blockIdx.y, acc);
+}
+
+template <typename T>
+__global__ void scaled_copy_kernel(T *dst, const T *src, int64_t count, double scale) {
+    for (int64_t i = global_id(); i < count; i += global_stride())
+        dst[i] = (T)(scale * (double)src[i]);
+}
+
+template <typename T>
+__global__ void velocity_kernel(advk_bbot_grid g, const T *vel, double t, int64_t n, const T *x,
+                                T *v) {
+    for (int64_t i = global_id(); i < n; i += global_stride())
+        velocity_at(&g, vel, t, x + i * g.d, v + i * g.d);
+}
+
+template <typename T>
+cudaError_t init_state(advk_bbot_grid g, void *z, const void *r0, const void *r1, double s0,
+                       double s1, int warm, cudaStream_t stream) {
+    T *zt = (T *)z;
+    init_ends_kernel<T><<<grid_for(g.M), BLOCK, 0, stream>>>(g, zt, (const T *)r0, (const T *)r1,
+                                                            s0, s1);
+    if (warm) return cudaGetLastError();
+    init_interior_kernel<T><<<grid_for(g.cells), BLOCK, 0, stream>>>(g, zt);
+    // m = 0: the momentum components are contiguous after f (all-zero bits are 0.0).
+    cudaError_t err = cudaMemsetAsync(zt + g.offU[1], 0,
+                                      (size_t)(g.offV[0] - g.offU[1]) * sizeof(T), stream);
+    if (err != cudaSuccess) return err;
+    centre_kernel<T><<<grid_for(g.cells), BLOCK, 0, stream>>>(g, zt);
+    return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t finalise(advk_bbot_grid g, const void *x1, double scale, double threshold, void *vel,
+                     void *mom, double *face_mass, cudaStream_t stream) {
+    finalise_kernel<T><<<grid_for(g.cells), BLOCK, 0, stream>>>(g, (const T *)x1, scale,
+                                                               threshold, (T *)vel, (T *)mom);
+    unsigned bx = grid_for(g.M);
+    if (bx > 1024) bx = 1024;
+    dim3 grid(bx, (unsigned)(g.P + 1));
+    face_mass_kernel<T><<<grid, BLOCK, 0, stream>>>(g, (const T *)x1, face_mass);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" {
+
+cudaError_t advk_bbot_input_stats(int precision, const void *rho, int64_t M, double *sums,
+                                  cudaStream_t stream) {
+    if (precision == 1)
+        input_stats_kernel<double><<<grid_for(M), BLOCK, 0, stream>>>((const double *)rho, M, sums);
+    else
+        input_stats_kernel<float><<<grid_for(M), BLOCK, 0, stream>>>((const float *)rho, M, sums);
+    return cudaGetLastError();
+}
+
+cudaError_t advk_bbot_init_state(int precision, advk_bbot_grid g, void *z, const void *rho0,
+                                 const void *rho1, double s0, double s1, int warm,
+                                 cudaStream_t stream) {
+    return precision == 1 ? init_state<double>(g, z, rho0, rho1, s0, s1, warm, stream)
+                          : init_state<float>(g, z, rho0, rho1, s0, s1, warm, stream);
+}
+
+cudaError_t advk_bbot_divergence(int precision, advk_bbot_grid g, const void *state, double *q,
+                                 double *sums, cudaStream_t stream) {
+    const unsigned blocks = grid_for(g.cells);
+    const bool s32 = small_indices(g);
+    if (precision == 1) {
+        if (s32) divergence_kernel<double, uint32_t><<<blocks, BLOCK, 0, stream>>>(g, (const double *)state, q, sums);
+        else divergence_kernel<double, int64_t><<<blocks, BLOCK, 0, stream>>>(g, (const double *)state, q, sums);
+    } else {
+        if (s32) divergence_kernel<float, uint32_t><<<blocks, BLOCK, 0, stream>>>(g, (const float *)state, q, sums);
+        else divergence_kernel<float, int64_t><<<blocks, BLOCK, 0, stream>>>(g, (const float *)state, q, sums);
+    }
+    return cudaGetLastError();
+}
+
+cudaError_t advk_bbot_grad_update(int precision, advk_bbot_grid g, const void *z, const double *q,
+                                  void *x1, cudaStream_t stream) {
+    const unsigned blocks = grid_for(g.offV[0]);
+    const bool s32 = small_indices(g);
+    if (precision == 1) {
+        if (s32) grad_kernel<double, uint32_t><<<blocks, BLOCK, 0, stream>>>(g, (const double *)z, q, (double *)x1);
+        else grad_kernel<double, int64_t><<<blocks, BLOCK, 0, stream>>>(g, (const double *)z, q, (double *)x1);
+    } else {
+        if (s32) grad_kernel<float, uint32_t><<<blocks, BLOCK, 0, stream>>>(g, (const float *)z, q, (float *)x1);
+        else grad_kernel<float, int64_t><<<blocks, BLOCK, 0, stream>>>(g, (const float *)z, q, (float *)x1);
+    }
+    return cudaGetLastError();
+}
+
+cudaError_t advk_bbot_prox(int precision, advk_bbot_grid g, double gamma, const void *z,
+                           void *x1, double *sums, cudaStream_t stream) {
+    if (precision == 1)
+        prox_kernel<double><<<grid_for(g.cells), BLOCK, 0, stream>>>(g, gamma, (const double *)z,
+                                                                    (double *)x1, sums);
+    else
+        prox_kernel<float><<<grid_for(g.cells), BLOCK, 0, stream>>>(g, gamma, (const float *)z,
+                                                                   (float *)x1, sums);
+    return cudaGetLastError();
+}
+
+cudaError_t advk_bbot_lines(int precision, advk_bbot_grid g, int c, const double *cp,
+                            const double *inv, double mu, void *x2u, void *z, const void *x1,
+                            double *sums, cudaStream_t stream) {
+    const int64_t nlines = g.cells / g.L[c];
+    if (precision == 1)
+        lines_kernel<double><<<grid_for(nlines), BLOCK, 0, stream>>>(
+            g, c, cp, inv, mu, (double *)x2u, (double *)z, (const double *)x1, sums);
+    else
+        lines_kernel<float><<<grid_for(nlines), BLOCK, 0, stream>>>(
+            g, c, cp, inv, mu, (float *)x2u, (float *)z, (const float *)x1, sums);
+    return cudaGetLastError();
+}
+
+cudaError_t advk_bbot_finalise(int precision, advk_bbot_grid g, const void *x1, double scale,
+                               double threshold, void *vel, void *mom, double *face_mass,
+                               cudaStream_t stream) {
+    return precision == 1
+               ? finalise<double>(g, x1, scale, threshold, vel, mom, face_mass, stream)
+               : finalise<float>(g, x1, scale, threshold, vel, mom, face_mass, stream);
+}
+
+cudaError_t advk_bbot_scaled_copy(int precision, void *dst, const void *src, int64_t count,
+                                  double scale, cudaStream_t stream) {
+    if (precision == 1)
+        scaled_copy_kernel<double><<<grid_for(count), BLOCK, 0, stream>>>(
+            (double *)dst, (const double *)src, count, scale);
+    else
+        scaled_copy_kernel<float><<<grid_for(count), BLOCK, 0, stream>>>(
+            (float *)dst, (const float *)src, count, scale);
+    return cudaGetLastError();
+}
+
+cudaError_t advk_bbot_velocity_eval(int precision, advk_bbot_grid g, const void *vel, double t,
+                                    int64_t n, const void *x, void *v, cudaStream_t stream) {
+    if (precision == 1)
+        velocity_kernel<double><<<grid_for(n), BLOCK, 0, stream>>>(
+            g, (const double *)vel, t, n, (const double *)x, (double *)v);
+    else
+        velocity_kernel<float><<<grid_for(n), BLOCK, 0, stream>>>(
+            g, (const float *)vel, t, n, (const float *)x, (float *)v);
+    return cudaGetLastError();
+}
+
+} // extern "C"

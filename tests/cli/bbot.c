@@ -1,0 +1,272 @@
+/* End-to-end tests of `advect bbot`: runs the built executable (ADV_TEST_ADVECT_BIN) in a
+ * fresh temporary directory on .npy and .pgm inputs written here, and checks the exit codes
+ * (0 ok, 2 bad usage/input with one line on stderr), that failed runs leave no output file,
+ * the JSON summary's keys, and the outputs read back: ρ over time of shape (P+1, grid...)
+ * with ρ(0), ρ(1) the normalised inputs and unit mass on every time face (the continuity
+ * projection conserves it to rounding), the PNG strip, and the particle trajectories
+ * (shape (P+1, N, d), inside the box, their mean following the density's mean). */
+#include "io.h"
+#include "test_util.h"
+
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef ADV_TEST_ADVECT_BIN
+#error "ADV_TEST_ADVECT_BIN must name the advect executable"
+#endif
+
+static char dir[256];
+
+static void make_dir(void) {
+    snprintf(dir, sizeof dir, "%s/advect-cli-bbot-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+}
+
+static void remove_dir(void) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static int run(const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' bbot %s >out.txt 2>err.txt", dir, ADV_TEST_ADVECT_BIN,
+             args);
+    int st = system(cmd);
+    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    return WEXITSTATUS(st);
+}
+
+static char *slurp(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    static char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int exists(const char *name) {
+    char path[512];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &sb) == 0;
+}
+
+static void write_npy(const char *name, adv_precision p, int ndim, const int64_t *shape,
+                      const double *data, size_t n) {
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    void *buf = tu_to_precision(data, n, p);
+    cr_assert_eq(advio_npy_write(path, p, ndim, shape, buf, msg, sizeof msg), ADV_OK, "%s", msg);
+    free(buf);
+}
+
+static void read_npy(const char *name, advio_array *a) {
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    cr_assert_eq(advio_npy_read(path, a, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_assert_eq(advio_array_convert(a, ADV_FLOAT64, msg, sizeof msg), ADV_OK);
+}
+
+static void expect_one_line(const char *word) {
+    const char *err = slurp("err.txt");
+    const char *nl = strchr(err, '\n');
+    cr_expect(nl && nl[1] == '\0', "stderr is not one line: '%s'", err);
+    cr_expect(strstr(err, word), "stderr '%s' does not mention '%s'", err, word);
+}
+
+static void bump(int n0, int n1, double c0, double c1, double w, double *out) {
+    for (int i = 0; i < n0; ++i)
+        for (int j = 0; j < n1; ++j) {
+            const double x = (i + 0.5) / n0 - c0, y = (j + 0.5) / n1 - c1;
+            out[i * n1 + j] = exp(-(x * x + y * y) / w);
+        }
+}
+
+/* Checks ρ(t) of shape (P+1, n0, n1): ends are the normalised inputs, unit mass everywhere. */
+static void check_density(const advio_array *r, int P, int n0, int n1, const double *r0,
+                          const double *r1, double tol) {
+    cr_assert_eq(r->ndim, 3);
+    cr_assert(r->shape[0] == P + 1 && r->shape[1] == n0 && r->shape[2] == n1);
+    const int M = n0 * n1;
+    double s0 = 0, s1 = 0;
+    for (int k = 0; k < M; ++k) s0 += r0[k], s1 += r1[k];
+    const double *d = r->data;
+    for (int k = 0; k < M; ++k) {
+        cr_expect(fabs(d[k] - r0[k] * M / s0) <= tol * (1 + d[k]), "rho(0) differs at %d", k);
+        cr_expect(fabs(d[P * M + k] - r1[k] * M / s1) <= tol * (1 + d[P * M + k]), "rho(1) differs at %d", k);
+    }
+    for (int j = 0; j <= P; ++j) {
+        double m = 0;
+        for (int k = 0; k < M; ++k) m += d[j * M + k];
+        cr_expect(fabs(m / M - 1.0) <= tol, "time face %d has mass %.12g", j, m / M);
+    }
+}
+
+Test(cli_bbot, npy_inputs_json_particles_and_frames, .timeout = 300) {
+    make_dir();
+    enum { N0 = 16, N1 = 12, P = 8 };
+    double r0[N0 * N1], r1[N0 * N1];
+    bump(N0, N1, 0.3, 0.35, 0.02, r0);
+    bump(N0, N1, 0.65, 0.6, 0.03, r1);
+    const int64_t shape[2] = {N0, N1};
+    write_npy("a.npy", ADV_FLOAT64, 2, shape, r0, N0 * N1);
+    write_npy("b.npy", ADV_FLOAT32, 2, shape, r1, N0 * N1);
+    tu_round_to_precision(r1, N0 * N1, ADV_FLOAT32);
+    cr_assert_eq(run("--rho0 a.npy --rho1 b.npy --time-steps 8 --iters 400 --device cpu --json "
+                     "--particles 500 --seed 3 --out res/rho.npy --frames res/strip.png"),
+                 0, "stderr: %s", slurp("err.txt"));
+    const char *js = slurp("out.txt");
+    const char *keys[] = {"\"cost\": ", "\"iterations\": ", "\"divergence_residual\": ",
+                          "\"mass_error\": ", "\"time_s\": ", "\"converged\": "};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; ++k)
+        cr_expect(strstr(js, keys[k]), "JSON lacks %s: %s", keys[k], js);
+    cr_expect(js[0] == '{' && strchr(js, '\n') && strchr(js, '\n')[1] == '\0', "one JSON line");
+    const double cost = strtod(strstr(js, "\"cost\": ") + 8, NULL);
+    // Two bumps of variances 0.01 and 0.015 per axis, centres 0.35 and 0.25 apart: W2² is
+    // about 0.35² + 0.25² + 2(√0.015 - √0.01)² ≈ 0.188 on a coarse grid.
+    cr_expect(cost > 0.15 && cost < 0.23, "cost %g", cost);
+
+    advio_array r;
+    read_npy("res/rho.npy", &r);
+    check_density(&r, P, N0, N1, r0, r1, 1e-11);
+    advio_array_free(&r);
+    char *png = slurp("res/strip.png");
+    cr_expect(memcmp(png, "\x89PNG", 4) == 0, "PNG signature");
+    advio_array x;
+    read_npy("res/rho_particles.npy", &x);
+    cr_assert(x.ndim == 3 && x.shape[0] == P + 1 && x.shape[1] == 500 && x.shape[2] == 2);
+    const double *p = x.data;
+    double m_first[2] = {0, 0}, m_last[2] = {0, 0};
+    for (size_t k = 0; k < x.count; ++k)
+        cr_expect(p[k] >= 0.0 && p[k] <= 1.0, "particle coordinate %g outside the box", p[k]);
+    for (int i = 0; i < 500; ++i)
+        for (int a = 0; a < 2; ++a) {
+            m_first[a] += p[i * 2 + a] / 500;
+            m_last[a] += p[(P * 500 + i) * 2 + a] / 500;
+        }
+    // The bumps' means: (0.3, 0.35) to (0.65, 0.6) (up to truncation and sampling noise).
+    cr_expect(fabs(m_first[0] - 0.3) < 0.02 && fabs(m_first[1] - 0.35) < 0.02);
+    cr_expect(fabs(m_last[0] - 0.65) < 0.03 && fabs(m_last[1] - 0.6) < 0.03, "final mean (%g, %g)",
+              m_last[0], m_last[1]);
+    advio_array_free(&x);
+    remove_dir();
+}
+
+Test(cli_bbot, one_dimensional_and_image_inputs) {
+    make_dir();
+    double a[40], b[40];
+    for (int i = 0; i < 40; ++i) {
+        const double x = (i + 0.5) / 40;
+        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
+    }
+    const int64_t s1[1] = {40};
+    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, 40);
+    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, 40);
+    cr_assert_eq(run("--rho0 a.npy --rho1 b.npy --time-steps 6 --iters 300 --precision f32 --quiet"),
+                 0, "stderr: %s", slurp("err.txt"));
+    cr_expect(strlen(slurp("out.txt")) == 0, "--quiet prints nothing");
+    advio_array r;
+    read_npy("advect-out/bbot.npy", &r);
+    cr_expect(r.ndim == 2 && r.shape[0] == 7 && r.shape[1] == 40 && r.dtype == ADV_FLOAT64);
+    advio_array_free(&r);
+    cr_expect(exists("advect-out/bbot.png"));
+    cr_expect(!exists("advect-out/bbot_particles.npy"), "no particles unless asked");
+
+    // Grayscale PGM images (ASCII P2, rows first): 5 rows x 7 columns.
+    FILE *f;
+    char path[512];
+    for (int k = 0; k < 2; ++k) {
+        snprintf(path, sizeof path, "%s/%s", dir, k ? "b.pgm" : "a.pgm");
+        f = fopen(path, "w");
+        fprintf(f, "P2\n# test image\n7 5\n255\n");
+        for (int i = 0; i < 5; ++i) {
+            for (int j = 0; j < 7; ++j) fprintf(f, "%d ", k ? (j >= 4 ? 200 : 10) : (j < 3 ? 200 : 10));
+            fprintf(f, "\n");
+        }
+        fclose(f);
+    }
+    cr_assert_eq(run("--rho0 a.pgm --rho1 b.pgm --time-steps 4 --iters 200 --out img.npy --frames img.png"),
+                 0, "stderr: %s", slurp("err.txt"));
+    read_npy("img.npy", &r);
+    cr_expect(r.ndim == 3 && r.shape[0] == 5 && r.shape[1] == 5 && r.shape[2] == 7);
+    advio_array_free(&r);
+    remove_dir();
+}
+
+Test(cli_bbot, embedded_example) {
+    make_dir();
+    cr_assert_eq(run("--iters 3 --time-steps 4 --device cpu"), 0, "stderr: %s", slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_expect(strstr(out, "cost") && strstr(out, "iterations") && strstr(out, "residual"), "%s", out);
+    advio_array r;
+    read_npy("advect-out/bbot.npy", &r);
+    cr_expect(r.ndim == 3 && r.shape[0] == 5 && r.shape[1] == 64 && r.shape[2] == 64);
+    advio_array_free(&r);
+    cr_expect(exists("advect-out/bbot.png"));
+    remove_dir();
+}
+
+Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
+    make_dir();
+    double a[24], neg[24], zero[24] = {0}, nan_[24], b[30];
+    for (int k = 0; k < 24; ++k) a[k] = 1.0 + (k % 5), neg[k] = a[k], nan_[k] = a[k];
+    for (int k = 0; k < 30; ++k) b[k] = 1.0;
+    neg[7] = -0.5;
+    nan_[3] = NAN;
+    const int64_t s46[2] = {4, 6}, s56[2] = {5, 6}, s24[1] = {24}, s4d[4] = {2, 2, 2, 3};
+    write_npy("a.npy", ADV_FLOAT64, 2, s46, a, 24);
+    write_npy("neg.npy", ADV_FLOAT64, 2, s46, neg, 24);
+    write_npy("zero.npy", ADV_FLOAT64, 2, s46, zero, 24);
+    write_npy("nan.npy", ADV_FLOAT64, 2, s46, nan_, 24);
+    write_npy("b.npy", ADV_FLOAT64, 2, s56, b, 30);
+    write_npy("flat.npy", ADV_FLOAT64, 1, s24, a, 24);
+    write_npy("four.npy", ADV_FLOAT64, 4, s4d, a, 24);
+    char path[512];
+    snprintf(path, sizeof path, "%s/junk.npy", dir);
+    FILE *f = fopen(path, "w");
+    fputs("not a numpy file", f);
+    fclose(f);
+    const struct {
+        const char *args, *word;
+    } cases[] = {
+        {"--rho0 a.npy --rho1 b.npy", "shape"},
+        {"--rho0 a.npy --rho1 flat.npy", "shape"},
+        {"--rho0 neg.npy --rho1 a.npy", "negative"},
+        {"--rho0 a.npy --rho1 nan.npy", "NaN"},
+        {"--rho0 a.npy --rho1 zero.npy", "zero"},
+        {"--rho0 four.npy --rho1 four.npy", "dimensions"},
+        {"--rho0 junk.npy --rho1 a.npy", "junk.npy"},
+        {"--rho0 missing.npy --rho1 a.npy", "missing.npy"},
+        {"--rho0 a.txt --rho1 a.npy", "a.txt"},
+        {"--rho0 a.npy", "--rho1"},
+        {"--rho0 a.npy --rho1 a.npy --time-steps 0", "--time-steps"},
+        {"--rho0 a.npy --rho1 a.npy --iters ten", "--iters"},
+        {"--rho0 a.npy --rho1 a.npy --gamma 0", "--gamma"},
+        {"--rho0 a.npy --rho1 a.npy --tol -1", "--tol"},
+        {"--rho0 a.npy --rho1 a.npy --precision f16", "--precision"},
+        {"--rho0 a.npy --rho1 a.npy --device tpu", "--device"},
+        {"--rho0 a.npy --rho1 a.npy --particles -4", "--particles"},
+        {"--rho0 a.npy --rho1 a.npy --out out.csv", "--out"},
+        {"--rho0 a.npy --rho1 a.npy --frames f.jpg", "--frames"},
+        {"--rho0 a.npy --rho1 a.npy --bogus", "--bogus"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        const int rc = run(cases[k].args);
+        cr_expect_eq(rc, 2, "'%s': exit %d, stderr %s", cases[k].args, rc, slurp("err.txt"));
+        expect_one_line(cases[k].word);
+        cr_expect(!exists("advect-out"), "'%s' left an output directory", cases[k].args);
+    }
+    remove_dir();
+}

@@ -1,0 +1,223 @@
+/* End-to-end tests of `advect poisson`: runs the built executable (ADV_TEST_ADVECT_BIN) in a
+ * fresh temporary directory on .npy files written here, and checks the exit codes (0 ok,
+ * 2 bad usage/input, with one line on stderr), that failed runs leave no output file, and
+ * that the solution written satisfies the stencil of tests/common/poisson_ref.h
+ * ((c - Δ_h) u = f to rounding) — independently of the residual the tool prints. */
+#include "io.h"
+#include "poisson_ref.h"
+#include "test_util.h"
+
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef ADV_TEST_ADVECT_BIN
+#error "ADV_TEST_ADVECT_BIN must name the advect executable"
+#endif
+
+static char dir[256];
+
+static void make_dir(void) {
+    snprintf(dir, sizeof dir, "%s/advect-cli-poisson-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+}
+
+static void remove_dir(void) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* Runs `advect poisson <args>` in dir; returns the exit code; stdout/stderr go to files. */
+static int run(const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' poisson %s >out.txt 2>err.txt", dir,
+             ADV_TEST_ADVECT_BIN, args);
+    int st = system(cmd);
+    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    return WEXITSTATUS(st);
+}
+
+static char *slurp(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    static char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int exists(const char *name) {
+    char path[512];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &sb) == 0;
+}
+
+static void write_npy(const char *name, adv_precision p, int ndim, const int64_t *shape,
+                      const double *data) {
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t n = pref_cells(ndim, shape);
+    void *buf = tu_to_precision(data, n, p);
+    cr_assert_eq(advio_npy_write(path, p, ndim, shape, buf, msg, sizeof msg), ADV_OK, "%s", msg);
+    free(buf);
+}
+
+static void read_npy(const char *name, advio_array *a) {
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    cr_assert_eq(advio_npy_read(path, a, msg, sizeof msg), ADV_OK, "%s", msg);
+}
+
+/* A stderr of exactly one line, mentioning `word`. */
+static void expect_one_line(const char *word) {
+    const char *err = slurp("err.txt");
+    const char *nl = strchr(err, '\n');
+    cr_assert(nl && nl[1] == '\0', "stderr is not one line: '%s'", err);
+    cr_assert(strstr(err, word), "stderr '%s' does not mention '%s'", err, word);
+}
+
+Test(cli_poisson, solves_mixed_3d_and_checks_with_stencil) {
+    make_dir();
+    const int64_t shape[3] = {6, 7, 5};
+    const double h[3] = {0.1, 0.2, 0.3};
+    const adv_boundary bc[3] = {ADV_BC_DIRICHLET, ADV_BC_PERIODIC, ADV_BC_NEUMANN};
+    const size_t n = 210;
+    double f[210], af[210];
+    tu_fill_uniform(f, n, -1.0, 1.0, 3);
+    write_npy("f.npy", ADV_FLOAT64, 3, shape, f);
+    for (int p = 0; p < 2; ++p) {
+        char args[512];
+        snprintf(args, sizeof args,
+                 "--rhs f.npy --bc dirichlet,periodic,neumann --spacing 0.1,0.2,0.3 "
+                 "--shift 0.5 --precision %s --device cpu --out sub/u.npy",
+                 p ? "f64" : "f32");
+        cr_assert_eq(run(args), 0, "stderr: %s", slurp("err.txt"));
+        advio_array u;
+        read_npy("sub/u.npy", &u);
+        cr_assert_eq(u.dtype, p ? ADV_FLOAT64 : ADV_FLOAT32);
+        cr_assert_eq(u.ndim, 3);
+        for (int a = 0; a < 3; ++a) cr_assert_eq(u.shape[a], shape[a]);
+        cr_assert_eq(advio_array_convert(&u, ADV_FLOAT64, NULL, 0), ADV_OK);
+        pref_apply(3, shape, h, bc, 0.5, u.data, af);
+        // The input is rounded to float32 in f32 mode, and u is stored rounded: the residual
+        // of a float32 solution is about κ u32 (see poisson_ref.h).
+        const double tol = p ? 1e-12 : pref_tolerance(3, shape, h, bc, 0.5, TU_U32);
+        const double err = pref_rel_err(af, f, n);
+        cr_assert(err <= tol, "%s: residual %g > %g", p ? "f64" : "f32", err, tol);
+        advio_array_free(&u);
+    }
+    remove_dir();
+}
+
+Test(cli_poisson, json_summary_and_zero_mean_rules) {
+    make_dir();
+    const int64_t shape[2] = {8, 9};
+    double f[72];
+    tu_fill_uniform(f, 72, -1.0, 1.0, 4);
+    for (int i = 0; i < 72; ++i) f[i] += 0.3; // nonzero mean
+    write_npy("f.npy", ADV_FLOAT32, 2, shape, f);
+    // Neumann, c = 0: nonzero mean is bad input, and nothing is written.
+    cr_assert_eq(run("--rhs f.npy --bc neumann --out u.npy"), 2);
+    expect_one_line("mean");
+    cr_assert(!exists("u.npy"), "output written on failure");
+    // --project-mean: the zero-mean solution of f - mean(f).
+    cr_assert_eq(run("--rhs f.npy --bc neumann --project-mean --out u.npy --json"), 0, "%s",
+                 slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_assert(strstr(out, "\"residual\":") && strstr(out, "\"time_s\":") &&
+                  strstr(out, "\"device\": \"cpu\"") && strstr(out, "\"precision\": \"f64\""),
+              "json: %s", out);
+    cr_assert(out[0] == '{' && strchr(out, '}'), "not a JSON object: %s", out);
+    advio_array u;
+    read_npy("u.npy", &u);
+    cr_assert_eq(u.dtype, ADV_FLOAT64, "default precision is f64");
+    const double h[2] = {1.0, 1.0};
+    const adv_boundary bc[2] = {ADV_BC_NEUMANN, ADV_BC_NEUMANN};
+    double fr[72], au[72], mean = 0.0;
+    void *stored = tu_to_precision(f, 72, ADV_FLOAT32); // f as the tool read it
+    tu_from_precision(fr, stored, 72, ADV_FLOAT32);
+    free(stored);
+    for (int i = 0; i < 72; ++i) mean += fr[i];
+    for (int i = 0; i < 72; ++i) fr[i] -= mean / 72.0;
+    pref_apply(2, shape, h, bc, 0.0, u.data, au);
+    cr_assert(pref_rel_err(au, fr, 72) < 1e-12, "residual %g", pref_rel_err(au, fr, 72));
+    double um = 0.0;
+    for (int i = 0; i < 72; ++i) um += ((double *)u.data)[i];
+    cr_assert(fabs(um) < 1e-12, "solution mean %g", um / 72);
+    advio_array_free(&u);
+    // A Dirichlet axis makes any mean fine.
+    cr_assert_eq(run("--rhs f.npy --bc neumann,dirichlet --out u2.npy --quiet"), 0);
+    cr_assert_eq(slurp("out.txt")[0], '\0', "--quiet printed something");
+    remove_dir();
+}
+
+Test(cli_poisson, embedded_example) {
+    make_dir();
+    cr_assert_eq(run(""), 0, "%s", slurp("err.txt"));
+    advio_array u;
+    read_npy("advect-out/poisson.npy", &u);
+    cr_assert_eq(u.ndim, 2);
+    cr_assert_eq(u.shape[0], 128);
+    cr_assert_eq(u.shape[1], 128);
+    cr_assert(strstr(slurp("out.txt"), "residual"), "summary: %s", slurp("out.txt"));
+    advio_array_free(&u);
+    remove_dir();
+}
+
+Test(cli_poisson, bad_usage_and_input) {
+    make_dir();
+    const int64_t s3[3] = {3, 4, 5}, s5[5] = {1, 2, 1, 2, 1}, s1[1] = {6};
+    double f[60];
+    tu_fill_uniform(f, 60, -1.0, 1.0, 5);
+    write_npy("f.npy", ADV_FLOAT64, 3, s3, f);
+    write_npy("f5.npy", ADV_FLOAT64, 5, s5, f);
+    f[2] = NAN;
+    write_npy("nan.npy", ADV_FLOAT64, 1, s1, f);
+    char path[512];
+    snprintf(path, sizeof path, "%s/garbage.npy", dir);
+    FILE *g = fopen(path, "wb");
+    cr_assert_not_null(g);
+    fputs("this is not a npy file", g);
+    fclose(g);
+    const struct {
+        const char *args, *word;
+    } cases[] = {
+        {"--rhs f.npy --shift 1 --bc neumann,dirichlet --out u.npy", "--bc"},
+        {"--rhs f.npy --shift 1 --bc neumann,robin,periodic --out u.npy", "--bc"},
+        {"--rhs f.npy --shift 1 --spacing 1,2 --out u.npy", "--spacing"},
+        {"--rhs f.npy --shift 1 --spacing 0 --out u.npy", "--spacing"},
+        {"--rhs f.npy --shift 1 --spacing nan --out u.npy", "--spacing"},
+        {"--rhs f.npy --shift -1 --out u.npy", "--shift"},
+        {"--rhs f.npy --shift 1 --precision f16 --out u.npy", "--precision"},
+        {"--rhs f.npy --shift 1 --device tpu --out u.npy", "--device"},
+        {"--rhs f5.npy --shift 1 --out u.npy", "dimensions"},
+        {"--rhs nan.npy --shift 1 --out u.npy", "NaN"},
+        {"--rhs missing.npy --shift 1 --out u.npy", "missing.npy"},
+        {"--rhs garbage.npy --shift 1 --out u.npy", "garbage.npy"},
+        {"--rhs f.npy --shift 1 --frobnicate --out u.npy", "frobnicate"},
+        {"--out u.npy --rhs", "--rhs"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        cr_assert_eq(run(cases[k].args), 2, "'%s': stderr %s", cases[k].args, slurp("err.txt"));
+        expect_one_line(cases[k].word);
+        cr_assert(!exists("u.npy"), "'%s' wrote an output", cases[k].args);
+    }
+    // --device cuda: 0 with a usable GPU, otherwise 2 (backend unavailable), never 1.
+    int count = 0;
+    adv_cuda_device_count(&count, NULL, 0);
+    cr_assert_eq(run("--rhs f.npy --shift 1 --device cuda --out u.npy"), count > 0 ? 0 : 2, "%s",
+                 slurp("err.txt"));
+    cr_assert_eq(exists("u.npy"), count > 0);
+    remove_dir();
+}

@@ -1,0 +1,237 @@
+/* Conformance of the Benamou-Brenier solver on the backend under test (compiled once per
+ * backend; the CUDA instance skips visibly without a usable device), written against the
+ * public API with inputs and outputs in the context's memory space. Reference: the CPU
+ * backend run on the same problem in the same process (for the CPU instance this checks
+ * reproducibility), plus the backend-independent invariants: the continuity equation of the
+ * staggered output to rounding, the fixed boundary values, and the exact input checks.
+ *
+ * Tolerances. A fixed number of iterations (30) of a non-expansive Douglas-Rachford map: two
+ * backends that round differently (reduction order, fused multiply-adds, atomics) drift
+ * apart by at most the accumulated rounding, a few hundred ulps of the values after 30
+ * iterations: 1e-9 relative in float64, 2e-3 in float32 (measured on the CPU against a
+ * float64 run: ~1e-4). Outputs are poisoned with NaN first, so an unwritten element fails. */
+#include "conformance.h"
+
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bb_case {
+    int d;
+    int64_t n[3];
+    int64_t P;
+} bb_case;
+
+static const bb_case CASES[] = {{1, {37, 1, 1}, 8}, {2, {12, 10, 1}, 6}, {3, {6, 5, 4}, 4}};
+
+static int64_t cells(const bb_case *c) {
+    int64_t M = 1;
+    for (int a = 0; a < c->d; ++a) M *= c->n[a];
+    return M;
+}
+
+static void densities(const bb_case *c, double *r0, double *r1) {
+    const int64_t M = cells(c);
+    for (int64_t k = 0; k < M; ++k) {
+        double x[3] = {0.5, 0.5, 0.5};
+        int64_t rem = k;
+        for (int a = c->d - 1; a >= 0; --a) {
+            x[a] = (double)(rem % c->n[a]) / (double)c->n[a];
+            rem /= c->n[a];
+        }
+        double e0 = 0, e1 = 0;
+        for (int a = 0; a < c->d; ++a) {
+            e0 += (x[a] - 0.3) * (x[a] - 0.3);
+            e1 += (x[a] - 0.6 - 0.05 * a) * (x[a] - 0.6 - 0.05 * a);
+        }
+        r0[k] = exp(-e0 / 0.03) + 1e-3;
+        r1[k] = exp(-e1 / 0.02);
+    }
+}
+
+static adv_bbot_plan *plan_for(adv_context *ctx, const bb_case *c, adv_precision p) {
+    adv_bbot_opts o;
+    adv_bbot_default_opts(&o);
+    o.precision = p;
+    o.ndim = c->d;
+    for (int a = 0; a < c->d; ++a) o.shape[a] = c->n[a];
+    o.time_steps = c->P;
+    o.max_iterations = 30;
+    o.tolerance = 0.0;
+    o.cost_tolerance = 0.0;
+    adv_bbot_plan *plan = NULL;
+    adv_status st = adv_bbot_plan_create(ctx, &o, &plan);
+    cr_assert_eq(st, ADV_OK, "plan_create: %s", adv_context_last_error(ctx));
+    return plan;
+}
+
+typedef struct bb_out {
+    double cost;
+    double *rho, *vel, *mom, *pts_v;
+    adv_bbot_iterate hist[30];
+} bb_out;
+
+/* Runs the case on ctx; outputs downloaded to host doubles. */
+static void run_case(adv_context *ctx, const bb_case *c, adv_precision p, const double *r0,
+                     const double *r1, const double *pts, int64_t npts, bb_out *out) {
+    const int64_t M = cells(c), P = c->P, d = c->d;
+    void *d0 = conf_upload(ctx, p, r0, (size_t)M), *d1 = conf_upload(ctx, p, r1, (size_t)M);
+    void *drho = conf_alloc_poisoned(ctx, p, (size_t)((P + 1) * M));
+    void *dvel = conf_alloc_poisoned(ctx, p, (size_t)(P * M * d));
+    void *dmom = conf_alloc_poisoned(ctx, p, (size_t)(P * M * d));
+    void *dx = conf_upload(ctx, p, pts, (size_t)(npts * d));
+    void *dv = conf_alloc_poisoned(ctx, p, (size_t)(npts * d));
+    adv_bbot_plan *plan = plan_for(ctx, c, p);
+    adv_bbot_result res = {.struct_size = sizeof res};
+    adv_status st = adv_bbot_solve(plan, d0, d1, drho, dmom, dvel, &res);
+    cr_assert_eq(st, ADV_OK, "solve: %s", adv_context_last_error(ctx));
+    cr_assert_eq(adv_bbot_velocity_eval(plan, 0.37, npts, dx, dv), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    cr_assert_eq(adv_context_synchronize(ctx), ADV_OK);
+    out->cost = res.cost;
+    out->rho = tu_calloc((size_t)((P + 1) * M), sizeof(double));
+    out->vel = tu_calloc((size_t)(P * M * d), sizeof(double));
+    out->mom = tu_calloc((size_t)(P * M * d), sizeof(double));
+    out->pts_v = tu_calloc((size_t)(npts * d), sizeof(double));
+    conf_download(ctx, p, drho, out->rho, (size_t)((P + 1) * M));
+    conf_download(ctx, p, dvel, out->vel, (size_t)(P * M * d));
+    conf_download(ctx, p, dmom, out->mom, (size_t)(P * M * d));
+    conf_download(ctx, p, dv, out->pts_v, (size_t)(npts * d));
+    int64_t count = 0;
+    cr_assert_eq(adv_bbot_get_history(plan, 30, out->hist, &count), ADV_OK);
+    cr_assert_eq(count, 30);
+
+    // Continuity of the staggered output on this backend.
+    int64_t nm = 0;
+    for (int a = 0; a < d; ++a) nm += P * M / c->n[a] * (c->n[a] + 1);
+    void *df = conf_alloc_poisoned(ctx, p, (size_t)((P + 1) * M));
+    void *dm = conf_alloc_poisoned(ctx, p, (size_t)nm);
+    cr_assert_eq(adv_bbot_get_staggered(plan, df, dm), ADV_OK);
+    double *f = tu_calloc((size_t)((P + 1) * M), sizeof(double)), *m = tu_calloc((size_t)nm, sizeof(double));
+    conf_download(ctx, p, df, f, (size_t)((P + 1) * M));
+    conf_download(ctx, p, dm, m, (size_t)nm);
+    double fmaxv = 0.0, div_max = 0.0;
+    for (int64_t k = 0; k < (P + 1) * M; ++k) fmaxv = fmax(fmaxv, fabs(f[k]));
+    for (int64_t cell = 0; cell < P * M; ++cell) {
+        double dv = (f[cell + M] - f[cell]) * (double)P;
+        int64_t moff = 0;
+        for (int a = 0; a < d; ++a) {
+            int64_t inner = 1;
+            for (int b = a + 1; b < d; ++b) inner *= c->n[b];
+            const int64_t L = c->n[a], lo = cell + cell / (L * inner) * inner;
+            dv += (m[moff + lo + inner] - m[moff + lo]) * (double)L;
+            moff += P * M / L * (L + 1);
+        }
+        div_max = fmax(div_max, fabs(dv));
+    }
+    const double tol = 1e4 * tu_unit_roundoff(p) * fmaxv * (double)P;
+    cr_expect(div_max <= tol, "%d-D %s: |div| %g > %g", c->d, tu_precision_name(p), div_max, tol);
+    free(f), free(m);
+    conf_free(ctx, df), conf_free(ctx, dm);
+    adv_bbot_plan_destroy(plan);
+    conf_free(ctx, d0), conf_free(ctx, d1), conf_free(ctx, drho), conf_free(ctx, dvel);
+    conf_free(ctx, dmom), conf_free(ctx, dx), conf_free(ctx, dv);
+}
+
+static void free_out(bb_out *o) { free(o->rho), free(o->vel), free(o->mom), free(o->pts_v); }
+
+static double max_rel(const double *a, const double *b, int64_t n) {
+    double scale = 0.0, err = 0.0;
+    for (int64_t k = 0; k < n; ++k) {
+        cr_assert(isfinite(a[k]), "element %lld not written (NaN)", (long long)k);
+        scale = fmax(scale, fabs(b[k]));
+        err = fmax(err, fabs(a[k] - b[k]));
+    }
+    return err / fmax(scale, 1e-300);
+}
+
+Test(bbot_conformance, matches_cpu_reference) {
+    adv_context *ctx = conf_context();
+    adv_context_opts co;
+    adv_context_default_opts(&co);
+    co.backend = ADV_BACKEND_CPU;
+    co.cpu_threads = 1;
+    adv_context *cpu = NULL;
+    cr_assert_eq(adv_context_create(&co, &cpu), ADV_OK);
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ++ci)
+        for (int pi = 0; pi < 2; ++pi) {
+            const bb_case *c = &CASES[ci];
+            const adv_precision p = pi ? ADV_FLOAT64 : ADV_FLOAT32;
+            const int64_t M = cells(c), d = c->d, P = c->P, npts = 57;
+            double *r0 = tu_calloc((size_t)M, sizeof(double)), *r1 = tu_calloc((size_t)M, sizeof(double));
+            densities(c, r0, r1);
+            tu_round_to_precision(r0, (size_t)M, p);
+            tu_round_to_precision(r1, (size_t)M, p);
+            double *pts = tu_calloc((size_t)(npts * d), sizeof(double));
+            tu_fill_uniform(pts, (size_t)(npts * d), -0.05, 1.05, 77 + ci); // a few outside
+            tu_round_to_precision(pts, (size_t)(npts * d), p);
+            bb_out got, ref;
+            run_case(ctx, c, p, r0, r1, pts, npts, &got);
+            run_case(cpu, c, p, r0, r1, pts, npts, &ref);
+            const double tol = p == ADV_FLOAT64 ? 1e-9 : 2e-3;
+            const char *pn = tu_precision_name(p);
+            cr_expect(fabs(got.cost - ref.cost) <= tol * ref.cost, "%d-D %s: cost %.12g vs %.12g",
+                      c->d, pn, got.cost, ref.cost);
+            for (int k = 1; k < 30; ++k)
+                cr_expect(fabs(got.hist[k].cost - ref.hist[k].cost) <= tol * ref.hist[k].cost &&
+                              fabs(got.hist[k].divergence_residual - ref.hist[k].divergence_residual) <=
+                                  tol * ref.hist[k].divergence_residual + 1e-12,
+                          "%d-D %s: history row %d differs", c->d, pn, k + 1);
+            double e;
+            cr_expect((e = max_rel(got.rho, ref.rho, (P + 1) * M)) <= tol, "%d-D %s: rho %g", c->d, pn, e);
+            cr_expect((e = max_rel(got.mom, ref.mom, P * M * d)) <= tol, "%d-D %s: momentum %g", c->d, pn, e);
+            // The velocity divides by the density: compare where the density is not tiny.
+            cr_expect((e = max_rel(got.vel, ref.vel, P * M * d)) <= 10 * tol, "%d-D %s: velocity %g",
+                      c->d, pn, e);
+            cr_expect((e = max_rel(got.pts_v, ref.pts_v, npts * d)) <= 10 * tol,
+                      "%d-D %s: velocity field at points %g", c->d, pn, e);
+            free_out(&got), free_out(&ref);
+            free(r0), free(r1), free(pts);
+        }
+    adv_context_destroy(cpu);
+    conf_context_destroy(ctx);
+}
+
+Test(bbot_conformance, invalid_densities_in_context_memory) {
+    adv_context *ctx = conf_context();
+    const bb_case *c = &CASES[1];
+    const int64_t M = cells(c);
+    for (int pi = 0; pi < 2; ++pi) {
+        const adv_precision p = pi ? ADV_FLOAT64 : ADV_FLOAT32;
+        adv_bbot_plan *plan = plan_for(ctx, c, p);
+        double *r0 = tu_calloc((size_t)M, sizeof(double)), *r1 = tu_calloc((size_t)M, sizeof(double));
+        densities(c, r0, r1);
+        const struct {
+            const char *what;
+            int index;
+            double value;
+            adv_status want;
+        } cases[] = {{"NaN", 5, NAN, ADV_ERR_NONFINITE},
+                     {"Inf", M - 1, INFINITY, ADV_ERR_NONFINITE},
+                     {"negative", 0, -0.5, ADV_ERR_INVALID_VALUE},
+                     {"all zero", -1, 0.0, ADV_ERR_INVALID_VALUE}};
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+            double *bad = tu_calloc((size_t)M, sizeof(double));
+            if (cases[k].index >= 0) {
+                memcpy(bad, r1, (size_t)M * sizeof(double));
+                bad[cases[k].index] = cases[k].value;
+            }
+            void *d0 = conf_upload(ctx, p, r0, (size_t)M), *d1 = conf_upload(ctx, p, bad, (size_t)M);
+            void *drho = conf_alloc_poisoned(ctx, p, (size_t)((c->P + 1) * M));
+            adv_status st = adv_bbot_solve(plan, d0, d1, drho, NULL, NULL, NULL);
+            cr_expect_eq(st, cases[k].want, "%s %s: got %s (%s)", cases[k].what,
+                         tu_precision_name(p), adv_status_name(st), adv_context_last_error(ctx));
+            double *h = tu_calloc((size_t)((c->P + 1) * M), sizeof(double));
+            conf_download(ctx, p, drho, h, (size_t)((c->P + 1) * M));
+            cr_expect(isnan(h[0]) && isnan(h[(c->P + 1) * M - 1]), "%s: output written", cases[k].what);
+            free(h), free(bad);
+            conf_free(ctx, d0), conf_free(ctx, d1), conf_free(ctx, drho);
+        }
+        free(r0), free(r1);
+        adv_bbot_plan_destroy(plan);
+    }
+    conf_context_destroy(ctx);
+}

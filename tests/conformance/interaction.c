@@ -1,0 +1,622 @@
+/* Conformance of the interaction sum (spec math.md §1) on the backend under test, against the
+ * naive double reference (tests/common/reference.c). Awkward sizes (1, primes, not multiples
+ * of any tile), both kernels and precisions, batches, -Inf log-weights and empty rows, the
+ * causal mask, huge and zero lambda, partial outputs, plan reuse. Every output is poisoned
+ * with NaN before the call, so an element the backend forgets to write fails the check.
+ *
+ * Tolerances. Let u be the unit roundoff (2^-24 float32, 2^-53 float64), S_i the row's
+ * score-term bound from ref_score_scale() and W_i the row's largest |value|.
+ *  - A score computed in floating point, by direct differences or by the GEMM form, is off by
+ *    at most about d u S_i; we allow ds_i = u (2 d S_i + 64), the 64 u covering a few-ulp
+ *    vectorised exp.
+ *  - lse_i = m + log(sum) moves by at most the largest score error (the log-sum-exp is
+ *    1-Lipschitz in the max norm) plus the relative rounding of a sum of M terms <= 1, at most
+ *    M u: tol_lse = ds_i + u (M + 64). With |s| ~ 1e2..1e3 in float32 this is an absolute
+ *    ~1e-5..1e-4, i.e. float32 digits lost in exp(s - m) are allowed, not more.
+ *  - out_i is a convex combination; a relative error r in each weight moves it by at most
+ *    2 r W_i: tol_out = W_i (2 ds_i + 2 u (M + 64)).
+ * Plain TF32 products (u ~ 2^-11) or a missing rescale exceed these bounds by orders of
+ * magnitude, so the check can fail; in float64 they amount to ~1e-13 relative. */
+#include "conformance.h"
+#include "reference.h"
+
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum beta_mode {
+    BETA_NONE,        /* beta pointer NULL */
+    BETA_RANDOM,      /* beta in [-3, 1], about one key in eight -Inf */
+    BETA_EMPTY_BATCH  /* as BETA_RANDOM, and every key of batch 1 is -Inf: empty rows */
+};
+
+typedef struct conf_case {
+    int64_t n, m, d, e;
+    int values_are_keys;
+    int64_t batch;
+    enum beta_mode beta;
+    double lambda, gamma;
+    int causal;
+} conf_case;
+
+/* Host data (double, already rounded to the precision under test) and its context copies. */
+typedef struct conf_data {
+    ref_problem prob;
+    double *x, *y, *beta, *w;
+    void *dx, *dy, *dbeta, *dw;
+} conf_data;
+
+static size_t value_dim(const conf_case *c) { return (size_t)(c->values_are_keys ? c->d : c->e); }
+
+static void data_make(adv_context *ctx, adv_precision p, adv_kernel kernel, const conf_case *c,
+                      uint64_t seed, conf_data *data) {
+    memset(data, 0, sizeof *data);
+    const size_t B = (size_t)c->batch, N = (size_t)c->n, M = (size_t)c->m, d = (size_t)c->d;
+    const size_t e = (size_t)c->e;
+    data->x = tu_calloc(B * N * d, sizeof(double));
+    data->y = tu_calloc(B * M * d, sizeof(double));
+    tu_fill_uniform(data->x, B * N * d, -1.0, 1.0, seed * 4 + 1);
+    tu_fill_uniform(data->y, B * M * d, -1.0, 1.0, seed * 4 + 2);
+    tu_round_to_precision(data->x, B * N * d, p);
+    tu_round_to_precision(data->y, B * M * d, p);
+    if (!c->values_are_keys && e > 0) {
+        data->w = tu_calloc(B * M * e, sizeof(double));
+        tu_fill_uniform(data->w, B * M * e, -2.0, 2.0, seed * 4 + 3);
+        tu_round_to_precision(data->w, B * M * e, p);
+    }
+    if (c->beta != BETA_NONE) {
+        tu_rng r;
+        tu_rng_seed(&r, seed * 4 + 4);
+        data->beta = tu_calloc(B * M, sizeof(double));
+        for (size_t k = 0; k < B * M; ++k) {
+            double u = tu_rng_uniform(&r, 0.0, 1.0);
+            data->beta[k] = u < 0.125 ? -INFINITY : -3.0 + 4.0 * tu_rng_uniform(&r, 0.0, 1.0);
+        }
+        if (c->beta == BETA_EMPTY_BATCH && B > 1)
+            for (size_t j = 0; j < M; ++j) data->beta[M + j] = -INFINITY;
+        tu_round_to_precision(data->beta, B * M, p);
+    }
+    data->prob = (ref_problem){.kernel = kernel,
+                               .batch = c->batch,
+                               .n = c->n,
+                               .m = c->m,
+                               .d = c->d,
+                               .e = (int64_t)value_dim(c),
+                               .lambda = c->lambda,
+                               .gamma = c->gamma,
+                               .causal = c->causal,
+                               .values_are_keys = c->values_are_keys,
+                               .x = data->x,
+                               .y = data->y,
+                               .beta = data->beta,
+                               .w = data->w};
+    data->dx = conf_upload(ctx, p, data->x, B * N * d);
+    data->dy = conf_upload(ctx, p, data->y, B * M * d);
+    if (data->beta) data->dbeta = conf_upload(ctx, p, data->beta, B * M);
+    if (data->w) data->dw = conf_upload(ctx, p, data->w, B * M * e);
+}
+
+static void data_free(adv_context *ctx, conf_data *data) {
+    conf_free(ctx, data->dx);
+    conf_free(ctx, data->dy);
+    conf_free(ctx, data->dbeta);
+    conf_free(ctx, data->dw);
+    free(data->x);
+    free(data->y);
+    free(data->beta);
+    free(data->w);
+}
+
+static adv_interaction_desc make_desc(adv_precision p, adv_kernel kernel, const conf_case *c) {
+    adv_interaction_desc desc;
+    cr_assert_eq(adv_interaction_default_desc(&desc), ADV_OK);
+    desc.precision = p;
+    desc.kernel = kernel;
+    desc.batch = c->batch;
+    desc.n_queries = c->n;
+    desc.n_keys = c->m;
+    desc.dim = c->d;
+    desc.value_dim = (int64_t)value_dim(c);
+    desc.lambda = c->lambda;
+    desc.gamma = c->gamma;
+    desc.causal = c->causal;
+    desc.values_are_keys = c->values_are_keys;
+    return desc;
+}
+
+static void describe(char *buf, size_t size, adv_precision p, adv_kernel kernel,
+                     const conf_case *c, const char *what) {
+    snprintf(buf, size,
+             "[%s %s %s B=%lld N=%lld M=%lld d=%lld e=%lld%s%s beta=%s lambda=%g gamma=%g]",
+             what, kernel == ADV_KERNEL_DOT ? "DOT" : "SQDIST", tu_precision_name(p),
+             (long long)c->batch, (long long)c->n, (long long)c->m, (long long)c->d,
+             (long long)value_dim(c), c->values_are_keys ? " values_are_keys" : "",
+             c->causal ? " causal" : "",
+             c->beta == BETA_NONE ? "NULL" : c->beta == BETA_RANDOM ? "random" : "empty-batch",
+             c->lambda, c->gamma);
+}
+
+/* Compares lse (B x N) and out (B x N x e), either may be NULL, with the reference. */
+static void check_against_reference(adv_precision p, const ref_problem *prob, const double *lse,
+                                    const double *out, const char *label) {
+    const size_t rows = (size_t)prob->batch * (size_t)prob->n, e = (size_t)prob->e;
+    double *ref_lse = tu_calloc(rows, sizeof(double));
+    double *ref_out = tu_calloc(rows * (e ? e : 1), sizeof(double));
+    double *S = tu_calloc(rows, sizeof(double));
+    double *W = tu_calloc(rows, sizeof(double));
+    ref_interaction(prob, ref_lse, ref_out);
+    ref_score_scale(prob, S);
+    ref_value_scale(prob, W);
+    const double u = tu_unit_roundoff(p);
+    const double sum_err = u * ((double)prob->m + 64.0);
+
+    size_t bad_lse = 0, bad_out = 0, first_lse = 0, first_out = 0;
+    for (size_t r = 0; r < rows; ++r) {
+        const double ds = u * (2.0 * (double)prob->d * S[r] + 64.0);
+        const double tol_lse = ds + sum_err;
+        const double tol_out = W[r] * (2.0 * ds + 2.0 * sum_err);
+        const int empty = ref_lse[r] == -INFINITY;
+        if (lse) {
+            /* Empty rows must be exactly -Inf; other rows finite and within tolerance. */
+            int ok = empty ? lse[r] == -INFINITY : tu_close(lse[r], ref_lse[r], tol_lse, 0.0);
+            if (!ok && bad_lse++ == 0) first_lse = r;
+        }
+        if (out) {
+            for (size_t k = 0; k < e; ++k) {
+                double g = out[r * e + k], ref = ref_out[r * e + k];
+                int ok = empty ? g == 0.0 : tu_close(g, ref, tol_out, 0.0);
+                if (!ok && bad_out++ == 0) first_out = r * e + k;
+            }
+        }
+    }
+    if (lse) {
+        size_t r = first_lse;
+        cr_expect(bad_lse == 0,
+                  "%s lse: %zu of %zu rows wrong; first row %zu: got %.17g, reference %.17g "
+                  "(tolerance %.3g)",
+                  label, bad_lse, rows, r, lse[r], ref_lse[r],
+                  u * (2.0 * (double)prob->d * S[r] + 64.0) + sum_err);
+    }
+    if (out) {
+        size_t k = first_out, r = e ? k / e : 0;
+        cr_expect(bad_out == 0,
+                  "%s out: %zu of %zu entries wrong; first row %zu component %zu: got %.17g, "
+                  "reference %.17g (tolerance %.3g)",
+                  label, bad_out, rows * e, r, e ? k % e : 0, out[k], ref_out[k],
+                  W[r] * (2.0 * u * (2.0 * (double)prob->d * S[r] + 64.0) + 2.0 * sum_err));
+    }
+    free(ref_lse);
+    free(ref_out);
+    free(S);
+    free(W);
+}
+
+/* Runs one execution with poisoned outputs (want_lse / want_out choose which are passed),
+ * through `plan` when given, else through the one-shot adv_interaction_sum, and checks the
+ * results against the reference. */
+static void run_checked(adv_context *ctx, adv_interaction_plan *plan,
+                        const adv_interaction_desc *desc, const conf_data *data, int want_lse,
+                        int want_out, const void *w_override, const char *label) {
+    const adv_precision p = desc->precision;
+    const size_t rows = (size_t)desc->batch * (size_t)desc->n_queries;
+    const size_t e = (size_t)desc->value_dim;
+    if (e == 0) want_out = 0;
+    void *dlse = want_lse ? conf_alloc_poisoned(ctx, p, rows) : NULL;
+    void *dout = want_out ? conf_alloc_poisoned(ctx, p, rows * e) : NULL;
+    const void *w = w_override ? w_override : data->dw;
+    adv_status st =
+        plan ? adv_interaction_execute(plan, data->dx, data->dy, data->dbeta, w, dlse, dout)
+             : adv_interaction_sum(ctx, desc, data->dx, data->dy, data->dbeta, w, dlse, dout);
+    cr_assert_eq(st, ADV_OK, "%s: %s: %s", label, adv_status_name(st), adv_context_last_error(ctx));
+    cr_assert_eq(adv_context_synchronize(ctx), ADV_OK, "%s: synchronize: %s", label,
+                 adv_context_last_error(ctx));
+    double *lse = want_lse ? tu_calloc(rows, sizeof(double)) : NULL;
+    double *out = want_out ? tu_calloc(rows * e, sizeof(double)) : NULL;
+    if (lse) conf_download(ctx, p, dlse, lse, rows);
+    if (out) conf_download(ctx, p, dout, out, rows * e);
+    if (lse) cr_expect_eq(tu_count_nan(lse, rows), 0, "%s: NaN left in lse", label);
+    if (out) cr_expect_eq(tu_count_nan(out, rows * e), 0, "%s: NaN left in out", label);
+    check_against_reference(p, &data->prob, lse, out, label);
+    free(lse);
+    free(out);
+    conf_free(ctx, dlse);
+    conf_free(ctx, dout);
+}
+
+/* One case end to end: data, one-shot call, comparison. */
+static void run_case(adv_context *ctx, adv_precision p, adv_kernel kernel, const conf_case *c,
+                     uint64_t seed, int want_lse, int want_out, const char *what) {
+    char label[256];
+    describe(label, sizeof label, p, kernel, c, what);
+    conf_data data;
+    data_make(ctx, p, kernel, c, seed, &data);
+    adv_interaction_desc desc = make_desc(p, kernel, c);
+    run_checked(ctx, NULL, &desc, &data, want_lse, want_out, NULL, label);
+    data_free(ctx, &data);
+}
+
+/* The main table: every N, M in {1, 7, 127, 257, 1031}, d in {1, 2, 3, 5, 16, 64, 67}, e in
+ * {0, 1, 2, 3, 17} and values_are_keys, batch 1 and 3, beta NULL / random with -Inf / an
+ * all -Inf batch, and lambda from 0.02 to 1000 so that |scores| reach ~1e3. Combinations are
+ * chosen so each run stays around 1e7 pair-dimensions. */
+static const conf_case main_cases[] = {
+    /* n     m     d   e  vak B  beta              lambda  gamma */
+    {1, 1, 1, 0, 0, 1, BETA_NONE, 1.0, 1.0, 0},
+    {1, 1, 3, 1, 0, 3, BETA_RANDOM, 0.7, 1.3, 0},
+    {1, 1031, 2, 2, 0, 1, BETA_RANDOM, 2.0, 0.8, 0},
+    {1031, 1, 5, 3, 0, 1, BETA_NONE, 0.5, 1.0, 0},
+    {7, 127, 16, 17, 0, 3, BETA_EMPTY_BATCH, 0.3, 1.1, 0},
+    {127, 7, 64, 1, 0, 1, BETA_RANDOM, 0.05, 0.9, 0},
+    {257, 257, 67, 3, 0, 1, BETA_NONE, 0.1, 1.0, 0},
+    {1031, 257, 3, 0, 0, 1, BETA_RANDOM, 5.0, 0.6, 0},
+    {257, 1031, 2, 0, 1, 1, BETA_NONE, 10.0, 1.0, 0},
+    {127, 1031, 64, 0, 1, 1, BETA_RANDOM, 0.2, 1.0, 0},
+    {1031, 1031, 3, 0, 1, 1, BETA_RANDOM, 25.0, 0.9, 0},
+    {7, 7, 67, 17, 0, 3, BETA_RANDOM, 0.02, 1.2, 0},
+    {1031, 127, 16, 2, 0, 3, BETA_EMPTY_BATCH, 1.0, 1.0, 0},
+    {257, 7, 1, 1, 0, 3, BETA_RANDOM, 3.0, 0.5, 0},
+    {7, 1031, 5, 0, 1, 3, BETA_EMPTY_BATCH, 1.0, 1.4, 0},
+    {1031, 1031, 2, 17, 0, 1, BETA_NONE, 50.0, 1.0, 0},
+    {127, 257, 67, 0, 0, 3, BETA_NONE, 0.5, 1.0, 0},
+    {257, 127, 1, 17, 0, 1, BETA_RANDOM, 100.0, 0.7, 0},
+    {1, 257, 64, 17, 0, 3, BETA_RANDOM, 0.1, 1.0, 0},
+    {1031, 7, 67, 2, 0, 1, BETA_RANDOM, 0.05, 1.0, 0},
+    {127, 127, 1, 0, 1, 1, BETA_NONE, 1000.0, 1.0, 0},
+    {1, 7, 2, 3, 0, 1, BETA_RANDOM, 1.0, 1.0, 0},
+};
+#define N_MAIN_CASES (sizeof main_cases / sizeof main_cases[0])
+
+static void run_main_table(adv_precision p, adv_kernel kernel) {
+    adv_context *ctx = conf_context();
+    for (size_t k = 0; k < N_MAIN_CASES; ++k)
+        run_case(ctx, p, kernel, &main_cases[k], 1000 + k, 1, 1, "table");
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, sqdist_f32) { run_main_table(ADV_FLOAT32, ADV_KERNEL_SQDIST); }
+Test(interaction, sqdist_f64) { run_main_table(ADV_FLOAT64, ADV_KERNEL_SQDIST); }
+Test(interaction, dot_f32) { run_main_table(ADV_FLOAT32, ADV_KERNEL_DOT); }
+Test(interaction, dot_f64) { run_main_table(ADV_FLOAT64, ADV_KERNEL_DOT); }
+
+/* Causal DOT: N == M (the attention case) and N != M both ways. */
+static const conf_case causal_cases[] = {
+    {1, 1, 1, 1, 0, 1, BETA_NONE, 1.0, 1.0, 1},
+    {127, 127, 16, 3, 0, 3, BETA_RANDOM, 0.5, 1.0, 1},
+    {1031, 1031, 2, 0, 1, 1, BETA_NONE, 4.0, 1.0, 1},
+    {257, 127, 5, 2, 0, 3, BETA_EMPTY_BATCH, 1.0, 1.0, 1},
+    {7, 1031, 67, 17, 0, 1, BETA_RANDOM, 0.1, 1.0, 1},
+    {257, 257, 64, 0, 1, 1, BETA_NONE, 0.25, 1.0, 1},
+};
+
+static void run_causal(adv_precision p) {
+    adv_context *ctx = conf_context();
+    for (size_t k = 0; k < sizeof causal_cases / sizeof causal_cases[0]; ++k)
+        run_case(ctx, p, ADV_KERNEL_DOT, &causal_cases[k], 2000 + k, 1, 1, "causal");
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, causal_dot_f32) { run_causal(ADV_FLOAT32); }
+Test(interaction, causal_dot_f64) { run_causal(ADV_FLOAT64); }
+
+/* Only one of the two outputs requested: the other pointer is NULL. */
+static void run_partial(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const conf_case cases[] = {
+        {127, 257, 3, 2, 0, 3, BETA_EMPTY_BATCH, 1.5, 0.8, 0},
+        {1031, 7, 16, 0, 1, 1, BETA_RANDOM, 0.5, 1.0, 0},
+        {7, 1031, 67, 5, 0, 1, BETA_NONE, 0.1, 1.0, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        for (int kernel = 0; kernel < 2; ++kernel) {
+            run_case(ctx, p, (adv_kernel)kernel, &cases[k], 3000 + k, 1, 0, "lse-only");
+            run_case(ctx, p, (adv_kernel)kernel, &cases[k], 3100 + k, 0, 1, "out-only");
+        }
+    }
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, lse_only_and_out_only_f32) { run_partial(ADV_FLOAT32); }
+Test(interaction, lse_only_and_out_only_f64) { run_partial(ADV_FLOAT64); }
+
+/* A plan executed several times with different data pointers (and the first data again). */
+static void run_plan_reuse(adv_precision p) {
+    adv_context *ctx = conf_context();
+    for (int kernel = 0; kernel < 2; ++kernel) {
+        const conf_case c = {257, 1031, 5, 3, 0, 3, BETA_EMPTY_BATCH, 0.8, 1.25, 0};
+        char label[256];
+        describe(label, sizeof label, p, (adv_kernel)kernel, &c, "plan reuse");
+        adv_interaction_desc desc = make_desc(p, (adv_kernel)kernel, &c);
+        adv_interaction_plan *plan = NULL;
+        adv_status st = adv_interaction_plan_create(ctx, &desc, &plan);
+        cr_assert_eq(st, ADV_OK, "%s: plan_create: %s", label, adv_context_last_error(ctx));
+        conf_data a, b;
+        data_make(ctx, p, (adv_kernel)kernel, &c, 4000, &a);
+        data_make(ctx, p, (adv_kernel)kernel, &c, 4001, &b);
+        run_checked(ctx, plan, &desc, &a, 1, 1, NULL, label);
+        run_checked(ctx, plan, &desc, &b, 1, 1, NULL, label);
+        run_checked(ctx, plan, &desc, &a, 1, 0, NULL, label);
+        run_checked(ctx, plan, &desc, &b, 0, 1, NULL, label);
+        data_free(ctx, &a);
+        data_free(ctx, &b);
+        cr_expect_eq(adv_interaction_plan_destroy(plan), ADV_OK);
+    }
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, plan_reuse_f32) { run_plan_reuse(ADV_FLOAT32); }
+Test(interaction, plan_reuse_f64) { run_plan_reuse(ADV_FLOAT64); }
+
+/* values_are_keys ignores the values pointer: a NaN-filled w must change nothing. */
+static void run_vak_ignores_w(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const conf_case c = {257, 127, 3, 0, 1, 3, BETA_RANDOM, 2.0, 0.9, 0};
+    for (int kernel = 0; kernel < 2; ++kernel) {
+        char label[256];
+        describe(label, sizeof label, p, (adv_kernel)kernel, &c, "NaN w ignored");
+        conf_data data;
+        data_make(ctx, p, (adv_kernel)kernel, &c, 5000, &data);
+        void *nan_w = conf_alloc_poisoned(ctx, p, (size_t)(c.batch * c.m * c.d));
+        adv_interaction_desc desc = make_desc(p, (adv_kernel)kernel, &c);
+        run_checked(ctx, NULL, &desc, &data, 1, 1, nan_w, label);
+        conf_free(ctx, nan_w);
+        data_free(ctx, &data);
+    }
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, values_are_keys_ignores_w_f32) { run_vak_ignores_w(ADV_FLOAT32); }
+Test(interaction, values_are_keys_ignores_w_f64) { run_vak_ignores_w(ADV_FLOAT64); }
+
+/* lambda = 0: every key of a row has score beta_j. With beta NULL the closed form is
+ * lse_i = log(K_i), out_i = mean of the K_i visible values (K_i = M, or min(i + 1, M) under
+ * the causal mask), checked directly; with random beta against the reference. */
+static void run_lambda_zero(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const double u = tu_unit_roundoff(p);
+    const conf_case cases[] = {
+        {127, 1031, 3, 2, 0, 3, BETA_NONE, 0.0, 0.7, 0},
+        {257, 257, 16, 3, 0, 1, BETA_NONE, 0.0, 1.0, 1},
+        {7, 257, 5, 2, 0, 3, BETA_EMPTY_BATCH, 0.0, 1.0, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        const conf_case *c = &cases[k];
+        const adv_kernel kernel = c->causal ? ADV_KERNEL_DOT : ADV_KERNEL_SQDIST;
+        char label[256];
+        describe(label, sizeof label, p, kernel, c, "lambda=0");
+        conf_data data;
+        data_make(ctx, p, kernel, c, 6000 + k, &data);
+        adv_interaction_desc desc = make_desc(p, kernel, c);
+        run_checked(ctx, NULL, &desc, &data, 1, 1, NULL, label);
+        if (c->beta != BETA_NONE) {
+            data_free(ctx, &data);
+            continue;
+        }
+        /* Closed form, independent of the reference. */
+        const size_t B = (size_t)c->batch, N = (size_t)c->n, M = (size_t)c->m;
+        const size_t e = (size_t)c->e;
+        void *dlse = conf_alloc_poisoned(ctx, p, B * N);
+        void *dout = conf_alloc_poisoned(ctx, p, B * N * e);
+        adv_status st = adv_interaction_sum(ctx, &desc, data.dx, data.dy, NULL, data.dw, dlse, dout);
+        cr_assert_eq(st, ADV_OK, "%s: %s", label, adv_context_last_error(ctx));
+        double *lse = tu_calloc(B * N, sizeof(double)), *out = tu_calloc(B * N * e, sizeof(double));
+        conf_download(ctx, p, dlse, lse, B * N);
+        conf_download(ctx, p, dout, out, B * N * e);
+        size_t bad = 0;
+        for (size_t b = 0; b < B; ++b) {
+            for (size_t i = 0; i < N; ++i) {
+                const size_t K = c->causal ? (i + 1 < M ? i + 1 : M) : M;
+                /* Rounding of a sum of K ones (exact in float up to 2^24) and of the log. */
+                if (!tu_close(lse[b * N + i], log((double)K), u * (K + 64.0), 0.0)) ++bad;
+                for (size_t q = 0; q < e; ++q) {
+                    double mean = 0.0;
+                    for (size_t j = 0; j < K; ++j) mean += data.w[(b * M + j) * e + q];
+                    mean /= (double)K;
+                    if (!tu_close(out[(b * N + i) * e + q], mean, 2.0 * u * (K + 64.0) * 2.0, 0.0))
+                        ++bad;
+                }
+            }
+        }
+        cr_expect_eq(bad, 0, "%s: %zu entries differ from log(K) / the mean of the values", label,
+                     bad);
+        free(lse);
+        free(out);
+        conf_free(ctx, dlse);
+        conf_free(ctx, dout);
+        data_free(ctx, &data);
+    }
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, lambda_zero_f32) { run_lambda_zero(ADV_FLOAT32); }
+Test(interaction, lambda_zero_f64) { run_lambda_zero(ADV_FLOAT64); }
+
+/* lambda = 1e12 with gamma != 1 (the near-argmax regime of sampling as t -> 1). Keys sit on a
+ * lattice of spacing 0.5 and each query is within 0.05 per coordinate of gamma^-1 times its
+ * own key, so the nearest key k wins by lambda (0.39^2 - 0.09^2) > 1e11 in score: every other
+ * weight is exp(-1e11) = 0 in any precision. Hence, exactly, out_i = w_k and
+ * lse_i = beta_k - lambda |gamma x_i - y_k|^2; the result must be finite (no Inf/NaN from
+ * scores of order -1e10). lse is compared with the score tolerance d u S (S ~ 2 lambda), out
+ * with 4 u |w| (an exact one-hot up to the final division). Batch 2 also carries a -Inf key
+ * and batch 3 is entirely -Inf (lse = -Inf, out = 0 even at this lambda). */
+static void run_huge_lambda(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const double u = tu_unit_roundoff(p), lambda = 1e12, gamma = 0.75;
+    const int64_t B = 3, G = 5, M = G * G * G, N = 97, d = 3, e = 2;
+    tu_rng r;
+    tu_rng_seed(&r, 7000 + (uint64_t)p);
+    double *y = tu_calloc((size_t)(B * M * d), sizeof(double));
+    double *x = tu_calloc((size_t)(B * N * d), sizeof(double));
+    double *w = tu_calloc((size_t)(B * M * e), sizeof(double));
+    double *beta = tu_calloc((size_t)(B * M), sizeof(double));
+    int64_t *nearest = tu_calloc((size_t)(B * N), sizeof(int64_t));
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t j = 0; j < M; ++j) {
+            const int64_t c3[3] = {j % G, (j / G) % G, j / (G * G)};
+            for (int64_t k = 0; k < d; ++k)
+                y[(b * M + j) * d + k] = -1.0 + 0.5 * (double)c3[k] + tu_rng_uniform(&r, -0.01, 0.01);
+            for (int64_t k = 0; k < e; ++k) w[(b * M + j) * e + k] = tu_rng_uniform(&r, -2.0, 2.0);
+            beta[b * M + j] = b == 2 ? -INFINITY : tu_rng_uniform(&r, -1.0, 0.0);
+        }
+        if (b == 1) beta[b * M + 3] = -INFINITY;
+    }
+    tu_round_to_precision(y, (size_t)(B * M * d), p);
+    tu_round_to_precision(w, (size_t)(B * M * e), p);
+    tu_round_to_precision(beta, (size_t)(B * M), p);
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t i = 0; i < N; ++i) {
+            int64_t k = tu_rng_int(&r, 0, M - 1);
+            if (b == 1 && k == 3) k = 4; /* keep the chosen key visible */
+            nearest[b * N + i] = k;
+            for (int64_t q = 0; q < d; ++q)
+                x[(b * N + i) * d + q] =
+                    (y[(b * M + k) * d + q] + tu_rng_uniform(&r, -0.05, 0.05)) / gamma;
+        }
+    }
+    tu_round_to_precision(x, (size_t)(B * N * d), p);
+
+    const ref_problem prob = {.kernel = ADV_KERNEL_SQDIST, .batch = B, .n = N, .m = M, .d = d,
+                              .e = e, .lambda = lambda, .gamma = gamma, .x = x, .y = y,
+                              .beta = beta, .w = w};
+    double *ref_lse = tu_calloc((size_t)(B * N), sizeof(double));
+    double *S = tu_calloc((size_t)(B * N), sizeof(double));
+    ref_interaction(&prob, ref_lse, NULL);
+    ref_score_scale(&prob, S);
+
+    adv_interaction_desc desc;
+    adv_interaction_default_desc(&desc);
+    desc.precision = p;
+    desc.batch = B;
+    desc.n_queries = N;
+    desc.n_keys = M;
+    desc.dim = d;
+    desc.value_dim = e;
+    desc.lambda = lambda;
+    desc.gamma = gamma;
+    void *dx = conf_upload(ctx, p, x, (size_t)(B * N * d));
+    void *dy = conf_upload(ctx, p, y, (size_t)(B * M * d));
+    void *dw = conf_upload(ctx, p, w, (size_t)(B * M * e));
+    void *dbeta = conf_upload(ctx, p, beta, (size_t)(B * M));
+    void *dlse = conf_alloc_poisoned(ctx, p, (size_t)(B * N));
+    void *dout = conf_alloc_poisoned(ctx, p, (size_t)(B * N * e));
+    adv_status st = adv_interaction_sum(ctx, &desc, dx, dy, dbeta, dw, dlse, dout);
+    cr_assert_eq(st, ADV_OK, "huge lambda %s: %s", tu_precision_name(p), adv_context_last_error(ctx));
+    double *lse = tu_calloc((size_t)(B * N), sizeof(double));
+    double *out = tu_calloc((size_t)(B * N * e), sizeof(double));
+    conf_download(ctx, p, dlse, lse, (size_t)(B * N));
+    conf_download(ctx, p, dout, out, (size_t)(B * N * e));
+
+    size_t bad_empty = 0, bad_lse = 0, bad_out = 0;
+    char first_bad[512] = "";
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t i = 0; i < N; ++i) {
+            const int64_t row = b * N + i, k = nearest[row];
+            if (b == 2) {
+                if (!(lse[row] == -INFINITY && out[row * e] == 0.0 && out[row * e + 1] == 0.0) &&
+                    bad_empty++ == 0)
+                    snprintf(first_bad, sizeof first_bad, "empty row %lld: lse %g out (%g, %g)",
+                             (long long)i, lse[row], out[row * e], out[row * e + 1]);
+                continue;
+            }
+            double dist2 = 0.0;
+            for (int64_t q = 0; q < d; ++q) {
+                double diff = gamma * x[row * d + q] - y[(b * M + k) * d + q];
+                dist2 += diff * diff;
+            }
+            const double expect = beta[b * M + k] - lambda * dist2;
+            /* The construction really makes k the argmax: the reference agrees. */
+            cr_assert(fabs(ref_lse[row] - expect) <= 1e-6 * fabs(expect),
+                      "test data: the nearest key is not dominant");
+            const double tol = u * (2.0 * (double)d * S[row] + 64.0);
+            if (!(isfinite(lse[row]) && fabs(lse[row] - expect) <= tol) && bad_lse++ == 0 &&
+                !first_bad[0])
+                snprintf(first_bad, sizeof first_bad,
+                         "batch %lld row %lld: lse %.17g, expected %.17g (tolerance %.3g)",
+                         (long long)b, (long long)i, lse[row], expect, tol);
+            for (int64_t q = 0; q < e; ++q) {
+                const double wk = w[(b * M + k) * e + q], g = out[row * e + q];
+                if (!(isfinite(g) && fabs(g - wk) <= 4.0 * u * fabs(wk)) && bad_out++ == 0 &&
+                    !first_bad[0])
+                    snprintf(first_bad, sizeof first_bad,
+                             "batch %lld row %lld: out[%lld] = %.17g, expected the nearest "
+                             "key's value %.17g",
+                             (long long)b, (long long)i, (long long)q, g, wk);
+            }
+        }
+    }
+    cr_expect(bad_empty + bad_lse + bad_out == 0,
+              "huge lambda %s: %zu empty rows, %zu lse and %zu out entries wrong; first: %s",
+              tu_precision_name(p), bad_empty, bad_lse, bad_out, first_bad);
+    conf_free(ctx, dx);
+    conf_free(ctx, dy);
+    conf_free(ctx, dw);
+    conf_free(ctx, dbeta);
+    conf_free(ctx, dlse);
+    conf_free(ctx, dout);
+    free(x), free(y), free(w), free(beta), free(nearest), free(ref_lse), free(S), free(lse), free(out);
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, huge_lambda_f32) { run_huge_lambda(ADV_FLOAT32); }
+Test(interaction, huge_lambda_f64) { run_huge_lambda(ADV_FLOAT64); }
+
+/* Invalid data on the backend under test (the finiteness check runs where the data live):
+ * NaN or Inf in the last element of x, y, w, NaN or +Inf in beta give ADV_ERR_NONFINITE and
+ * leave the poisoned outputs untouched, bit for bit; beta = -Inf is accepted. */
+static void run_nonfinite(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const conf_case c = {33, 65, 3, 2, 0, 2, BETA_RANDOM, 1.0, 1.0, 0};
+    const size_t B = 2, N = 33, M = 65, d = 3, e = 2, s = tu_real_size(p);
+    conf_data data;
+    data_make(ctx, p, ADV_KERNEL_SQDIST, &c, 8000, &data);
+    adv_interaction_desc desc = make_desc(p, ADV_KERNEL_SQDIST, &c);
+    void *dlse = conf_alloc_poisoned(ctx, p, B * N), *dout = conf_alloc_poisoned(ctx, p, B * N * e);
+    unsigned char *lse = tu_calloc(B * N, s), *out = tu_calloc(B * N * e, s);
+    const struct {
+        const char *name;
+        double *host;
+        void *dev;
+        size_t count;
+        double value;
+    } cases[] = {
+        {"x", data.x, data.dx, B * N * d, NAN},          {"x", data.x, data.dx, B * N * d, -INFINITY},
+        {"y", data.y, data.dy, B * M * d, INFINITY},     {"w", data.w, data.dw, B * M * e, NAN},
+        {"beta", data.beta, data.dbeta, B * M, NAN},     {"beta", data.beta, data.dbeta, B * M, INFINITY},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        /* Upload a copy of the array with its last element replaced. */
+        double *bad = tu_calloc(cases[k].count, sizeof(double));
+        memcpy(bad, cases[k].host, cases[k].count * sizeof(double));
+        bad[cases[k].count - 1] = cases[k].value;
+        void *dbad = conf_upload(ctx, p, bad, cases[k].count);
+        const void *arg[4] = {data.dx, data.dy, data.dbeta, data.dw};
+        const int slot = cases[k].dev == data.dx ? 0 : cases[k].dev == data.dy ? 1
+                       : cases[k].dev == data.dbeta ? 2 : 3;
+        arg[slot] = dbad;
+        adv_status st = adv_interaction_sum(ctx, &desc, arg[0], arg[1], arg[2], arg[3], dlse, dout);
+        cr_expect_eq(st, ADV_ERR_NONFINITE, "%s: %g in %s: %s (%s)", tu_precision_name(p),
+                     cases[k].value, cases[k].name, adv_status_name(st), adv_context_last_error(ctx));
+        cr_expect(strstr(adv_context_last_error(ctx), cases[k].name) != NULL,
+                  "last error \"%s\" does not name %s", adv_context_last_error(ctx), cases[k].name);
+        cr_assert_eq(adv_memcpy(ctx, lse, dlse, B * N * s, ADV_COPY_CONTEXT_TO_HOST), ADV_OK);
+        cr_assert_eq(adv_memcpy(ctx, out, dout, B * N * e * s, ADV_COPY_CONTEXT_TO_HOST), ADV_OK);
+        size_t touched = 0;
+        for (size_t i = 0; i < B * N * s; ++i) touched += lse[i] != 0xFF;
+        for (size_t i = 0; i < B * N * e * s; ++i) touched += out[i] != 0xFF;
+        cr_expect_eq(touched, 0, "%s: %g in %s: %zu output bytes written", tu_precision_name(p),
+                     cases[k].value, cases[k].name, touched);
+        conf_free(ctx, dbad);
+        free(bad);
+    }
+    free(lse);
+    free(out);
+    conf_free(ctx, dlse);
+    conf_free(ctx, dout);
+    data_free(ctx, &data);
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, nonfinite_inputs_rejected_f32) { run_nonfinite(ADV_FLOAT32); }
+Test(interaction, nonfinite_inputs_rejected_f64) { run_nonfinite(ADV_FLOAT64); }

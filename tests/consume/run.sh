@@ -1,0 +1,47 @@
+#!/bin/sh
+# Installs a built advect into a temporary prefix, then builds and runs tests/consume/main.c
+# against the installed copy twice: with the CMake package (find_package(advect), target
+# advect::advect) and with pkg-config (advect.pc). Fails if either does.
+# Usage: run.sh <advect build dir> [<this directory>]
+# Environment: CMAKE (cmake to use), CC (C compiler), CONSUME_FLAGS (extra compile and link
+# flags, e.g. the sanitizer flags of a sanitizer build).
+set -eu
+build_dir=$1
+src_dir=${2:-$(cd "$(dirname "$0")" && pwd)}
+cmake=${CMAKE:-cmake}
+cc=${CC:-cc}
+flags=${CONSUME_FLAGS:-}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/advect-consume.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+prefix=$tmp/prefix
+
+step() { echo "consume: $*"; }
+
+step "installing $build_dir into a temporary prefix"
+"$cmake" --install "$build_dir" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
+    { cat "$tmp/install.log"; exit 1; }
+
+pc=$(find "$prefix" -name advect.pc | head -n 1)
+[ -n "$pc" ] || { echo "consume: advect.pc was not installed"; exit 1; }
+pcdir=$(dirname "$pc")
+libdir=$(dirname "$pcdir")
+export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+step "CMake package: configure, build, run"
+"$cmake" -S "$src_dir" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >"$tmp/configure.log" 2>&1 ||
+    { cat "$tmp/configure.log"; exit 1; }
+"$cmake" --build "$tmp/build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; exit 1; }
+"$tmp/build/consume"
+
+step "pkg-config: compile, link, run"
+static=""
+ls "$libdir"/libadvect.so* >/dev/null 2>&1 || static="--static"
+pkg_flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config $static --cflags --libs advect)
+echo "consume: pkg-config $static --cflags --libs advect: $pkg_flags"
+# shellcheck disable=SC2086  # the flags are a list of words
+"$cc" -std=c99 $flags -o "$tmp/consume_pc" "$src_dir/main.c" $pkg_flags -lm
+"$tmp/consume_pc"
+echo "consume: passed (CMake package and pkg-config)"

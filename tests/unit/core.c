@@ -1,0 +1,281 @@
+/* Unit tests of the core API: status strings, version, build information, context creation
+ * with each backend option, the last-error message and the log callback, allocator hooks,
+ * and the memory helpers on the CPU backend. */
+#include "test_util.h"
+
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Passed by tests/CMakeLists.txt from the project's configuration. */
+#ifndef ADV_TEST_PROJECT_VERSION
+#error "ADV_TEST_PROJECT_VERSION must be defined"
+#endif
+#ifndef ADV_TEST_HAVE_CUDA
+#error "ADV_TEST_HAVE_CUDA must be defined"
+#endif
+
+Test(core, status_strings) {
+    static const struct {
+        adv_status status;
+        const char *name;
+    } table[] = {
+#define ROW(name, value, msg) {name, #name},
+        ADV_STATUS_TABLE(ROW)
+#undef ROW
+    };
+    const size_t n = sizeof table / sizeof table[0];
+    cr_expect_eq(table[0].status, ADV_OK);
+    cr_expect_eq((int)ADV_OK, 0);
+    for (size_t i = 0; i < n; ++i) {
+        const char *msg = adv_status_string(table[i].status);
+        cr_assert_not_null(msg);
+        cr_expect(msg[0] != '\0', "%s has an empty message", table[i].name);
+        cr_expect_str_eq(adv_status_name(table[i].status), table[i].name);
+        cr_expect_str_neq(msg, adv_status_string((adv_status)999),
+                          "%s has the unknown-status message", table[i].name);
+        for (size_t j = 0; j < i; ++j) {
+            cr_expect_neq(table[i].status, table[j].status, "%s and %s share a value",
+                          table[i].name, table[j].name);
+            cr_expect_str_neq(msg, adv_status_string(table[j].status),
+                              "%s and %s share a message", table[i].name, table[j].name);
+        }
+    }
+    cr_expect(adv_status_string((adv_status)-1)[0] != '\0');
+    cr_expect(adv_status_name((adv_status)999)[0] != '\0');
+}
+
+Test(core, version) {
+    int major = -1, minor = -1, patch = -1;
+    adv_version_numbers(&major, &minor, &patch);
+    cr_expect(major >= 0 && minor >= 0 && patch >= 0);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%d.%d.%d", major, minor, patch);
+    cr_expect_str_eq(adv_version(), buf, "adv_version() \"%s\" vs numbers %s", adv_version(), buf);
+    cr_expect_str_eq(adv_version(), ADV_TEST_PROJECT_VERSION,
+                     "library version %s, project version " ADV_TEST_PROJECT_VERSION, adv_version());
+    adv_version_numbers(NULL, NULL, NULL); /* NULL outputs are allowed */
+}
+
+Test(core, build_info) {
+    adv_build_info info;
+    memset(&info, 0xA5, sizeof info);
+    cr_assert_eq(adv_build_info_get(&info), ADV_OK);
+    cr_expect_eq(info.has_cpu, 1);
+    cr_expect_eq(info.has_openmp, 1, "the CPU backend is built with OpenMP");
+    cr_expect_eq(info.has_cuda, ADV_TEST_HAVE_CUDA, "has_cuda %d, build configured %d",
+                 info.has_cuda, ADV_TEST_HAVE_CUDA);
+    cr_assert_not_null(info.compiler);
+    cr_expect(info.compiler[0] != '\0');
+    cr_assert_not_null(info.cuda_architectures);
+    if (info.has_cuda) {
+        cr_expect(info.cuda_runtime_version >= 11000, "CUDA runtime %d", info.cuda_runtime_version);
+        cr_expect(info.cuda_architectures[0] != '\0');
+        cr_expect(strstr(info.cuda_architectures, "native") == NULL);
+    } else {
+        cr_expect_eq(info.cuda_runtime_version, 0);
+        cr_expect_str_eq(info.cuda_architectures, "");
+    }
+}
+
+static int device_count(char *reason, size_t size) {
+    int count = -1;
+    cr_assert_eq(adv_cuda_device_count(&count, reason, size), ADV_OK);
+    cr_assert(count >= 0);
+    return count;
+}
+
+Test(core, device_count_reason) {
+    char reason[256] = "";
+    int count = device_count(reason, sizeof reason);
+    if (count == 0) {
+        cr_expect(reason[0] != '\0', "no usable device, but no reason given");
+    } else {
+        adv_device_info info;
+        cr_expect_eq(adv_cuda_device_info(0, &info), ADV_OK);
+        cr_expect(info.name[0] != '\0' && info.total_memory > 0 && info.multiprocessors > 0);
+    }
+    int again = -1;
+    cr_expect_eq(adv_cuda_device_count(&again, NULL, 0), ADV_OK, "reason may be NULL");
+    cr_expect_eq(again, count);
+}
+
+Test(core, default_opts) {
+    adv_context_opts opts;
+    memset(&opts, 0xA5, sizeof opts);
+    cr_assert_eq(adv_context_default_opts(&opts), ADV_OK);
+    cr_expect_eq(opts.struct_size, sizeof opts);
+    cr_expect_eq(opts.backend, ADV_BACKEND_AUTO);
+    cr_expect_eq(opts.device_id, 0);
+    cr_expect_null(opts.stream);
+    cr_expect_eq(opts.cpu_threads, 0);
+    cr_expect_null(opts.log);
+    cr_expect_eq(opts.log_level, ADV_LOG_WARN);
+    cr_expect_null(opts.alloc);
+    cr_expect_null(opts.free);
+}
+
+/* Each backend option: CPU always works; CUDA works exactly when a device is usable; AUTO
+ * (and NULL options) picks CUDA then, else the CPU. */
+Test(core, context_backends) {
+    char reason[256] = "";
+    const int gpu = device_count(reason, sizeof reason) > 0;
+    const adv_backend options[] = {ADV_BACKEND_CPU, ADV_BACKEND_AUTO, ADV_BACKEND_CUDA};
+    for (int k = 0; k < 3; ++k) {
+        adv_context_opts opts;
+        adv_context_default_opts(&opts);
+        opts.backend = options[k];
+        adv_context *ctx = NULL;
+        adv_status st = adv_context_create(&opts, &ctx);
+        const int want_cuda = options[k] == ADV_BACKEND_CUDA || (options[k] == ADV_BACKEND_AUTO && gpu);
+        if (options[k] == ADV_BACKEND_CUDA && !gpu) {
+            cr_expect_eq(st, ADV_ERR_BACKEND_UNAVAILABLE, "CUDA without device: %s",
+                         adv_status_name(st));
+            cr_expect_null(ctx);
+            continue;
+        }
+        cr_assert_eq(st, ADV_OK, "backend option %d: %s", (int)options[k], adv_status_name(st));
+        cr_expect_eq(adv_context_backend(ctx), want_cuda ? ADV_BACKEND_CUDA : ADV_BACKEND_CPU,
+                     "backend option %d gave backend %d (usable GPU: %d, %s)", (int)options[k],
+                     (int)adv_context_backend(ctx), gpu, reason);
+        cr_expect_str_eq(adv_context_last_error(ctx), "");
+        cr_expect_eq(adv_context_synchronize(ctx), ADV_OK);
+        cr_expect_eq(adv_context_destroy(ctx), ADV_OK);
+    }
+    adv_context *ctx = NULL;
+    cr_assert_eq(adv_context_create(NULL, &ctx), ADV_OK);
+    cr_expect_eq(adv_context_backend(ctx), gpu ? ADV_BACKEND_CUDA : ADV_BACKEND_CPU);
+    adv_context_destroy(ctx);
+}
+
+/* The log callback receives the error message (the same text as the last error), with its
+ * user pointer; the last error is cleared by the next successful call. */
+typedef struct log_capture {
+    int calls;
+    adv_log_level level;
+    char text[1024];
+} log_capture;
+
+static void capture(void *user, adv_log_level level, const char *message) {
+    log_capture *c = user;
+    ++c->calls;
+    c->level = level;
+    snprintf(c->text, sizeof c->text, "%s", message);
+}
+
+Test(core, log_callback_and_last_error) {
+    log_capture cap = {0};
+    adv_context_opts opts;
+    adv_context_default_opts(&opts);
+    opts.backend = ADV_BACKEND_CPU;
+    opts.log = capture;
+    opts.log_user = &cap;
+    adv_context *ctx = NULL;
+    cr_assert_eq(adv_context_create(&opts, &ctx), ADV_OK);
+    void *p = NULL;
+    cr_assert_eq(adv_malloc(ctx, 0, &p), ADV_ERR_INVALID_SIZE);
+    cr_expect_eq(cap.calls, 1, "log called %d times", cap.calls);
+    cr_expect_eq(cap.level, ADV_LOG_ERROR);
+    cr_expect(strstr(cap.text, "bytes") != NULL, "log message \"%s\"", cap.text);
+    cr_expect_str_eq(cap.text, adv_context_last_error(ctx));
+    cr_assert_eq(adv_malloc(ctx, 64, &p), ADV_OK);
+    cr_expect_str_eq(adv_context_last_error(ctx), "", "last error kept after a success");
+    cr_expect_eq(cap.calls, 1, "a successful call logged at level WARN");
+    adv_free(ctx, p);
+    adv_context_destroy(ctx);
+}
+
+/* Allocator hooks: adv_malloc / adv_free go through them (host space), every block the
+ * library allocates while planning and executing is returned, and alignment is kept. */
+typedef struct hook_counts {
+    int allocs, frees;
+    size_t bytes;
+    int bad_space;
+} hook_counts;
+
+static void *hook_alloc(void *user, size_t bytes, adv_memory_space space) {
+    hook_counts *c = user;
+    ++c->allocs;
+    c->bytes += bytes;
+    if (space != ADV_MEMORY_HOST) ++c->bad_space;
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
+}
+
+static void hook_free(void *user, void *ptr, adv_memory_space space) {
+    hook_counts *c = user;
+    ++c->frees;
+    if (space != ADV_MEMORY_HOST) ++c->bad_space;
+    free(ptr);
+}
+
+Test(core, allocator_hooks) {
+    hook_counts counts = {0};
+    adv_context_opts opts;
+    adv_context_default_opts(&opts);
+    opts.backend = ADV_BACKEND_CPU;
+    opts.alloc = hook_alloc;
+    opts.free = hook_free;
+    opts.alloc_user = &counts;
+    adv_context *ctx = NULL;
+    cr_assert_eq(adv_context_create(&opts, &ctx), ADV_OK);
+    void *p = NULL, *q = NULL;
+    cr_assert_eq(adv_malloc(ctx, 1000, &p), ADV_OK);
+    cr_assert_eq(adv_malloc(ctx, 24, &q), ADV_OK);
+    cr_expect_eq(counts.allocs, 2, "adv_malloc made %d hook calls", counts.allocs);
+    cr_expect(counts.bytes >= 1024);
+    cr_expect_eq((uintptr_t)p % 64, 0);
+    memset(p, 1, 1000);
+    cr_expect_eq(adv_free(ctx, p), ADV_OK);
+    cr_expect_eq(adv_free(ctx, q), ADV_OK);
+    cr_expect_eq(counts.frees, 2, "adv_free made %d hook calls", counts.frees);
+
+    /* A plan and an execution: whatever they allocate goes back through the hooks. */
+    enum { N = 300, M = 200, D = 5, E = 3 };
+    double *x = tu_calloc(N * D, sizeof(double)), *y = tu_calloc(M * D, sizeof(double));
+    double *w = tu_calloc(M * E, sizeof(double)), *lse = tu_calloc(N, sizeof(double));
+    double *out = tu_calloc(N * E, sizeof(double));
+    tu_fill_uniform(x, N * D, -1, 1, 5);
+    tu_fill_uniform(y, M * D, -1, 1, 6);
+    tu_fill_uniform(w, M * E, -1, 1, 7);
+    adv_interaction_desc desc;
+    adv_interaction_default_desc(&desc);
+    desc.precision = ADV_FLOAT64;
+    desc.n_queries = N;
+    desc.n_keys = M;
+    desc.dim = D;
+    desc.value_dim = E;
+    adv_interaction_plan *plan = NULL;
+    cr_assert_eq(adv_interaction_plan_create(ctx, &desc, &plan), ADV_OK);
+    cr_assert_eq(adv_interaction_execute(plan, x, y, NULL, w, lse, out), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    cr_assert_eq(adv_interaction_plan_destroy(plan), ADV_OK);
+    cr_expect_eq(counts.allocs, counts.frees, "%d hook allocations, %d frees", counts.allocs,
+                 counts.frees);
+    cr_expect_eq(counts.bad_space, 0, "a CPU context used the device memory space");
+    adv_context_destroy(ctx);
+    free(x), free(y), free(w), free(lse), free(out);
+}
+
+/* On the CPU backend the three copy kinds are plain host copies. */
+Test(core, memory_helpers_cpu) {
+    adv_context_opts opts;
+    adv_context_default_opts(&opts);
+    opts.backend = ADV_BACKEND_CPU;
+    adv_context *ctx = NULL;
+    cr_assert_eq(adv_context_create(&opts, &ctx), ADV_OK);
+    double host[8] = {1, 2, 3, 4, 5, 6, 7, 8}, back[8] = {0};
+    void *dev = NULL, *dev2 = NULL;
+    cr_assert_eq(adv_malloc(ctx, sizeof host, &dev), ADV_OK);
+    cr_assert_eq(adv_malloc(ctx, sizeof host, &dev2), ADV_OK);
+    cr_expect_eq((uintptr_t)dev % 64, 0, "host allocations are 64-byte aligned");
+    cr_assert_eq(adv_memcpy(ctx, dev, host, sizeof host, ADV_COPY_HOST_TO_CONTEXT), ADV_OK);
+    cr_assert_eq(adv_memcpy(ctx, dev2, dev, sizeof host, ADV_COPY_CONTEXT_TO_CONTEXT), ADV_OK);
+    cr_assert_eq(adv_memcpy(ctx, back, dev2, sizeof host, ADV_COPY_CONTEXT_TO_HOST), ADV_OK);
+    cr_expect(memcmp(host, back, sizeof host) == 0);
+    adv_free(ctx, dev);
+    adv_free(ctx, dev2);
+    adv_context_destroy(ctx);
+}

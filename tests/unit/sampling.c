@@ -1,0 +1,684 @@
+/* Unit tests of the sampling module on the CPU backend: schedules and time grids against
+ * their formulas; bitwise reproducibility across thread counts, chunk sizes and advance
+ * splits; checkpoints (resume to identical bits, corrupt files rejected with exact codes and
+ * nothing written); snapshots; and invalid input to every public entry point, each with its
+ * exact status code and untouched outputs. Sizes are deliberately awkward (37 particles in
+ * chunks of 5, d = 3, 601 data points). */
+#include "sampling_util.h"
+
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- schedules and grids ---------------------------------------------------------------- */
+
+Test(schedule, formulas_and_end_points) {
+    adv_schedule s;
+    double a, b, da, db;
+    // Derivatives against central differences: truncation O(h^2) ~ 1e-12 and rounding
+    // ~ 1e-16/h ~ 1e-10 relative, so 1e-7 has margin.
+    const adv_schedule_kind kinds[4] = {ADV_SCHEDULE_LINEAR, ADV_SCHEDULE_COSINE, ADV_SCHEDULE_VP, ADV_SCHEDULE_VE};
+    for (int q = 0; q < 4; ++q) {
+        cr_assert_eq(adv_schedule_default(&s, kinds[q]), ADV_OK);
+        for (double t = 0.05; t < 0.96; t += 0.15) {
+            double ap, bp, am, bm, h = 1e-6;
+            cr_assert_eq(adv_schedule_eval(&s, t, &a, &b, &da, &db), ADV_OK);
+            adv_schedule_eval(&s, t + h, &ap, &bp, NULL, NULL);
+            adv_schedule_eval(&s, t - h, &am, &bm, NULL, NULL);
+            cr_expect(fabs(da - (ap - am) / (2 * h)) <= 1e-7 * (1 + fabs(da)), "kind %d t %g: a' %g", kinds[q], t, da);
+            cr_expect(fabs(db - (bp - bm) / (2 * h)) <= 1e-7 * (1 + fabs(db)), "kind %d t %g: b' %g", kinds[q], t, db);
+            if (kinds[q] == ADV_SCHEDULE_COSINE) {
+                cr_expect(fabs(a - sin(M_PI * t / 2)) < 1e-15 && fabs(b - cos(M_PI * t / 2)) < 1e-15);
+            } else if (kinds[q] == ADV_SCHEDULE_VP) {
+                double u = 1 - t, B = 0.1 * u + 0.5 * 19.9 * u * u;
+                cr_expect(fabs(a - exp(-0.5 * B)) < 1e-15 && fabs(a * a + b * b - 1) < 1e-14);
+            } else if (kinds[q] == ADV_SCHEDULE_VE) {
+                cr_expect(a == 1.0 && fabs(b - 80.0 * pow(0.01 / 80.0, t)) < 1e-12 * b);
+            } else {
+                cr_expect(a == t && b == 1 - t && da == 1 && db == -1);
+            }
+        }
+        cr_assert_eq(adv_schedule_eval(&s, 1.0, &a, &b, &da, &db), ADV_OK);
+        if (kinds[q] != ADV_SCHEDULE_VE) cr_expect(b == 0.0 && a == 1.0, "kind %d: a_1 = %g, b_1 = %g", kinds[q], a, b);
+        else cr_expect(b == 0.01 && a == 1.0);
+        cr_assert_eq(adv_schedule_eval(&s, 0.0, &a, &b, NULL, NULL), ADV_OK);
+        if (kinds[q] <= ADV_SCHEDULE_COSINE) cr_expect(a == 0.0 && b == 1.0);
+        if (kinds[q] == ADV_SCHEDULE_VP) cr_expect(a > 0.0 && a < 0.01, "VP a_0 = %g is small, not 0", a);
+        cr_expect_eq(adv_schedule_eval(&s, 1.5, &a, NULL, NULL, NULL), ADV_ERR_INVALID_VALUE);
+        cr_expect_eq(adv_schedule_eval(&s, NAN, &a, NULL, NULL, NULL), ADV_ERR_INVALID_VALUE);
+    }
+    cr_expect_eq(adv_schedule_eval(NULL, 0.5, &a, NULL, NULL, NULL), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_schedule_default(&s, (adv_schedule_kind)9), ADV_ERR_INVALID_VALUE);
+}
+
+static adv_field *empirical(adv_context *ctx, adv_precision p, adv_schedule_kind kind,
+                            const double *y, int64_t n, int d, void **dy) {
+    adv_empirical_opts eo;
+    adv_empirical_default_opts(&eo);
+    adv_schedule_default(&eo.schedule, kind);
+    *dy = su_put(ctx, p, y, (size_t)(n * d));
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, p, *dy, NULL, n, d, &eo, &f), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    return f;
+}
+
+Test(grid, uniform_cosine_karras) {
+    adv_context *ctx = su_cpu_context(1);
+    double y[6] = {0, 1, 2, 3, 4, 5};
+    void *dy;
+    adv_field *f = empirical(ctx, ADV_FLOAT64, ADV_SCHEDULE_LINEAR, y, 3, 2, &dy);
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.steps = 13;
+    o.t0 = 0.1;
+    o.t1 = 0.9;
+    double g[14];
+    adv_sampler *s = NULL;
+    for (int grid = 0; grid < 3; ++grid) {
+        o.grid = (adv_time_grid)grid;
+        cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+        cr_assert_eq(adv_sampler_time_grid(s, g), ADV_OK);
+        cr_expect(g[0] == 0.1 && g[13] == 0.9, "grid %d end points", grid);
+        for (int k = 0; k < 13; ++k) cr_expect(g[k + 1] > g[k], "grid %d not increasing at %d", grid, k);
+        for (int k = 1; k < 13; ++k) {
+            double want;
+            if (grid == 0) {
+                want = 0.1 + 0.8 * k / 13.0;
+            } else if (grid == 1) {
+                want = 0.1 + 0.8 * 0.5 * (1 - cos(M_PI * k / 13.0));
+            } else { // r = (1-t)/t follows the rho = 7 interpolation of r^(1/7)
+                double r0 = 9.0, r1 = 0.1 / 0.9, r = pow(pow(r0, 1 / 7.0) + k / 13.0 * (pow(r1, 1 / 7.0) - pow(r0, 1 / 7.0)), 7);
+                want = 1.0 / (1.0 + r);
+            }
+            cr_expect(fabs(g[k] - want) < 1e-12, "grid %d point %d: %.15g vs %.15g", grid, k, g[k], want);
+        }
+        adv_sampler_destroy(s);
+    }
+    // Karras from t0 = 0 (a_0 = 0, r infinite): t0, then r = 80 ... r(1) = 0.
+    o.t0 = 0.0;
+    o.t1 = 1.0;
+    o.grid = ADV_GRID_KARRAS;
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+    adv_sampler_time_grid(s, g);
+    cr_expect(g[0] == 0.0 && g[13] == 1.0);
+    cr_expect(fabs(g[1] - 1.0 / 81.0) < 1e-12, "first Karras point %.15g", g[1]);
+    adv_sampler_destroy(s);
+    adv_field_destroy(f);
+    adv_free(ctx, dy);
+    adv_context_destroy(ctx);
+}
+
+/* ---- reproducibility -------------------------------------------------------------------- */
+
+#define RN 37
+#define RD 3
+#define RM 601 /* > 2 key blocks of the CPU engine, so it could split keys */
+
+static void repro_data(double *y) {
+    tu_fill_uniform(y, RM * RD, -2.0, 2.0, 901);
+}
+
+/* One full run on a fresh context; returns the particles (host copy, precision bytes). */
+static void *run_once(adv_precision p, adv_method m, int threads, int64_t chunk, uint64_t seed,
+                      adv_schedule_kind kind) {
+    adv_context *ctx = su_cpu_context(threads);
+    double y[RM * RD];
+    repro_data(y);
+    void *dy;
+    adv_field *f = empirical(ctx, p, kind, y, RM, RD, &dy);
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.method = m;
+    o.steps = 17;
+    o.t0 = m == ADV_METHOD_SDE ? 0.05 : 0.0;
+    o.atol = o.rtol = 1e-4;
+    o.seed = seed;
+    o.init_from_source = 1;
+    o.chunk_size = chunk;
+    size_t bytes = (size_t)RN * RD * tu_real_size(p);
+    void *z = malloc(bytes);
+    adv_sampler_stats st = {.struct_size = sizeof st};
+    cr_assert_eq(adv_sample(f, &o, RN, z, &st), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_expect_eq(st.particles, RN);
+    cr_expect_eq(st.completed, 1);
+    adv_field_destroy(f);
+    adv_free(ctx, dy);
+    adv_context_destroy(ctx);
+    return z;
+}
+
+static void repro(adv_method m, adv_precision p) {
+    size_t bytes = (size_t)RN * RD * tu_real_size(p);
+    void *ref = run_once(p, m, 1, 0, 5, ADV_SCHEDULE_COSINE);
+    const int threads[3] = {1, 2, 3};
+    const int64_t chunks[4] = {1, 5, 16, RN};
+    for (int a = 0; a < 3; ++a)
+        for (int c = 0; c < 4; ++c) {
+            if (a == 0 && c == 3) continue;
+            void *z = run_once(p, m, threads[a], chunks[c], 5, ADV_SCHEDULE_COSINE);
+            cr_expect(memcmp(z, ref, bytes) == 0, "method %d %s: threads %d, chunk %lld differ", (int)m,
+                      tu_precision_name(p), threads[a], (long long)chunks[c]);
+            free(z);
+        }
+    void *other = run_once(p, m, 1, 0, 6, ADV_SCHEDULE_COSINE);
+    if (m == ADV_METHOD_SDE) cr_expect(memcmp(other, ref, bytes) != 0, "another seed gave the same SDE run");
+    free(other);
+    free(ref);
+}
+
+Test(reproducible, sde_f32) { repro(ADV_METHOD_SDE, ADV_FLOAT32); }
+Test(reproducible, sde_f64) { repro(ADV_METHOD_SDE, ADV_FLOAT64); }
+Test(reproducible, dopri5_f32) { repro(ADV_METHOD_DOPRI5, ADV_FLOAT32); }
+Test(reproducible, dpm2m_f64) { repro(ADV_METHOD_DPM2M, ADV_FLOAT64); }
+Test(reproducible, rk4_f32) { repro(ADV_METHOD_RK4, ADV_FLOAT32); }
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+typedef struct ck_setup {
+    adv_context *ctx;
+    adv_field *f;
+    void *dy;
+    adv_sampler_opts o;
+} ck_setup;
+
+static void ck_make(ck_setup *c, adv_method m, uint64_t seed) {
+    c->ctx = su_cpu_context(2);
+    double y[RM * RD];
+    repro_data(y);
+    c->f = empirical(c->ctx, ADV_FLOAT64, ADV_SCHEDULE_LINEAR, y, RM, RD, &c->dy);
+    adv_sampler_default_opts(&c->o);
+    c->o.method = m;
+    c->o.steps = 12;
+    c->o.t0 = 0.1;
+    c->o.atol = c->o.rtol = 1e-4;
+    c->o.seed = seed;
+    c->o.init_from_source = 1;
+    c->o.chunk_size = 10;
+}
+
+static void ck_free(ck_setup *c) {
+    adv_field_destroy(c->f);
+    adv_free(c->ctx, c->dy);
+    adv_context_destroy(c->ctx);
+}
+
+static char *tmp_path(const char *tag) {
+    static char buf[4][256];
+    static int k = 0;
+    char *p = buf[k++ % 4];
+    snprintf(p, 256, "advect-test-%s-%d.ckpt", tag, (int)getpid());
+    return p;
+}
+
+static void checkpoint_case(adv_method m) {
+    ck_setup c;
+    ck_make(&c, m, 77);
+    const size_t bytes = RN * RD * sizeof(double);
+    double plain[RN * RD], a[RN * RD], b[RN * RD];
+    adv_sampler *s = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+    adv_sampler_stats sp = {.struct_size = sizeof sp}, sa = {.struct_size = sizeof sa}, sb = {.struct_size = sizeof sb};
+    cr_assert_eq(adv_sampler_run(s, RN, plain, &sp), ADV_OK);
+    // Interrupted in the middle of the second chunk, saved, continued.
+    char *path = tmp_path("resume");
+    int done = 0;
+    cr_assert_eq(adv_sampler_begin(s, RN, a), ADV_OK);
+    int64_t first = m == ADV_METHOD_DOPRI5 ? 9 : 19; // DOPRI5 counts rounds
+    cr_assert_eq(adv_sampler_advance(s, first, &done, NULL), ADV_OK);
+    cr_assert(!done);
+    cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK, "%s", adv_context_last_error(c.ctx));
+    while (!done) cr_assert_eq(adv_sampler_advance(s, 3, &done, &sa), ADV_OK);
+    cr_expect(memcmp(a, plain, bytes) == 0, "advance in pieces differs from one run");
+    // A fresh sampler resumes from the file.
+    adv_sampler *r = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &r), ADV_OK);
+    cr_assert_eq(adv_sampler_checkpoint_load(r, path, RN, b), ADV_OK, "%s", adv_context_last_error(c.ctx));
+    cr_assert_eq(adv_sampler_advance(r, INT64_MAX, &done, &sb), ADV_OK);
+    cr_expect(done);
+    cr_expect(memcmp(b, plain, bytes) == 0, "resumed run differs");
+    cr_expect_eq(sb.accepted, sp.accepted);
+    cr_expect_eq(sb.rejected, sp.rejected);
+    cr_expect_eq(sb.evaluations, sp.evaluations);
+    cr_expect_eq(sb.particles, RN);
+    remove(path);
+    adv_sampler_destroy(s);
+    adv_sampler_destroy(r);
+    ck_free(&c);
+}
+
+Test(checkpoint, resume_sde) { checkpoint_case(ADV_METHOD_SDE); }
+Test(checkpoint, resume_dopri5) { checkpoint_case(ADV_METHOD_DOPRI5); }
+Test(checkpoint, resume_dpm2m) { checkpoint_case(ADV_METHOD_DPM2M); }
+
+static long file_size(const char *path) {
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fclose(fp);
+    return n;
+}
+
+static void copy_modified(const char *src, const char *dst, long flip_at, long truncate_to, int append) {
+    long n = file_size(src);
+    unsigned char *buf = malloc((size_t)n + 1);
+    FILE *fp = fopen(src, "rb");
+    cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    if (flip_at >= 0) buf[flip_at] ^= 0x40;
+    if (truncate_to >= 0) n = truncate_to;
+    if (append) buf[n++] = 0;
+    fp = fopen(dst, "wb");
+    cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    free(buf);
+}
+
+Test(checkpoint, corrupt_and_mismatched_files) {
+    ck_setup c;
+    ck_make(&c, ADV_METHOD_SDE, 77);
+    adv_sampler *s = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+    double z[RN * RD], poison[RN * RD];
+    cr_expect_eq(adv_sampler_checkpoint_save(s, tmp_path("none")), ADV_ERR_INVALID_VALUE, "save without a run");
+    cr_assert_eq(adv_sampler_begin(s, RN, z), ADV_OK);
+    cr_assert_eq(adv_sampler_advance(s, 5, NULL, NULL), ADV_OK);
+    char *good = tmp_path("good"), *bad = tmp_path("bad");
+    cr_assert_eq(adv_sampler_checkpoint_save(s, good), ADV_OK);
+    long n = file_size(good);
+    tu_poison(poison, sizeof poison);
+    struct {
+        long flip, trunc;
+        int append;
+        const char *what;
+    } cases[] = {{n / 2, -1, 0, "a flipped byte in the particles"},
+                 {2, -1, 0, "a flipped byte in the magic"},
+                 {n - 3, -1, 0, "a flipped byte in the checksum"},
+                 {-1, n - 9, 0, "truncated"},
+                 {-1, 20, 0, "truncated to the header"},
+                 {-1, 3, 0, "3 bytes"},
+                 {-1, -1, 1, "one byte appended"}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        copy_modified(good, bad, cases[k].flip, cases[k].trunc, cases[k].append);
+        memcpy(z, poison, sizeof z);
+        cr_expect_eq(adv_sampler_checkpoint_load(s, bad, RN, z), ADV_ERR_FORMAT, "%s", cases[k].what);
+        cr_expect(memcmp(z, poison, sizeof z) == 0, "%s: particles were written", cases[k].what);
+    }
+    memcpy(z, poison, sizeof z);
+    cr_expect_eq(adv_sampler_checkpoint_load(s, good, RN - 1, z), ADV_ERR_DIMENSION_MISMATCH);
+    cr_expect_eq(adv_sampler_checkpoint_load(s, tmp_path("missing"), RN, z), ADV_ERR_IO);
+    cr_expect_eq(adv_sampler_checkpoint_load(s, NULL, RN, z), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_sampler_checkpoint_load(s, good, RN, NULL), ADV_ERR_NULL_POINTER);
+    cr_expect(memcmp(z, poison, sizeof z) == 0);
+    // Another configuration (seed) cannot resume this file.
+    adv_sampler_opts o2 = c.o;
+    o2.seed = 78;
+    adv_sampler *s2 = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &o2, &s2), ADV_OK);
+    cr_expect_eq(adv_sampler_checkpoint_load(s2, good, RN, z), ADV_ERR_INVALID_VALUE);
+    cr_expect(memcmp(z, poison, sizeof z) == 0);
+    cr_expect_eq(adv_sampler_checkpoint_save(s, "/nonexistent-dir/x.ckpt"), ADV_ERR_IO);
+    remove(good);
+    remove(bad);
+    adv_sampler_destroy(s);
+    adv_sampler_destroy(s2);
+    ck_free(&c);
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+typedef struct snap_sink {
+    double *buf;
+    int64_t n;
+    int calls;
+} snap_sink;
+
+static int collect(void *user, int64_t snapshot, int64_t step, double t, int64_t first, int64_t count,
+                   const void *z) {
+    snap_sink *s = user;
+    (void)t, (void)step;
+    memcpy(s->buf + ((size_t)snapshot * (size_t)s->n + (size_t)first) * RD, z, (size_t)count * RD * sizeof(double));
+    s->calls++;
+    return 0;
+}
+
+static int refuse(void *user, int64_t snapshot, int64_t step, double t, int64_t first, int64_t count,
+                  const void *z) {
+    (void)user, (void)snapshot, (void)step, (void)t, (void)first, (void)count, (void)z;
+    return 3;
+}
+
+Test(snapshots, buffer_and_callback) {
+    ck_setup c;
+    ck_make(&c, ADV_METHOD_HEUN, 1);
+    c.o.steps = 10;
+    c.o.save_every = 3; // snapshots after steps 0, 3, 6, 9
+    c.o.chunk_size = 8;
+    const int S = 4;
+    double traj[4 * RN * RD], cb[4 * RN * RD], z[RN * RD], part[RN * RD];
+    snap_sink sink = {cb, RN, 0};
+    c.o.trajectory = traj;
+    c.o.snapshot = collect;
+    c.o.snapshot_user = &sink;
+    adv_sampler_stats st = {.struct_size = sizeof st};
+    cr_assert_eq(adv_sample(c.f, &c.o, RN, z, &st), ADV_OK, "%s", adv_context_last_error(c.ctx));
+    cr_expect_eq(st.snapshots, S);
+    cr_expect_eq(sink.calls, S * 5); // 5 chunks (8, 8, 8, 8, 5)
+    cr_expect(memcmp(traj, cb, sizeof traj) == 0, "callback and buffer disagree");
+    // Snapshot k is the state after 3k steps: compare with runs stopped there.
+    adv_sampler_opts o = c.o;
+    o.trajectory = NULL, o.snapshot = NULL, o.save_every = 0, o.chunk_size = 0;
+    cr_assert_eq(adv_field_sample(c.f, c.o.t0, c.o.seed, 0, RN, part), ADV_OK);
+    cr_expect(memcmp(part, traj, sizeof part) == 0, "snapshot 0 is not the initial state");
+    for (int k = 1; k < S; ++k) {
+        adv_sampler *s = NULL;
+        cr_assert_eq(adv_sampler_create(c.f, &o, &s), ADV_OK);
+        cr_assert_eq(adv_sampler_begin(s, RN, part), ADV_OK);
+        cr_assert_eq(adv_sampler_advance(s, 3 * k, NULL, NULL), ADV_OK);
+        adv_sampler_destroy(s);
+        cr_expect(memcmp(part, traj + (size_t)k * RN * RD, sizeof part) == 0, "snapshot %d", k);
+    }
+    // The final snapshot (step 9) is not the end (step 10); the end differs from it.
+    cr_expect(memcmp(z, traj + 3 * RN * RD, sizeof z) != 0);
+    // A refusing callback stops the run with INVALID_VALUE.
+    c.o.snapshot = refuse;
+    c.o.trajectory = NULL;
+    cr_expect_eq(adv_sample(c.f, &c.o, RN, z, NULL), ADV_ERR_INVALID_VALUE);
+    ck_free(&c);
+}
+
+/* ---- invalid input ---------------------------------------------------------------------- */
+
+static void bad_sched(void *u, double t, double ab[4]) {
+    (void)u, (void)t;
+    ab[0] = NAN, ab[1] = 1, ab[2] = 0, ab[3] = 0;
+}
+
+Test(invalid, create_empirical) {
+    adv_context *ctx = su_cpu_context(1);
+    double y[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, w[6] = {1, 1, 1, 1, 1, 1};
+    adv_field *f = (adv_field *)&f; // non-NULL garbage: must be reset to NULL on error
+    adv_empirical_opts eo;
+    adv_empirical_default_opts(&eo);
+#define EXPECT_CREATE(code, ...)                                                                  \
+    do {                                                                                          \
+        f = (adv_field *)&f;                                                                      \
+        cr_expect_eq(adv_field_create_empirical(__VA_ARGS__), code, "line %d: %s", __LINE__,      \
+                     adv_context_last_error(ctx));                                                \
+        cr_expect_null(f, "line %d: handle not cleared", __LINE__);                               \
+    } while (0)
+    cr_expect_eq(adv_field_create_empirical(NULL, ADV_FLOAT64, y, NULL, 6, 2, NULL, &f), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, y, NULL, 6, 2, NULL, NULL), ADV_ERR_NULL_POINTER);
+    EXPECT_CREATE(ADV_ERR_NULL_POINTER, ctx, ADV_FLOAT64, NULL, NULL, 6, 2, NULL, &f);
+    EXPECT_CREATE(ADV_ERR_INVALID_SIZE, ctx, ADV_FLOAT64, y, NULL, 0, 2, NULL, &f);
+    EXPECT_CREATE(ADV_ERR_INVALID_SIZE, ctx, ADV_FLOAT64, y, NULL, -3, 2, NULL, &f);
+    EXPECT_CREATE(ADV_ERR_INVALID_SIZE, ctx, ADV_FLOAT64, y, NULL, 6, 0, NULL, &f);
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, (adv_precision)7, y, NULL, 6, 2, NULL, &f);
+    y[5] = NAN;
+    EXPECT_CREATE(ADV_ERR_NONFINITE, ctx, ADV_FLOAT64, y, NULL, 6, 2, NULL, &f);
+    y[5] = INFINITY;
+    EXPECT_CREATE(ADV_ERR_NONFINITE, ctx, ADV_FLOAT64, y, NULL, 6, 2, NULL, &f);
+    y[5] = 5;
+    w[2] = -1;
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, w, 6, 2, NULL, &f);
+    w[2] = NAN;
+    EXPECT_CREATE(ADV_ERR_NONFINITE, ctx, ADV_FLOAT64, y, w, 6, 2, NULL, &f);
+    for (int k = 0; k < 6; ++k) w[k] = 0;
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, w, 6, 2, NULL, &f);
+    eo.sigma = 0;
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+    eo.sigma = NAN;
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+    adv_empirical_default_opts(&eo);
+    eo.struct_size = 0;
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+    adv_empirical_default_opts(&eo);
+    adv_schedule_default(&eo.schedule, ADV_SCHEDULE_VP);
+    eo.schedule.beta_max = 0.01; // < beta_min
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+    adv_schedule_default(&eo.schedule, ADV_SCHEDULE_VE);
+    eo.schedule.sigma_min = 100; // > sigma_max
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+    adv_schedule_default(&eo.schedule, ADV_SCHEDULE_USER);
+    EXPECT_CREATE(ADV_ERR_NULL_POINTER, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+    eo.schedule.fn = bad_sched;
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+    eo.schedule.kind = (adv_schedule_kind)11;
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, &eo, &f);
+#undef EXPECT_CREATE
+    adv_context_destroy(ctx);
+}
+
+Test(invalid, create_gaussian_gmm_user) {
+    adv_context *ctx = su_cpu_context(1);
+    const double m[2] = {0, 0}, I2[4] = {1, 0, 0, 1}, notpd[4] = {1, 2, 2, 1}, asym[4] = {1, 0.5, 0, 1};
+    const double nan2[2] = {NAN, 0}, negpsd[4] = {-0.1, 0, 0, 1};
+    adv_field *f = NULL;
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, m, notpd, m, I2, ADV_COUPLING_OT, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, m, I2, m, asym, ADV_COUPLING_INDEPENDENT, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, nan2, I2, m, I2, ADV_COUPLING_OT, &f), ADV_ERR_NONFINITE);
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 0, m, I2, m, I2, ADV_COUPLING_OT, &f), ADV_ERR_INVALID_SIZE);
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, m, I2, m, I2, (adv_coupling)5, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, NULL, I2, m, I2, ADV_COUPLING_OT, &f), ADV_ERR_NULL_POINTER);
+    cr_expect_null(f);
+    const double p[1] = {1}, pn[1] = {-1};
+    cr_expect_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, pn, m, I2, 1, p, m, I2, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, p, m, notpd, 1, p, m, I2, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, p, m, I2, 1, p, m, negpsd, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 0, p, m, I2, 1, p, m, I2, &f), ADV_ERR_INVALID_SIZE);
+    cr_expect_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, p, m, I2, 1, p, nan2, I2, &f), ADV_ERR_NONFINITE);
+    cr_expect_null(f);
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    cr_expect_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, &uo, &f), ADV_ERR_NULL_POINTER); // no fn
+    cr_expect_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, NULL, &f), ADV_ERR_NULL_POINTER);
+    cr_expect_null(f);
+    cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, I2, NULL), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_gaussian_map(ADV_COUPLING_OT, 2, m, notpd, m, I2, (double[4]){0}, (double[2]){0}), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_symmetric_eigen(0, I2, (double[2]){0}, (double[4]){0}), ADV_ERR_INVALID_SIZE);
+    adv_context_destroy(ctx);
+}
+
+static int velocity_only(void *u, const adv_field_request *r) {
+    (void)u;
+    for (int64_t k = 0; k < r->n * r->dim; ++k) ((double *)r->velocity)[k] = -((const double *)r->z)[k];
+    return 0;
+}
+static int failing(void *u, const adv_field_request *r) {
+    (void)u, (void)r;
+    return 42;
+}
+
+Test(invalid, eval_and_sample) {
+    adv_context *ctx = su_cpu_context(1);
+    double y[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, y, NULL, 5, 2, NULL, &f), ADV_OK);
+    double z[6] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, v[6], s[6], poison[6], times[3] = {0.2, 1.5, 0.1};
+    tu_poison(poison, sizeof poison);
+#define EXPECT_EVAL(code, ...)                                                                   \
+    do {                                                                                         \
+        memcpy(v, poison, sizeof v);                                                             \
+        memcpy(s, poison, sizeof s);                                                             \
+        cr_expect_eq(__VA_ARGS__, code, "line %d: %s", __LINE__, adv_context_last_error(ctx));   \
+        cr_expect(memcmp(v, poison, sizeof v) == 0 && memcmp(s, poison, sizeof s) == 0,          \
+                  "line %d: output written on error", __LINE__);                                 \
+    } while (0)
+    EXPECT_EVAL(ADV_ERR_NULL_POINTER, adv_field_eval(NULL, 0.5, 3, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_NULL_POINTER, adv_field_eval(f, 0.5, 3, NULL, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_NULL_POINTER, adv_field_eval(f, 0.5, 3, z, NULL, NULL, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_SIZE, adv_field_eval(f, 0.5, 0, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_SIZE, adv_field_eval(f, 0.5, -1, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, -0.1, 3, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, 1.1, 3, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, NAN, 3, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, 0.5, 3, z, v, v, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, 0.5, 3, v, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval_times(f, times, 3, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_NULL_POINTER, adv_field_eval_times(f, NULL, 3, z, v, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_SIZE, adv_field_sample(f, 0.5, 1, 0, 0, v));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_sample(f, 2.0, 1, 0, 3, v));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_sample(f, 0.5, 1, -1, 3, v));
+    // A velocity-only user field: no score, no denoiser, no sampling.
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    uo.fn = velocity_only;
+    adv_field *u = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, &uo, &u), ADV_OK);
+    EXPECT_EVAL(ADV_ERR_UNSUPPORTED, adv_field_eval(u, 0.5, 3, z, NULL, s, NULL));
+    EXPECT_EVAL(ADV_ERR_UNSUPPORTED, adv_field_eval(u, 0.5, 3, z, NULL, NULL, s));
+    EXPECT_EVAL(ADV_ERR_UNSUPPORTED, adv_field_sample(u, 0.5, 1, 0, 3, v));
+    cr_expect_eq(adv_field_eval(u, 0.5, 3, z, v, NULL, NULL), ADV_OK);
+    cr_expect(v[0] == -0.1 && v[5] == -0.6);
+    uo.fn = failing;
+    adv_field *bad = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, &uo, &bad), ADV_OK);
+    cr_expect_eq(adv_field_eval(bad, 0.5, 3, z, v, NULL, NULL), ADV_ERR_INVALID_VALUE);
+    cr_expect(strstr(adv_context_last_error(ctx), "42") != NULL, "message: %s", adv_context_last_error(ctx));
+    adv_field_info info = {.struct_size = sizeof info};
+    cr_expect_eq(adv_field_get_info(u, &info), ADV_OK);
+    cr_expect_eq(info.outputs, ADV_FIELD_VELOCITY);
+    info.struct_size = 3;
+    cr_expect_eq(adv_field_get_info(u, &info), ADV_ERR_INVALID_VALUE);
+#undef EXPECT_EVAL
+    adv_field_destroy(bad);
+    adv_field_destroy(u);
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
+
+Test(invalid, sampler_options_and_runs) {
+    adv_context *ctx = su_cpu_context(1);
+    double y[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, y, NULL, 5, 2, NULL, &f), ADV_OK);
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    uo.fn = velocity_only;
+    adv_field *u = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, &uo, &u), ADV_OK);
+    adv_sampler *s = (adv_sampler *)&s;
+    adv_sampler_opts o;
+    double traj[60];
+#define EXPECT_OPT(code, field, edit)                                                             \
+    do {                                                                                          \
+        adv_sampler_default_opts(&o);                                                             \
+        edit;                                                                                     \
+        s = (adv_sampler *)&s;                                                                    \
+        cr_expect_eq(adv_sampler_create(field, &o, &s), code, "line %d: %s", __LINE__,            \
+                     adv_context_last_error(ctx));                                                \
+        cr_expect_null(s, "line %d: handle not cleared", __LINE__);                               \
+    } while (0)
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_SDE, o.t0 = 0.0));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.steps = 0);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.steps = -4);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.t0 = 0.5, o.t1 = 0.5));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.t1 = 1.5);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.t0 = -0.5);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.t1 = NAN);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.method = (adv_method)99);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.grid = (adv_time_grid)9);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.atol = -1));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.atol = 0, o.rtol = 0));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.h_min = 0.5, o.h_max = 0.1));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.max_steps = 0));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.safety = 1.5));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_SDE, o.t0 = 0.1, o.eta = -1));
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.eta = NAN);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.chunk_size = -1);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.save_every = -1);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.trajectory = traj);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.rho = 0);
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.struct_size = 0);
+    EXPECT_OPT(ADV_ERR_UNSUPPORTED, u, o.method = ADV_METHOD_DDIM);
+    EXPECT_OPT(ADV_ERR_UNSUPPORTED, u, o.method = ADV_METHOD_DPM2M);
+    EXPECT_OPT(ADV_ERR_UNSUPPORTED, u, (o.method = ADV_METHOD_SDE, o.t0 = 0.1));
+    EXPECT_OPT(ADV_ERR_UNSUPPORTED, u, o.init_from_source = 1);
+#undef EXPECT_OPT
+    cr_expect_eq(adv_sampler_create(NULL, NULL, &s), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_sampler_create(f, NULL, NULL), ADV_ERR_NULL_POINTER);
+    // Runs: bad particle arrays leave z untouched.
+    adv_sampler_default_opts(&o);
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+    double z[6] = {0.1, 0.2, NAN, 0.4, 0.5, 0.6}, copy[6];
+    memcpy(copy, z, sizeof z);
+    cr_expect_eq(adv_sampler_run(s, 3, z, NULL), ADV_ERR_NONFINITE);
+    cr_expect(memcmp(z, copy, sizeof z) == 0);
+    cr_expect_eq(adv_sampler_run(s, 0, z, NULL), ADV_ERR_INVALID_SIZE);
+    cr_expect_eq(adv_sampler_run(s, 3, NULL, NULL), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_sampler_run(NULL, 3, z, NULL), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_sampler_advance(s, 1, NULL, NULL), ADV_ERR_INVALID_VALUE); // no run begun
+    z[2] = 0.3;
+    cr_expect_eq(adv_sampler_begin(s, 3, z), ADV_OK);
+    cr_expect_eq(adv_sampler_advance(s, -1, NULL, NULL), ADV_ERR_INVALID_VALUE);
+    double frac = -1;
+    cr_expect_eq(adv_sampler_progress(s, &frac), ADV_OK);
+    cr_expect(frac == 0.0);
+    int done = 0;
+    cr_expect_eq(adv_sampler_advance(s, 50, &done, NULL), ADV_OK);
+    cr_expect_eq(adv_sampler_progress(s, &frac), ADV_OK);
+    cr_expect(fabs(frac - 0.5) < 1e-12 && !done, "progress %g", frac);
+    adv_sampler_destroy(s);
+    adv_field_destroy(u);
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
+
+/* Particles processed in chunks need memory set by the chunk, not N: with an allocator hook
+ * counting the peak of live context bytes, 20000 particles in chunks of 500 use less than
+ * 2000 particles' worth of workspace. */
+static size_t live = 0, peak = 0;
+static void *count_alloc(void *user, size_t bytes, adv_memory_space space) {
+    (void)user, (void)space;
+    size_t *p = NULL;
+    if (posix_memalign((void **)&p, 64, bytes + 64) != 0) return NULL;
+    p[0] = bytes;
+    live += bytes;
+    if (live > peak) peak = live;
+    return (char *)p + 64;
+}
+static void count_free(void *user, void *ptr, adv_memory_space space) {
+    (void)user, (void)space;
+    if (!ptr) return;
+    size_t *p = (size_t *)((char *)ptr - 64);
+    live -= p[0];
+    free(p);
+}
+
+Test(chunks, memory_bounded_by_chunk) {
+    adv_context_opts co;
+    adv_context_default_opts(&co);
+    co.backend = ADV_BACKEND_CPU;
+    co.cpu_threads = 1;
+    co.alloc = count_alloc;
+    co.free = count_free;
+    adv_context *ctx = NULL;
+    cr_assert_eq(adv_context_create(&co, &ctx), ADV_OK);
+    double y[40];
+    tu_fill_uniform(y, 40, -1, 1, 3);
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, y, NULL, 20, 2, NULL, &f), ADV_OK);
+    const int64_t N = 20000;
+    double *z = malloc((size_t)N * 2 * sizeof *z); // caller memory, not counted
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.method = ADV_METHOD_DOPRI5;
+    o.atol = o.rtol = 1e-3;
+    o.chunk_size = 500;
+    o.init_from_source = 1;
+    size_t before = live;
+    peak = live;
+    adv_sampler_stats st = {.struct_size = sizeof st};
+    cr_assert_eq(adv_sample(f, &o, N, z, &st), ADV_OK);
+    cr_expect_eq(st.chunks, 40);
+    size_t used = peak - before;
+    cr_expect(used < 2000 * 2 * sizeof(double) * 12, "workspace peak %zu bytes for chunks of 500", used);
+    free(z);
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
