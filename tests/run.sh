@@ -19,6 +19,9 @@ grep -E "advect: CUDA backend" "$build.configure.log" || true
 cmake --build "$build" -j "$jobs" >"$build.build.log" 2>&1 \
   || { tail -50 "$build.build.log"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 log="$build/ctest.log"
+# ctest runs several test programs at once on few cores: OpenMP threads that spin while
+# waiting would steal the cores from each other (correct but many times slower).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 # GPU suites take the GPU one at a time (RESOURCE_LOCK); CPU suites run in parallel.
 (cd "$build" && ctest -j "$jobs" --output-on-failure -V) >"$log" 2>&1
 ctest_rc=$?

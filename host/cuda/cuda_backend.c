@@ -210,20 +210,28 @@ adv_status advi_cuda_synchronize(adv_context *ctx) {
 /* ---- finiteness check ---- */
 
 /* The 4-byte flag comes from the allocator hook when one is set, else from the stream-ordered
- * allocator (cudaMallocAsync/cudaFreeAsync: no device-wide synchronisation, pooled). */
+ * allocator (cudaMallocAsync/cudaFreeAsync: no device-wide synchronisation, pooled), or from
+ * cudaMalloc on devices without memory pools. */
 static adv_status all_finite_on_device(adv_context *ctx, adv_precision precision,
                                        const void *data, size_t count, int allow_neg_inf,
                                        int *ok) {
     cudaStream_t stream = advi_cuda_stream(ctx);
     unsigned int *flag = NULL, host_flag = 1;
     adv_status st = ADV_OK;
+    int pooled = 0;
     if (ctx->alloc) {
         flag = ctx->alloc(ctx->alloc_user, sizeof *flag, ADV_MEMORY_DEVICE);
         if (!flag)
             return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY,
                              "the allocator hook returned NULL for the finiteness flag");
     } else {
-        ADVI_CUDA_CHECK(ctx, cudaMallocAsync((void **)&flag, sizeof *flag, stream));
+        cudaError_t err = cudaMallocAsync((void **)&flag, sizeof *flag, stream);
+        pooled = err == cudaSuccess;
+        if (err == cudaErrorNotSupported) {
+            (void)cudaGetLastError();
+            err = cudaMalloc((void **)&flag, sizeof *flag);
+        }
+        if (err != cudaSuccess) return advi_cuda_error(ctx, err, "device allocation of the finiteness flag");
     }
     ADVI_CUDA_TRY(ctx, st, done, cudaMemsetAsync(flag, 0, sizeof *flag, stream));
     ADVI_CUDA_TRY(ctx, st, done,
@@ -238,8 +246,8 @@ done:
         if (st != ADV_OK) (void)cudaStreamSynchronize(stream);
         ctx->free(ctx->alloc_user, flag, ADV_MEMORY_DEVICE);
     } else {
-        cudaError_t err = cudaFreeAsync(flag, stream);
-        if (err != cudaSuccess && st == ADV_OK) st = advi_cuda_error(ctx, err, "cudaFreeAsync(flag, stream)");
+        cudaError_t err = pooled ? cudaFreeAsync(flag, stream) : cudaFree(flag);
+        if (err != cudaSuccess && st == ADV_OK) st = advi_cuda_error(ctx, err, "freeing the finiteness flag");
     }
     return st;
 }

@@ -414,6 +414,7 @@ static void run_lambda_zero(adv_precision p) {
                     double mean = 0.0;
                     for (size_t j = 0; j < K; ++j) mean += data.w[(b * M + j) * e + q];
                     mean /= (double)K;
+                    /* 2 u (K + 64) W as for out in the table, with W = max|w| = 2. */
                     if (!tu_close(out[(b * N + i) * e + q], mean, 2.0 * u * (K + 64.0) * 2.0, 0.0))
                         ++bad;
                 }

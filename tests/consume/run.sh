@@ -44,4 +44,14 @@ echo "consume: pkg-config $static --cflags --libs advect: $pkg_flags"
 # shellcheck disable=SC2086  # the flags are a list of words
 "$cc" -std=c99 $flags -o "$tmp/consume_pc" "$src_dir/main.c" $pkg_flags -lm
 "$tmp/consume_pc"
-echo "consume: passed (CMake package and pkg-config)"
+examples=$(cd "$src_dir/../../examples" 2>/dev/null && pwd || true)
+if [ -n "$examples" ] && [ -f "$examples/CMakeLists.txt" ]; then
+    step "examples/: configure, build, run against the installed package"
+    "$cmake" -S "$examples" -B "$tmp/examples" -DCMAKE_PREFIX_PATH="$prefix" \
+        -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >"$tmp/examples.log" 2>&1 ||
+        { cat "$tmp/examples.log"; exit 1; }
+    "$cmake" --build "$tmp/examples" >>"$tmp/examples.log" 2>&1 || { cat "$tmp/examples.log"; exit 1; }
+    "$tmp/examples/kernel_density"
+fi
+echo "consume: passed (CMake package, pkg-config and examples)"

@@ -15,6 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer an impossible allocation aborts the process by default; the library
+ * must instead see NULL and report ADV_ERR_OUT_OF_MEMORY, which is what memory_helpers checks.
+ * The sanitizer runtime reads this hook at start-up (it must be visible to it, hence the
+ * attribute, as the project builds with hidden visibility); other builds never call it. */
+__attribute__((visibility("default"))) const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
 /* 1 when `arg` occurs in `msg` as a whole word (not inside a longer identifier). */
 static int names_arg(const char *msg, const char *arg) {
     const size_t len = strlen(arg);
