@@ -13,6 +13,7 @@
 #define ADV_CPU_QB 4   /* queries per register block */
 #define ADV_CPU_KB 256 /* keys per block: scores of QB queries stay in L1 */
 #define ADV_CPU_LANES 16 /* partial sums per reduction: one AVX-512 float vector */
+#define ADV_CPU_SEG_BLOCKS 8 /* blocks per key segment: the fixed unit of the reduction order */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define ADV_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))

@@ -167,6 +167,14 @@ ADV_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *r
     }
 }
 
+/* dst = dst (+) src for reduction states (m, s, acc[e]); the one merge used everywhere, so
+ * every path folds segments with the same operations. */
+static void FN(fold_state)(REAL *dst, const REAL *src, int64_t e) {
+    REAL fa, fb;
+    CAT(adv_merge_state, SFX)(&dst[0], &dst[1], src[0], src[1], &fa, &fb);
+    for (int64_t c = 0; c < e; ++c) dst[2 + c] = fa * dst[2 + c] + fb * src[2 + c];
+}
+
 static REAL FN(sum_lanes)(const REAL *lanes) {
     REAL t = 0;
     for (int l = 0; l < ADV_CPU_LANES; ++l) t += lanes[l];
@@ -198,19 +206,21 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     const double work = (double)B * (double)N * (double)M * (double)(d + e + 8);
     int threads = advi_cpu_threads(ctx);
     if (work < 2e6 * threads) threads = work < 2e6 ? 1 : (int)(work / 2e6);
-    // Split keys when there are too few query groups to keep every thread busy.
-    int64_t splits = 1;
-    if (ngroups < 4 * (int64_t)threads && !desc->causal) {
-        splits = (4 * (int64_t)threads + ngroups - 1) / ngroups;
-        if (splits > nkb) splits = nkb;
-    }
-    const int64_t kb_per_split = (nkb + splits - 1) / splits;
-    const int64_t state = 2 + e; // m, s, acc[e]
+    // Keys are reduced in fixed segments of ADV_CPU_SEG_BLOCKS blocks, each from a fresh
+    // state, and segment states are folded left to right. The reduction order therefore
+    // depends on M only: results are bitwise identical for any thread count, any N (so any
+    // chunking of the queries by a caller) and whether or not segments run on different
+    // threads. Segments go to different threads when query groups are too few.
+    const int64_t nseg = (nkb + ADV_CPU_SEG_BLOCKS - 1) / ADV_CPU_SEG_BLOCKS;
+    const int split = ngroups < 4 * (int64_t)threads && nseg > 1 && !desc->causal;
+    const int64_t stored = split ? nseg : 1; // segment states kept per query
+    const int64_t state = 2 + e;             // m, s, acc[e]
     const int pack_values = e > 0 && !desc->values_are_keys;
 
     size_t bytes_keys = (size_t)Mpad * (size_t)(d + (pack_values ? e : 0) + 1) * sizeof(REAL);
-    size_t bytes_states = (size_t)(ngroups * ADV_CPU_QB) * (size_t)splits * (size_t)state * sizeof(REAL);
-    const size_t per_thread = (size_t)ADV_CPU_QB * (size_t)(d + 1 + (1 + e) * ADV_CPU_LANES);
+    size_t bytes_states = (size_t)(ngroups * ADV_CPU_QB) * (size_t)stored * (size_t)state * sizeof(REAL);
+    const size_t per_thread =
+        (size_t)ADV_CPU_QB * (size_t)(d + 1 + (1 + e) * ADV_CPU_LANES + state);
     size_t bytes_scratch = (size_t)threads * per_thread * sizeof(REAL);
     REAL *keys = advi_host_alloc(ctx, bytes_keys);
     REAL *states = advi_host_alloc(ctx, bytes_states);
@@ -226,6 +236,7 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     const REAL gamma = desc->kernel == ADV_KERNEL_SQDIST ? (REAL)desc->gamma : (REAL)1;
     FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, d, e, Mpad,
                      (REAL)desc->lambda, yT, wT, bp};
+    const int64_t items = split ? ngroups * nseg : ngroups;
 
     for (int64_t b = 0; b < B; ++b) {
         const REAL *xb = x + b * N * d, *yb = y + b * M * d;
@@ -238,39 +249,45 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
             // (implicit barrier after the omp for in pack_keys)
             REAL *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
             REAL *xg = mine, *m = mine + ADV_CPU_QB * d, *sl = m + ADV_CPU_QB,
-                 *al = sl + ADV_CPU_QB * ADV_CPU_LANES;
-#pragma omp for schedule(dynamic, 1) collapse(2)
-            for (int64_t g = 0; g < ngroups; ++g)
-                for (int64_t sp = 0; sp < splits; ++sp) {
-                    const int64_t i0 = g * ADV_CPU_QB;
-                    for (int q = 0; q < ADV_CPU_QB; ++q) {
-                        const int64_t i = i0 + q < N ? i0 + q : N - 1;
-                        for (int64_t k = 0; k < d; ++k) xg[q * d + k] = gamma * xb[i * d + k];
-                        m[q] = -(REAL)INFINITY;
-                    }
+                 *al = sl + ADV_CPU_QB * ADV_CPU_LANES, *seg_state = al + ADV_CPU_QB * e * ADV_CPU_LANES;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t item = 0; item < items; ++item) {
+                const int64_t g = split ? item / nseg : item;
+                const int64_t i0 = g * ADV_CPU_QB;
+                for (int q = 0; q < ADV_CPU_QB; ++q) {
+                    const int64_t i = i0 + q < N ? i0 + q : N - 1;
+                    for (int64_t k = 0; k < d; ++k) xg[q * d + k] = gamma * xb[i * d + k];
+                }
+                const int64_t seg_first = split ? item % nseg : 0;
+                const int64_t seg_last = split ? seg_first + 1 : nseg;
+                for (int64_t sg = seg_first; sg < seg_last; ++sg) {
+                    const int64_t kb0 = sg * ADV_CPU_SEG_BLOCKS;
+                    if (desc->causal && kb0 * ADV_CPU_KB > i0 + ADV_CPU_QB - 1) break;
+                    const int64_t kb1 = kb0 + ADV_CPU_SEG_BLOCKS < nkb ? kb0 + ADV_CPU_SEG_BLOCKS : nkb;
+                    for (int q = 0; q < ADV_CPU_QB; ++q) m[q] = -(REAL)INFINITY;
                     for (int64_t c = 0; c < ADV_CPU_QB * ADV_CPU_LANES; ++c) sl[c] = 0;
                     for (int64_t c = 0; c < ADV_CPU_QB * e * ADV_CPU_LANES; ++c) al[c] = 0;
-                    int64_t kb0 = sp * kb_per_split, kb1 = kb0 + kb_per_split;
-                    if (kb1 > nkb) kb1 = nkb;
                     FN(process_group)(&ks, xg, i0, kb0, kb1, m, sl, al);
                     for (int q = 0; q < ADV_CPU_QB; ++q) {
-                        REAL *st = states + ((i0 + q) * splits + sp) * state;
+                        REAL *st = split ? states + ((i0 + q) * nseg + sg) * state : seg_state;
                         st[0] = m[q];
                         st[1] = FN(sum_lanes)(sl + q * ADV_CPU_LANES);
                         for (int64_t c = 0; c < e; ++c)
                             st[2 + c] = FN(sum_lanes)(al + (q * e + c) * ADV_CPU_LANES);
+                        if (split) continue;
+                        REAL *run = states + (i0 + q) * state; // fold into the running state
+                        if (sg == 0)
+                            for (int64_t c = 0; c < state; ++c) run[c] = st[c];
+                        else
+                            FN(fold_state)(run, st, e);
                     }
                 }
-            // Merge the splits of each query and normalise.
+            }
+            // Fold the segment states of each query (split case) and normalise.
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < N; ++i) {
-                REAL *st0 = states + i * splits * state;
-                for (int64_t sp = 1; sp < splits; ++sp) {
-                    const REAL *st = st0 + sp * state;
-                    REAL fa, fb;
-                    CAT(adv_merge_state, SFX)(&st0[0], &st0[1], st[0], st[1], &fa, &fb);
-                    for (int64_t c = 0; c < e; ++c) st0[2 + c] = fa * st0[2 + c] + fb * st[2 + c];
-                }
+                REAL *st0 = states + i * stored * state;
+                for (int64_t sg = 1; sg < stored; ++sg) FN(fold_state)(st0, st0 + sg * state, e);
                 if (lse) lse[b * N + i] = CAT(adv_lse_finalize, SFX)(st0[0], st0[1]);
                 for (int64_t c = 0; c < e; ++c)
                     out[(b * N + i) * e + c] = CAT(adv_out_finalize, SFX)(st0[2 + c], st0[1]);
