@@ -10,7 +10,7 @@
 adv_status advi_cpu_field_scale(adv_context *ctx, adv_precision p, size_t count, void *out,
                                 double a, const void *in) {
     const int prec = p == ADV_FLOAT64;
-#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (count > 16384)
     for (size_t k = 0; k < count; ++k) advf_st(out, prec, (int64_t)k, a * advf_ld(in, prec, (int64_t)k));
     return ADV_OK;
 }
@@ -22,7 +22,7 @@ adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, in
     (void)tmp;
     const int prec = p == ADV_FLOAT64;
     int fail = 0;
-#pragma omp parallel num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel num_threads(advi_cpu_threads(ctx)) if (n > 64)
     {
         double *acc = malloc((size_t)d * sizeof *acc);
         if (!acc) {
@@ -47,7 +47,7 @@ adv_status advi_cpu_field_gauss(adv_context *ctx, adv_precision p, int kind, con
     (void)tmp;
     const int prec = p == ADV_FLOAT64;
     int fail = 0;
-#pragma omp parallel num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel num_threads(advi_cpu_threads(ctx)) if (n > 64)
     {
         double *w = malloc(6 * (size_t)d * sizeof *w);
         if (!w) {
@@ -77,7 +77,7 @@ adv_status advi_cpu_field_sample(adv_context *ctx, adv_precision p, int kind, co
     (void)tmp;
     const int prec = p == ADV_FLOAT64;
     int fail = 0;
-#pragma omp parallel num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel num_threads(advi_cpu_threads(ctx)) if (n > 64)
     {
         double *w = malloc(3 * (size_t)d * sizeof *w);
         if (!w) {

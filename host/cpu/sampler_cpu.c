@@ -11,7 +11,7 @@ static adv_status cpu_lincomb(adv_context *ctx, adv_precision p, int64_t n, int6
                               double cb, const void *base, double h, const double *hvec, int nb,
                               const double *c, const void *const *bufs) {
     const int prec = p == ADV_FLOAT64;
-#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (n * d > 16384)
     for (int64_t i = 0; i < n; ++i)
         advs_lincomb_row(prec, d, i, out, cb, base, hvec ? hvec[i] : h, nb, c, bufs);
     return ADV_OK;
@@ -21,7 +21,7 @@ static adv_status cpu_lincomb_pp(adv_context *ctx, adv_precision p, int64_t n, i
                                  void *out, const double *alpha, const void *base,
                                  const double *beta, const void *buf) {
     const int prec = p == ADV_FLOAT64;
-#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (n * d > 16384)
     for (int64_t i = 0; i < n; ++i) {
         const void *bufs[1] = {buf};
         advs_lincomb_row(prec, d, i, out, alpha[i], base, 1.0, 1, &beta[i], bufs);
@@ -33,7 +33,7 @@ static adv_status cpu_add_noise(adv_context *ctx, adv_precision p, int64_t n, in
                                 double scale, uint64_t seed, uint32_t stage, uint32_t step,
                                 int64_t first) {
     const int prec = p == ADV_FLOAT64;
-#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (n * d > 16384)
     for (int64_t i = 0; i < n; ++i)
         advs_noise_row(prec, d, i, z, scale, seed, stage, step, (uint64_t)(first + i));
     return ADV_OK;
@@ -43,7 +43,7 @@ static adv_status cpu_rms_norm(adv_context *ctx, adv_precision p, int64_t n, int
                                const void *x, const void *y, const void *y2, double atol,
                                double rtol, double *out) {
     const int prec = p == ADV_FLOAT64;
-#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (n * d > 16384)
     for (int64_t i = 0; i < n; ++i) out[i] = advs_rms_row(prec, d, i, x, y, y2, atol, rtol);
     return ADV_OK;
 }
@@ -51,7 +51,7 @@ static adv_status cpu_rms_norm(adv_context *ctx, adv_precision p, int64_t n, int
 static adv_status cpu_masked_copy(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
                                   void *dst, const void *src, const unsigned char *mask) {
     const size_t row = (size_t)d * advi_real_size(p);
-#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx))
+#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (n * d > 16384)
     for (int64_t i = 0; i < n; ++i)
         if (mask[i]) memcpy((char *)dst + (size_t)i * row, (const char *)src + (size_t)i * row, row);
     return ADV_OK;

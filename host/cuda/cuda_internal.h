@@ -167,6 +167,20 @@ static inline void advi_device_leave(advi_device_guard *g) {
 static inline cudaStream_t advi_cuda_stream(const adv_context *ctx) {
     return (cudaStream_t)ctx->stream;
 }
+
+/* Launches one kernel from a host function that returns adv_status: enters the context's
+ * device, runs `call` (a launcher returning cudaError_t), restores the caller's device and
+ * returns ADV_OK or the CUDA error naming `what`. */
+#define ADVI_CUDA_LAUNCH(ctx, what, call)                                          \
+    do {                                                                           \
+        advi_device_guard g_;                                                      \
+        adv_status st_ = advi_device_enter((ctx), (ctx)->device_id, &g_);          \
+        if (st_ != ADV_OK) return st_;                                             \
+        cudaError_t err_ = (call);                                                 \
+        advi_device_leave(&g_);                                                    \
+        if (err_ != cudaSuccess) return advi_cuda_error((ctx), err_, what);        \
+        return ADV_OK;                                                             \
+    } while (0)
 #endif
 
 #endif

@@ -5,20 +5,9 @@
 #include "sampling_cuda.h"
 #include "../sampling_internal.h"
 
-#define LAUNCH(ctx, what, call)                                                    \
-    do {                                                                           \
-        advi_device_guard g_;                                                      \
-        adv_status st_ = advi_device_enter((ctx), (ctx)->device_id, &g_);          \
-        if (st_ != ADV_OK) return st_;                                             \
-        cudaError_t err_ = (call);                                                 \
-        advi_device_leave(&g_);                                                    \
-        if (err_ != cudaSuccess) return advi_cuda_error((ctx), err_, what);        \
-        return ADV_OK;                                                             \
-    } while (0)
-
 adv_status advi_cuda_field_scale(adv_context *ctx, adv_precision p, size_t count, void *out,
                                  double a, const void *in) {
-    LAUNCH(ctx, "advk_field_scale",
+    ADVI_CUDA_LAUNCH(ctx, "advk_field_scale",
            advk_field_scale(p == ADV_FLOAT64, count, out, a, in, advi_cuda_stream(ctx)));
 }
 
@@ -27,7 +16,7 @@ adv_status advi_cuda_field_empirical_direct(adv_context *ctx, adv_precision p, i
                                             const void *logw, double a, double q,
                                             const double *avec, const double *qvec, void *den,
                                             double *tmp) {
-    LAUNCH(ctx, "advk_empirical_direct",
+    ADVI_CUDA_LAUNCH(ctx, "advk_empirical_direct",
            advk_empirical_direct(p == ADV_FLOAT64, n, d, z, nd, y, logw, a, q, avec, qvec, den, tmp,
                                  advi_cuda_stream(ctx)));
 }
@@ -36,7 +25,7 @@ adv_status advi_cuda_field_gauss(adv_context *ctx, adv_precision p, int kind, co
                                  int64_t d, int64_t k0, int64_t k1, int any_regular, int64_t n,
                                  const void *z, double t, const double *tvec, void *vel,
                                  void *score, void *den, double *tmp) {
-    LAUNCH(ctx, "advk_gauss_field",
+    ADVI_CUDA_LAUNCH(ctx, "advk_gauss_field",
            advk_gauss_field(p == ADV_FLOAT64, kind, par, d, k0, k1, any_regular, n, z, t, tvec, vel,
                             score, den, tmp, advi_cuda_stream(ctx)));
 }
@@ -45,7 +34,7 @@ adv_status advi_cuda_field_sample(adv_context *ctx, adv_precision p, int kind, c
                                   int64_t d, int64_t k0, int64_t k1, int64_t n, double t,
                                   uint64_t seed, int64_t first, const void *y, const double *cdf,
                                   int64_t nd, double a, double bs, void *z, double *tmp) {
-    LAUNCH(ctx, "advk_field_sample",
+    ADVI_CUDA_LAUNCH(ctx, "advk_field_sample",
            advk_field_sample(p == ADV_FLOAT64, kind, par, d, k0, k1, n, t, seed, first, y, cdf, nd,
                              a, bs, z, tmp, advi_cuda_stream(ctx)));
 }

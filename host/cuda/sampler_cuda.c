@@ -6,17 +6,6 @@
 #include "sampling_cuda.h"
 #include "../sampling_internal.h"
 
-#define LAUNCH(ctx, what, call)                                                    \
-    do {                                                                           \
-        advi_device_guard g_;                                                      \
-        adv_status st_ = advi_device_enter((ctx), (ctx)->device_id, &g_);          \
-        if (st_ != ADV_OK) return st_;                                             \
-        cudaError_t err_ = (call);                                                 \
-        advi_device_leave(&g_);                                                    \
-        if (err_ != cudaSuccess) return advi_cuda_error((ctx), err_, what);        \
-        return ADV_OK;                                                             \
-    } while (0)
-
 adv_status advi_cuda_field_scale(adv_context *ctx, adv_precision p, size_t count, void *out,
                                  double a, const void *in);
 adv_status advi_cuda_field_empirical_direct(adv_context *ctx, adv_precision p, int64_t n,
@@ -44,34 +33,34 @@ static adv_status cuda_lincomb(adv_context *ctx, adv_precision p, int64_t n, int
         terms.c[j] = j < nb ? c[j] : 0.0;
         terms.bufs[j] = j < nb ? bufs[j] : NULL;
     }
-    LAUNCH(ctx, "advk_lincomb",
+    ADVI_CUDA_LAUNCH(ctx, "advk_lincomb",
            advk_lincomb(p == ADV_FLOAT64, n, d, out, cb, base, h, hvec, terms, advi_cuda_stream(ctx)));
 }
 
 static adv_status cuda_lincomb_pp(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
                                   void *out, const double *alpha, const void *base,
                                   const double *beta, const void *buf) {
-    LAUNCH(ctx, "advk_lincomb_pp",
+    ADVI_CUDA_LAUNCH(ctx, "advk_lincomb_pp",
            advk_lincomb_pp(p == ADV_FLOAT64, n, d, out, alpha, base, beta, buf, advi_cuda_stream(ctx)));
 }
 
 static adv_status cuda_add_noise(adv_context *ctx, adv_precision p, int64_t n, int64_t d, void *z,
                                  double scale, uint64_t seed, uint32_t stage, uint32_t step,
                                  int64_t first) {
-    LAUNCH(ctx, "advk_add_noise",
+    ADVI_CUDA_LAUNCH(ctx, "advk_add_noise",
            advk_add_noise(p == ADV_FLOAT64, n, d, z, scale, seed, stage, step, first, advi_cuda_stream(ctx)));
 }
 
 static adv_status cuda_rms_norm(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
                                 const void *x, const void *y, const void *y2, double atol,
                                 double rtol, double *out) {
-    LAUNCH(ctx, "advk_rms_norm",
+    ADVI_CUDA_LAUNCH(ctx, "advk_rms_norm",
            advk_rms_norm(p == ADV_FLOAT64, n, d, x, y, y2, atol, rtol, out, advi_cuda_stream(ctx)));
 }
 
 static adv_status cuda_masked_copy(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
                                    void *dst, const void *src, const unsigned char *mask) {
-    LAUNCH(ctx, "advk_masked_copy",
+    ADVI_CUDA_LAUNCH(ctx, "advk_masked_copy",
            advk_masked_copy(p == ADV_FLOAT64, n, d, dst, src, mask, advi_cuda_stream(ctx)));
 }
 
