@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a machine with an NVIDIA GPU and the CUDA toolkit (no network
 # needed): configure for sm_90 in build-gpu, build, run the GPU tests (ctest -L cuda), run the
-# GPU interaction-sum benchmark (including N = M = 1e6 at d = 2 and 3), optionally the KeOps
+# GPU interaction-sum benchmark (including N = M = 1e6 at d = 2 and 3), a short sampling
+# benchmark (Euler and Euler-Maruyama, n = 1e4, N = 1e5 and 1e6, d = 2), optionally the KeOps
 # GPU peer, and print a short table LAST. Every step has a timeout and the whole run stays
 # under a time budget (default 285 s).
 #
 # usage: bench/gpu.sh [--results DIR] [--build-only] [--table-only DIR]
-#   --results DIR     where logs and CSV files go (default build-gpu/gpu-results; at most 7 files)
+#   --results DIR     where logs and CSV files go (default build-gpu/gpu-results; at most 9 files)
 #   --build-only      configure and build only, without the GPU check (compile check on a
 #                     machine with nvcc but no GPU)
 #   --table-only DIR  print the summary table of an earlier run's results and exit
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
         --results) results="$2"; shift ;;
         --build-only) mode="build" ;;
         --table-only) mode="table"; results="$2"; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "gpu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -106,6 +107,21 @@ for r in keops:
           f"{num(r['pairs_per_s']) / 1e12:.3g}e12 pairs/s, advect is {ratio:.2f}x faster")
 if os.path.exists(os.path.join(res, "keops.csv")) and not keops:
     print("keops: " + open(os.path.join(res, "keops.csv")).read().strip()[:300])
+samp = [r for r in read("sampling.csv") if "method" in r]
+if samp:
+    print("advect sampling on the GPU (f32, K steps, n data, N particles, d), median:")
+    by = {}
+    for r in samp:
+        ok = num(r["median_s"]) == num(r["median_s"])
+        by[(r["n_data"], r["n_particles"], r["d"], r["method"])] = num(r["median_s"])
+        print(f"  {r['method']:<6} n={r['n_data']} N={r['n_particles']} d={r['d']} K={r['steps']}: "
+              + (f"{num(r['median_s']):.4g} s, {num(r['particle_steps_per_s']):.3g} particle-steps/s, "
+                 f"{num(r['interactions_per_s']) / 1e12:.3g}e12 interactions/s, "
+                 f"interaction share {num(r['interaction_share']):.2f}" if ok else "FAILED validation"))
+    for (n, big_n, d, m), t in sorted(by.items()):
+        e = by.get((n, big_n, d, "euler"))
+        if m == "sde" and e and e == e and t == t:
+            print(f"  Euler-Maruyama / Euler step time, n={n} N={big_n} d={d}: {t / e:.3f} (target <= 1.15)")
 PY
 }
 
@@ -134,7 +150,7 @@ if ! command -v nvcc >/dev/null 2>&1; then
     exit 2
 fi
 mkdir -p "$results" "$build"
-rm -f "$results"/{summary.txt,build.log,ctest.log,advect.csv,advect.log,keops.csv,keops.log}
+rm -f "$results"/{summary.txt,build.log,ctest.log,advect.csv,advect.log,keops.csv,keops.log,sampling.csv,sampling.log}
 commit="${ADVECT_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 {
     echo "== advect GPU run, commit $commit, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -213,7 +229,7 @@ fi
 jobs="$(nproc)"
 say "build the library and the benchmark (-j$jobs)"
 t0=$SECONDS
-if ! timeout -k 5 "$(step_time 180)" cmake --build "$build" --target interaction_bench -j "$jobs" \
+if ! timeout -k 5 "$(step_time 180)" cmake --build "$build" --target interaction_bench sampling_bench -j "$jobs" \
         >>"$results/build.log" 2>&1; then
     grep -E 'error|Error' "$results/build.log" | head -20
     echo "build   : BUILD FAILED or timed out after $((SECONDS - t0)) s (build.log)" | tee -a "$results/summary.txt"
@@ -256,6 +272,15 @@ timeout -k 5 "$(step_time 90)" "$bench_exe" --device cuda --precision f32 --size
 rc=$?
 [ "$rc" != 0 ] && status=1 && say "large benchmark exited $rc (124: timeout)"
 grep -E 'FAILED|interaction_bench:' "$results/advect.log" | head -5
+
+# ---- 5b. sampling: Euler and Euler-Maruyama (their ratio), n = 1e4, N = 1e5 and 1e6, d = 2 ----
+say "sampling benchmark: euler, sde; n=1e4, N in {1e5,1e6}, d=2, K=20, f32"
+timeout -k 5 "$(step_time 30)" "$build/bench/sampling_bench" --device cuda --data-sizes 1e4 \
+    --particles 1e5,1e6 --dims 2 --methods euler,sde --steps 20 --reps 10 \
+    >"$results/sampling.csv" 2>"$results/sampling.log"
+rc=$?
+[ "$rc" != 0 ] && status=1 && say "sampling benchmark exited $rc (124: timeout)"
+grep -E 'FAILED|sampling_bench:' "$results/sampling.log" | head -5
 
 # ---- 6. optional KeOps peer on the same GPU (wheels carried in .deps/wheels) ----
 left=$((budget - (SECONDS - start) - 10))

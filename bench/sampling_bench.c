@@ -417,7 +417,7 @@ static int run_case(adv_context *ctx, const options *o, int mi, int64_t n, int64
     const int reps = o->reps ? o->reps : (be == ADV_BACKEND_CUDA ? 10 : 5);
     const int n_rows = N < CHECK_ROWS ? (int)N : CHECK_ROWS;
     const double tol = p == ADV_FLOAT64 ? 1e-8 : 1e-3;   /* one field evaluation */
-    const double ttol = p == ADV_FLOAT64 ? 1e-7 : 1e-2;  /* whole trajectories (see README) */
+    const double ttol = p == ADV_FLOAT64 ? 1e-7 : 1e-3;  /* whole trajectories (see README) */
     int rc = 2;
     adv_status st = ADV_OK;
     adv_field *field = NULL;
