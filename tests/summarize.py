@@ -20,7 +20,9 @@ for m in re.finditer(r"^\s*\d+/\d+ Test\s+#\d+: (\S+) [ .]+\**\s*(\S+)", text, r
         skipped += 1
         continue
     ok = result == "Passed"
-    if name in criterion_tests:  # counted test by test through the report hook
+    if name in criterion_tests:  # counted test by test through the report hook...
+        if result != "Passed":  # ...but the program itself failed (e.g. a sanitizer report
+            failed += 1         # after the tests, or a crash): count that failure too.
         continue
     if ok:
         passed += 1
