@@ -8,6 +8,7 @@
  * error; 3 the requested backend is unavailable. */
 #define _POSIX_C_SOURCE 200809L
 #include <advect/advect.h>
+#include "bench_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -56,24 +57,6 @@ static void usage(FILE *f) {
             "  --lambda L                score scale (default 1; data is uniform on [0,1)^d)\n"
             "  --check-finite            keep the library's input finiteness check on\n"
             "  --no-header               do not print the CSV header\n");
-}
-
-static int parse_list(const char *s, int64_t *out, int max) {
-    int n = 0;
-    char *copy = strdup(s), *save = NULL;
-    if (!copy) return -1;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *end = NULL;
-        errno = 0;
-        double v = strtod(tok, &end); /* accepts 1e6 */
-        if (errno || end == tok || *end || v < 1 || v > 1e9 || v != floor(v) || n == max) {
-            free(copy);
-            return -1;
-        }
-        out[n++] = (int64_t)v;
-    }
-    free(copy);
-    return n;
 }
 
 static int parse_options(int argc, char **argv, options *o) {
@@ -169,37 +152,6 @@ static int parse_options(int argc, char **argv, options *o) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* splitmix64: a tiny fixed-seed generator for benchmark inputs (not the library's RNG; the
- * data only has to be reproducible). */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
-
-/* Typed access to host arrays of either precision. */
-static double get(const void *a, adv_precision p, size_t i) {
-    return p == ADV_FLOAT64 ? ((const double *)a)[i] : (double)((const float *)a)[i];
-}
-static void set(void *a, adv_precision p, size_t i, double v) {
-    if (p == ADV_FLOAT64) ((double *)a)[i] = v;
-    else ((float *)a)[i] = (float)v;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Naive double-precision reference for one query row, over the full key range. s is an
  * M-long scratch vector (O(M), not N x M). */
 static void reference_row(const options *o, adv_precision p, const void *x, const void *y,
@@ -254,7 +206,6 @@ static errors compare(adv_precision p, int64_t N, int64_t e, const void *lse_h, 
     return r;
 }
 
-static const char *device_name(adv_backend b) { return b == ADV_BACKEND_CUDA ? "cuda" : "cpu"; }
 
 /* Runs one case; returns 0 validated and timed, 1 validation failed, 2 library error. */
 static int run_case(adv_context *ctx, const options *o, adv_precision p, int64_t N, int64_t d) {

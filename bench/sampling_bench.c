@@ -21,6 +21,7 @@
  * error; 3 the requested backend is unavailable. */
 #define _POSIX_C_SOURCE 200809L
 #include <advect/advect.h>
+#include "bench_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -85,24 +86,6 @@ static void usage(FILE *f) {
             "  --chunk C                 sampler chunk size (default 65536)\n"
             "  --sde-t0 T                start time of the SDE (default 0.05; ODEs start at 0)\n"
             "  --no-header               do not print the CSV header\n");
-}
-
-static int parse_list(const char *s, int64_t *out, int max) {
-    int n = 0;
-    char *copy = strdup(s), *save = NULL;
-    if (!copy) return -1;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *end = NULL;
-        errno = 0;
-        double v = strtod(tok, &end); /* accepts 1e6 */
-        if (errno || end == tok || *end || v < 1 || v > 1e9 || v != floor(v) || n == max) {
-            free(copy);
-            return -1;
-        }
-        out[n++] = (int64_t)v;
-    }
-    free(copy);
-    return n;
 }
 
 static int parse_methods(const char *s, int *out) {
@@ -209,38 +192,6 @@ static int parse_options(int argc, char **argv, options *o) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* splitmix64: fixed-seed benchmark inputs (not the library's RNG). */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
-
-static double get(const void *a, adv_precision p, size_t i) {
-    return p == ADV_FLOAT64 ? ((const double *)a)[i] : (double)((const float *)a)[i];
-}
-static void set(void *a, adv_precision p, size_t i, double v) {
-    if (p == ADV_FLOAT64) ((double *)a)[i] = v;
-    else ((float *)a)[i] = (float)v;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_of(double *t, int r) {
-    qsort(t, (size_t)r, sizeof(double), cmp_double);
-    return r % 2 ? t[r / 2] : 0.5 * (t[r / 2 - 1] + t[r / 2]);
-}
 
 /* ---- host reference: the closed-form field and the samplers in double ----------------- */
 
@@ -345,7 +296,6 @@ static void ref_integrate(const reference *r, adv_method m, const double *grid, 
 
 /* ---- one case ----------------------------------------------------------------------------- */
 
-static const char *device_name(adv_backend b) { return b == ADV_BACKEND_CUDA ? "cuda" : "cpu"; }
 
 typedef struct case_buffers {
     void *yh, *zh, *z0h, *ch, *wh, *lwh;          /* host */
