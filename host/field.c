@@ -243,7 +243,6 @@ adv_status adv_field_destroy(adv_field *f) {
     free(f->coef_host);
     advi_buffer_release(ctx, &f->keys);
     advi_buffer_release(ctx, &f->den);
-    advi_buffer_release(ctx, &f->pad);
     advi_buffer_release(ctx, &f->tmp);
     advi_buffer_release(ctx, &f->coef);
     free(f);
@@ -689,24 +688,9 @@ static adv_status empirical_engine(adv_field *f, double a, double lambda, int64_
         }
         keys = f->keys.ptr;
     }
-    // The CPU engine splits keys across threads when queries are few, which changes the
-    // rounding of a row with the thread count and the batch size. Padding the batch to a few
-    // query groups per thread keeps every row's reduction in one piece, so a particle's
-    // result is the same bits for any chunk size and thread count.
-    int64_t nq = n;
-    const void *zq = z;
-    void *dq = den;
-    if (ctx->backend != ADV_BACKEND_CUDA) {
-        int64_t minq = 64 * (int64_t)advi_cpu_threads(ctx);
-        if (n < minq) {
-            nq = minq;
-            if ((st = advi_buffer_reserve(ctx, &f->pad, 2 * (size_t)nq * row)) != ADV_OK) return st;
-            memset(f->pad.ptr, 0, 2 * (size_t)nq * row);
-            memcpy(f->pad.ptr, z, (size_t)n * row);
-            zq = f->pad.ptr;
-            dq = (char *)f->pad.ptr + (size_t)nq * row;
-        }
-    }
+    // The interaction engine reduces each row in an order fixed by the keys alone, so a
+    // particle's result is the same bits for any chunk size and thread count (CPU).
+    const int64_t nq = n;
     if (!f->plan || f->plan_n != nq) {
         if (f->plan) adv_interaction_plan_destroy(f->plan);
         f->plan = NULL;
@@ -725,9 +709,7 @@ static adv_status empirical_engine(adv_field *f, double a, double lambda, int64_
     // lambda and gamma are read at execution; the plan's other resources do not depend on them.
     f->plan->desc.lambda = lambda;
     f->plan->desc.gamma = 1.0;
-    st = adv_interaction_execute(f->plan, zq, keys, f->logw, f->data, NULL, dq);
-    if (st == ADV_OK && dq != den) memcpy(den, dq, (size_t)n * row);
-    return st;
+    return adv_interaction_execute(f->plan, z, keys, f->logw, f->data, NULL, den);
 }
 
 /* The user callback for the outputs in `want` (pointers may be NULL). */

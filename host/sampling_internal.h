@@ -127,7 +127,6 @@ struct adv_field {
     int user_outputs;
     /* scratch */
     advi_buffer den;        /* n x d denoiser when the caller does not ask for it */
-    advi_buffer pad;        /* padded queries / outputs (CPU, few particles) */
     advi_buffer tmp;        /* n x 6d doubles (CUDA) */
     advi_buffer coef;       /* per-particle coefficients: 6 x n doubles */
     double *coef_host;      /* host staging of coef */
