@@ -3,6 +3,7 @@
 #include "bench_util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,3 +64,27 @@ int parse_list(const char *s, int64_t *out, int max) {
 }
 
 const char *device_name(adv_backend b) { return b == ADV_BACKEND_CUDA ? "cuda" : "cpu"; }
+
+adv_context *bench_open_context(const char *prog, adv_backend backend, int threads, int *exit_code) {
+    adv_context_opts opts;
+    adv_context_default_opts(&opts);
+    opts.backend = backend;
+    opts.cpu_threads = threads;
+    adv_context *ctx = NULL;
+    adv_status st = adv_context_create(&opts, &ctx);
+    if (st == ADV_ERR_BACKEND_UNAVAILABLE) {
+        char reason[256] = "";
+        int count = 0;
+        adv_cuda_device_count(&count, reason, sizeof reason);
+        fprintf(stderr, "%s: backend unavailable: %s\n", prog, reason[0] ? reason : adv_status_string(st));
+        *exit_code = 3;
+        return NULL;
+    }
+    if (st != ADV_OK) {
+        fprintf(stderr, "%s: context creation failed: %s\n", prog, adv_status_string(st));
+        *exit_code = 2;
+        return NULL;
+    }
+    *exit_code = 0;
+    return ctx;
+}

@@ -27,6 +27,10 @@ double median_of(double *t, int r);
 /* Parses "4096,16384,1e6" into out (integers in [1, 1e9], at most max): count, or -1. */
 int parse_list(const char *s, int64_t *out, int max);
 
+/* Creates the benchmark's context. On failure prints "<prog>: ..." and returns NULL with
+ * *exit_code = 3 when the backend is unavailable (e.g. no usable GPU), 2 otherwise. */
+adv_context *bench_open_context(const char *prog, adv_backend backend, int threads, int *exit_code);
+
 /* "cuda" or "cpu". */
 const char *device_name(adv_backend b);
 

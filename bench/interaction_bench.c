@@ -356,24 +356,9 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    adv_context_opts opts;
-    adv_context_default_opts(&opts);
-    opts.backend = o.backend;
-    opts.cpu_threads = o.threads;
-    adv_context *ctx = NULL;
-    adv_status st = adv_context_create(&opts, &ctx);
-    if (st == ADV_ERR_BACKEND_UNAVAILABLE) {
-        char reason[256] = "";
-        int count = 0;
-        adv_cuda_device_count(&count, reason, sizeof reason);
-        fprintf(stderr, "interaction_bench: backend unavailable: %s\n",
-                reason[0] ? reason : adv_status_string(st));
-        return 3;
-    }
-    if (st != ADV_OK) {
-        fprintf(stderr, "interaction_bench: context creation failed: %s\n", adv_status_string(st));
-        return 2;
-    }
+    int exit_code = 0;
+    adv_context *ctx = bench_open_context("interaction_bench", o.backend, o.threads, &exit_code);
+    if (!ctx) return exit_code;
     adv_build_info info;
     adv_build_info_get(&info);
     const char *omp = getenv("OMP_NUM_THREADS");
@@ -385,7 +370,7 @@ int main(int argc, char **argv) {
     if (o.threads) fprintf(stderr, "# --threads %d\n", o.threads);
     if (adv_context_backend(ctx) == ADV_BACKEND_CUDA) {
         adv_device_info dev;
-        if (adv_cuda_device_info(opts.device_id, &dev) == ADV_OK)
+        if (adv_cuda_device_info(0, &dev) == ADV_OK)
             fprintf(stderr, "# device %d: %s, sm_%d%d, %d SMs, %.1f GiB\n", dev.id, dev.name,
                     dev.compute_major, dev.compute_minor, dev.multiprocessors,
                     (double)dev.total_memory / 1073741824.0);

@@ -11,6 +11,7 @@
  * error; 3 the requested backend is unavailable. */
 #define _POSIX_C_SOURCE 200809L
 #include <advect/advect.h>
+#include "bench_util.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -142,26 +143,6 @@ static int parse_options(int argc, char **argv, options *o) {
     return 0;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* splitmix64 uniforms in [-1, 1). */
-static double uniform(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-52 - 1.0;
-}
-
 /* out = (c - Δ_h) u by the stencil with the ghost values of the boundary condition. */
 static void apply_stencil(const grid *g, const double *h, int bc, double c, const double *u,
                           double *out) {
@@ -212,7 +193,7 @@ static int run_case(adv_context *ctx, const options *o, adv_precision prec, cons
     }
     uint64_t s = SEED + n + (uint64_t)bc;
     double mean = 0.0, umax = 0.0;
-    for (size_t i = 0; i < n; ++i) mean += (u[i] = uniform(&s));
+    for (size_t i = 0; i < n; ++i) mean += (u[i] = 2.0 * uniform01(&s) - 1.0);
     mean /= (double)n;
     for (size_t i = 0; i < n; ++i) {
         if (bc != ADV_BC_DIRICHLET) u[i] -= mean; // c = 0: singular unless Dirichlet
@@ -272,10 +253,10 @@ static int run_case(adv_context *ctx, const options *o, adv_precision prec, cons
     err /= umax;
     free(back);
     for (int r = 0; r < o->reps; ++r) {
-        const double t0 = now();
+        const double t0 = now_s();
         if ((st = adv_poisson_execute(plan, df, du)) != ADV_OK) goto lib_error;
         if ((st = adv_context_synchronize(ctx)) != ADV_OK) goto lib_error;
-        times[r] = now() - t0;
+        times[r] = now_s() - t0;
     }
     qsort(times, (size_t)o->reps, sizeof *times, cmp_double);
     const double median = o->reps % 2 ? times[o->reps / 2]
@@ -317,20 +298,9 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    adv_context_opts copts;
-    adv_context_default_opts(&copts);
-    copts.backend = o.backend;
-    copts.cpu_threads = o.threads;
-    adv_context *ctx = NULL;
-    adv_status st = adv_context_create(&copts, &ctx);
-    if (st == ADV_ERR_BACKEND_UNAVAILABLE) {
-        fprintf(stderr, "poisson_bench: backend unavailable\n");
-        return 3;
-    }
-    if (st != ADV_OK) {
-        fprintf(stderr, "poisson_bench: context: %s\n", adv_status_name(st));
-        return 2;
-    }
+    int exit_code = 0;
+    adv_context *ctx = bench_open_context("poisson_bench", o.backend, o.threads, &exit_code);
+    if (!ctx) return exit_code;
     if (o.header)
         printf("device,precision,shape,bc,median_s,min_s,max_s,cells_per_s,max_rel_err,threads,"
                "commit\n");

@@ -590,24 +590,9 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    adv_context_opts opts;
-    adv_context_default_opts(&opts);
-    opts.backend = o.backend;
-    opts.cpu_threads = o.threads;
-    adv_context *ctx = NULL;
-    adv_status st = adv_context_create(&opts, &ctx);
-    if (st == ADV_ERR_BACKEND_UNAVAILABLE) {
-        char reason[256] = "";
-        int count = 0;
-        adv_cuda_device_count(&count, reason, sizeof reason);
-        fprintf(stderr, "sampling_bench: backend unavailable: %s\n",
-                reason[0] ? reason : adv_status_string(st));
-        return 3;
-    }
-    if (st != ADV_OK) {
-        fprintf(stderr, "sampling_bench: context creation failed: %s\n", adv_status_string(st));
-        return 2;
-    }
+    int exit_code = 0;
+    adv_context *ctx = bench_open_context("sampling_bench", o.backend, o.threads, &exit_code);
+    if (!ctx) return exit_code;
     const char *omp = getenv("OMP_NUM_THREADS");
     fprintf(stderr, "# advect %s, backend %s, cpu threads %s, K = %lld uniform, commit %s\n",
             adv_version(), device_name(adv_context_backend(ctx)),
