@@ -14,7 +14,7 @@ target_compile_definitions(conformance_bbot_cuda PRIVATE ADV_TEST_BACKEND=ADV_BA
 set_tests_properties(conformance_bbot_cuda PROPERTIES RESOURCE_LOCK gpu)
 # End-to-end runs of `advect bbot` (the built executable, in temporary directories). Passive
 # OpenMP waiting: several test programs share few cores (see tests/cli.cmake).
-advect_add_test(cli_bbot LABEL cpu SOURCES cli/bbot.c)
+advect_add_test(cli_bbot LABEL cpu SOURCES cli/bbot.c common/cli_harness.c)
 target_link_libraries(cli_bbot PRIVATE advect_io)
 target_compile_definitions(cli_bbot PRIVATE ADV_TEST_ADVECT_BIN="$<TARGET_FILE:advect_cli>")
 add_dependencies(cli_bbot advect_cli)

@@ -11,7 +11,7 @@ target_compile_definitions(conformance_poisson_cuda PRIVATE ADV_TEST_BACKEND=ADV
 set_tests_properties(conformance_poisson_cuda PROPERTIES RESOURCE_LOCK gpu)
 
 # End-to-end runs of `advect poisson` (the built executable, in temporary directories).
-advect_add_test(cli_poisson LABEL cpu SOURCES cli/poisson.c)
+advect_add_test(cli_poisson LABEL cpu SOURCES cli/poisson.c common/cli_harness.c)
 target_link_libraries(cli_poisson PRIVATE advect_io)
 target_compile_definitions(cli_poisson PRIVATE ADV_TEST_ADVECT_BIN="$<TARGET_FILE:advect_cli>")
 add_dependencies(cli_poisson advect_cli)

@@ -5,6 +5,7 @@
  * with ρ(0), ρ(1) the normalised inputs and unit mass on every time face (the continuity
  * projection conserves it to rounding), the PNG strip, and the particle trajectories
  * (shape (P+1, N, d), inside the box, their mean following the density's mean). */
+#include "cli_harness.h"
 #include "io.h"
 #include "test_util.h"
 
@@ -18,55 +19,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef ADV_TEST_ADVECT_BIN
-#error "ADV_TEST_ADVECT_BIN must name the advect executable"
-#endif
-
-static char dir[256];
-
-static void make_dir(void) {
-    snprintf(dir, sizeof dir, "%s/advect-cli-bbot-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
-}
-
-static void remove_dir(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
-static int run(const char *args) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' bbot %s >out.txt 2>err.txt", dir, ADV_TEST_ADVECT_BIN,
-             args);
-    int st = system(cmd);
-    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
-}
-
-static char *slurp(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    static char buf[16384];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static int exists(const char *name) {
-    char path[512];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return stat(path, &sb) == 0;
-}
-
 static void write_npy(const char *name, adv_precision p, int ndim, const int64_t *shape,
                       const double *data, size_t n) {
     char path[512], msg[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", cli_dir, name);
     void *buf = tu_to_precision(data, n, p);
     cr_assert_eq(advio_npy_write(path, p, ndim, shape, buf, msg, sizeof msg), ADV_OK, "%s", msg);
     free(buf);
@@ -74,13 +30,13 @@ static void write_npy(const char *name, adv_precision p, int ndim, const int64_t
 
 static void read_npy(const char *name, advio_array *a) {
     char path[512], msg[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", cli_dir, name);
     cr_assert_eq(advio_npy_read(path, a, msg, sizeof msg), ADV_OK, "%s", msg);
     cr_assert_eq(advio_array_convert(a, ADV_FLOAT64, msg, sizeof msg), ADV_OK);
 }
 
 static void expect_one_line(const char *word) {
-    const char *err = slurp("err.txt");
+    const char *err = cli_slurp("err.txt");
     const char *nl = strchr(err, '\n');
     cr_expect(nl && nl[1] == '\0', "stderr is not one line: '%s'", err);
     cr_expect(strstr(err, word), "stderr '%s' does not mention '%s'", err, word);
@@ -115,7 +71,7 @@ static void check_density(const advio_array *r, int P, int n0, int n1, const dou
 }
 
 Test(cli_bbot, npy_inputs_json_particles_and_frames, .timeout = 300) {
-    make_dir();
+    cli_make_dir("bbot");
     enum { N0 = 16, N1 = 12, P = 8 };
     double r0[N0 * N1], r1[N0 * N1];
     bump(N0, N1, 0.3, 0.35, 0.02, r0);
@@ -124,10 +80,10 @@ Test(cli_bbot, npy_inputs_json_particles_and_frames, .timeout = 300) {
     write_npy("a.npy", ADV_FLOAT64, 2, shape, r0, N0 * N1);
     write_npy("b.npy", ADV_FLOAT32, 2, shape, r1, N0 * N1);
     tu_round_to_precision(r1, N0 * N1, ADV_FLOAT32);
-    cr_assert_eq(run("--rho0 a.npy --rho1 b.npy --time-steps 8 --iters 400 --device cpu --json "
+    cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 8 --iters 400 --device cpu --json "
                      "--particles 500 --seed 3 --out res/rho.npy --frames res/strip.png"),
-                 0, "stderr: %s", slurp("err.txt"));
-    const char *js = slurp("out.txt");
+                 0, "stderr: %s", cli_slurp("err.txt"));
+    const char *js = cli_slurp("out.txt");
     const char *keys[] = {"\"cost\": ", "\"iterations\": ", "\"divergence_residual\": ",
                           "\"mass_error\": ", "\"time_s\": ", "\"converged\": "};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; ++k)
@@ -142,7 +98,7 @@ Test(cli_bbot, npy_inputs_json_particles_and_frames, .timeout = 300) {
     read_npy("res/rho.npy", &r);
     check_density(&r, P, N0, N1, r0, r1, 1e-11);
     advio_array_free(&r);
-    char *png = slurp("res/strip.png");
+    char *png = cli_slurp("res/strip.png");
     cr_expect(memcmp(png, "\x89PNG", 4) == 0, "PNG signature");
     advio_array x;
     read_npy("res/rho_particles.npy", &x);
@@ -161,11 +117,11 @@ Test(cli_bbot, npy_inputs_json_particles_and_frames, .timeout = 300) {
     cr_expect(fabs(m_last[0] - 0.65) < 0.03 && fabs(m_last[1] - 0.6) < 0.03, "final mean (%g, %g)",
               m_last[0], m_last[1]);
     advio_array_free(&x);
-    remove_dir();
+    cli_remove_dir();
 }
 
 Test(cli_bbot, one_dimensional_and_image_inputs) {
-    make_dir();
+    cli_make_dir("bbot");
     double a[40], b[40];
     for (int i = 0; i < 40; ++i) {
         const double x = (i + 0.5) / 40;
@@ -174,21 +130,21 @@ Test(cli_bbot, one_dimensional_and_image_inputs) {
     const int64_t s1[1] = {40};
     write_npy("a.npy", ADV_FLOAT64, 1, s1, a, 40);
     write_npy("b.npy", ADV_FLOAT64, 1, s1, b, 40);
-    cr_assert_eq(run("--rho0 a.npy --rho1 b.npy --time-steps 6 --iters 300 --precision f32 --quiet"),
-                 0, "stderr: %s", slurp("err.txt"));
-    cr_expect(strlen(slurp("out.txt")) == 0, "--quiet prints nothing");
+    cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 6 --iters 300 --precision f32 --quiet"),
+                 0, "stderr: %s", cli_slurp("err.txt"));
+    cr_expect(strlen(cli_slurp("out.txt")) == 0, "--quiet prints nothing");
     advio_array r;
     read_npy("advect-out/bbot.npy", &r);
     cr_expect(r.ndim == 2 && r.shape[0] == 7 && r.shape[1] == 40 && r.dtype == ADV_FLOAT64);
     advio_array_free(&r);
-    cr_expect(exists("advect-out/bbot.png"));
-    cr_expect(!exists("advect-out/bbot_particles.npy"), "no particles unless asked");
+    cr_expect(cli_exists("advect-out/bbot.png"));
+    cr_expect(!cli_exists("advect-out/bbot_particles.npy"), "no particles unless asked");
 
     // Grayscale PGM images (ASCII P2, rows first): 5 rows x 7 columns.
     FILE *f;
     char path[512];
     for (int k = 0; k < 2; ++k) {
-        snprintf(path, sizeof path, "%s/%s", dir, k ? "b.pgm" : "a.pgm");
+        snprintf(path, sizeof path, "%s/%s", cli_dir, k ? "b.pgm" : "a.pgm");
         f = fopen(path, "w");
         fprintf(f, "P2\n# test image\n7 5\n255\n");
         for (int i = 0; i < 5; ++i) {
@@ -197,29 +153,29 @@ Test(cli_bbot, one_dimensional_and_image_inputs) {
         }
         fclose(f);
     }
-    cr_assert_eq(run("--rho0 a.pgm --rho1 b.pgm --time-steps 4 --iters 200 --out img.npy --frames img.png"),
-                 0, "stderr: %s", slurp("err.txt"));
+    cr_assert_eq(cli_run("bbot", "--rho0 a.pgm --rho1 b.pgm --time-steps 4 --iters 200 --out img.npy --frames img.png"),
+                 0, "stderr: %s", cli_slurp("err.txt"));
     read_npy("img.npy", &r);
     cr_expect(r.ndim == 3 && r.shape[0] == 5 && r.shape[1] == 5 && r.shape[2] == 7);
     advio_array_free(&r);
-    remove_dir();
+    cli_remove_dir();
 }
 
 Test(cli_bbot, embedded_example) {
-    make_dir();
-    cr_assert_eq(run("--iters 3 --time-steps 4 --device cpu"), 0, "stderr: %s", slurp("err.txt"));
-    const char *out = slurp("out.txt");
+    cli_make_dir("bbot");
+    cr_assert_eq(cli_run("bbot", "--iters 3 --time-steps 4 --device cpu"), 0, "stderr: %s", cli_slurp("err.txt"));
+    const char *out = cli_slurp("out.txt");
     cr_expect(strstr(out, "cost") && strstr(out, "iterations") && strstr(out, "residual"), "%s", out);
     advio_array r;
     read_npy("advect-out/bbot.npy", &r);
     cr_expect(r.ndim == 3 && r.shape[0] == 5 && r.shape[1] == 64 && r.shape[2] == 64);
     advio_array_free(&r);
-    cr_expect(exists("advect-out/bbot.png"));
-    remove_dir();
+    cr_expect(cli_exists("advect-out/bbot.png"));
+    cli_remove_dir();
 }
 
 Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
-    make_dir();
+    cli_make_dir("bbot");
     double a[24], neg[24], zero[24] = {0}, nan_[24], b[30];
     for (int k = 0; k < 24; ++k) a[k] = 1.0 + (k % 5), neg[k] = a[k], nan_[k] = a[k];
     for (int k = 0; k < 30; ++k) b[k] = 1.0;
@@ -234,7 +190,7 @@ Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
     write_npy("flat.npy", ADV_FLOAT64, 1, s24, a, 24);
     write_npy("four.npy", ADV_FLOAT64, 4, s4d, a, 24);
     char path[512];
-    snprintf(path, sizeof path, "%s/junk.npy", dir);
+    snprintf(path, sizeof path, "%s/junk.npy", cli_dir);
     FILE *f = fopen(path, "w");
     fputs("not a numpy file", f);
     fclose(f);
@@ -263,10 +219,10 @@ Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
         {"--rho0 a.npy --rho1 a.npy --bogus", "--bogus"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
-        const int rc = run(cases[k].args);
-        cr_expect_eq(rc, 2, "'%s': exit %d, stderr %s", cases[k].args, rc, slurp("err.txt"));
+        const int rc = cli_run("bbot", cases[k].args);
+        cr_expect_eq(rc, 2, "'%s': exit %d, stderr %s", cases[k].args, rc, cli_slurp("err.txt"));
         expect_one_line(cases[k].word);
-        cr_expect(!exists("advect-out"), "'%s' left an output directory", cases[k].args);
+        cr_expect(!cli_exists("advect-out"), "'%s' left an output directory", cases[k].args);
     }
-    remove_dir();
+    cli_remove_dir();
 }

@@ -3,6 +3,7 @@
  * 2 bad usage/input, with one line on stderr), that failed runs leave no output file, and
  * that the solution written satisfies the stencil of tests/common/poisson_ref.h
  * ((c - Δ_h) u = f to rounding) — independently of the residual the tool prints. */
+#include "cli_harness.h"
 #include "io.h"
 #include "poisson_ref.h"
 #include "test_util.h"
@@ -16,57 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef ADV_TEST_ADVECT_BIN
-#error "ADV_TEST_ADVECT_BIN must name the advect executable"
-#endif
-
-static char dir[256];
-
-static void make_dir(void) {
-    snprintf(dir, sizeof dir, "%s/advect-cli-poisson-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
-}
-
-static void remove_dir(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
-/* Runs `advect poisson <args>` in dir; returns the exit code; stdout/stderr go to files. */
-static int run(const char *args) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' poisson %s >out.txt 2>err.txt", dir,
-             ADV_TEST_ADVECT_BIN, args);
-    int st = system(cmd);
-    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
-}
-
-static char *slurp(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    static char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static int exists(const char *name) {
-    char path[512];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return stat(path, &sb) == 0;
-}
-
 static void write_npy(const char *name, adv_precision p, int ndim, const int64_t *shape,
                       const double *data) {
     char path[512], msg[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", cli_dir, name);
     size_t n = pref_cells(ndim, shape);
     void *buf = tu_to_precision(data, n, p);
     cr_assert_eq(advio_npy_write(path, p, ndim, shape, buf, msg, sizeof msg), ADV_OK, "%s", msg);
@@ -75,20 +29,20 @@ static void write_npy(const char *name, adv_precision p, int ndim, const int64_t
 
 static void read_npy(const char *name, advio_array *a) {
     char path[512], msg[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", cli_dir, name);
     cr_assert_eq(advio_npy_read(path, a, msg, sizeof msg), ADV_OK, "%s", msg);
 }
 
 /* A stderr of exactly one line, mentioning `word`. */
 static void expect_one_line(const char *word) {
-    const char *err = slurp("err.txt");
+    const char *err = cli_slurp("err.txt");
     const char *nl = strchr(err, '\n');
     cr_assert(nl && nl[1] == '\0', "stderr is not one line: '%s'", err);
     cr_assert(strstr(err, word), "stderr '%s' does not mention '%s'", err, word);
 }
 
 Test(cli_poisson, solves_mixed_3d_and_checks_with_stencil) {
-    make_dir();
+    cli_make_dir("poisson");
     const int64_t shape[3] = {6, 7, 5};
     const double h[3] = {0.1, 0.2, 0.3};
     const adv_boundary bc[3] = {ADV_BC_DIRICHLET, ADV_BC_PERIODIC, ADV_BC_NEUMANN};
@@ -102,7 +56,7 @@ Test(cli_poisson, solves_mixed_3d_and_checks_with_stencil) {
                  "--rhs f.npy --bc dirichlet,periodic,neumann --spacing 0.1,0.2,0.3 "
                  "--shift 0.5 --precision %s --device cpu --out sub/u.npy",
                  p ? "f64" : "f32");
-        cr_assert_eq(run(args), 0, "stderr: %s", slurp("err.txt"));
+        cr_assert_eq(cli_run("poisson", args), 0, "stderr: %s", cli_slurp("err.txt"));
         advio_array u;
         read_npy("sub/u.npy", &u);
         cr_assert_eq(u.dtype, p ? ADV_FLOAT64 : ADV_FLOAT32);
@@ -117,24 +71,24 @@ Test(cli_poisson, solves_mixed_3d_and_checks_with_stencil) {
         cr_assert(err <= tol, "%s: residual %g > %g", p ? "f64" : "f32", err, tol);
         advio_array_free(&u);
     }
-    remove_dir();
+    cli_remove_dir();
 }
 
 Test(cli_poisson, json_summary_and_zero_mean_rules) {
-    make_dir();
+    cli_make_dir("poisson");
     const int64_t shape[2] = {8, 9};
     double f[72];
     tu_fill_uniform(f, 72, -1.0, 1.0, 4);
     for (int i = 0; i < 72; ++i) f[i] += 0.3; // nonzero mean
     write_npy("f.npy", ADV_FLOAT32, 2, shape, f);
     // Neumann, c = 0: nonzero mean is bad input, and nothing is written.
-    cr_assert_eq(run("--rhs f.npy --bc neumann --out u.npy"), 2);
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --out u.npy"), 2);
     expect_one_line("mean");
-    cr_assert(!exists("u.npy"), "output written on failure");
+    cr_assert(!cli_exists("u.npy"), "output written on failure");
     // --project-mean: the zero-mean solution of f - mean(f).
-    cr_assert_eq(run("--rhs f.npy --bc neumann --project-mean --out u.npy --json"), 0, "%s",
-                 slurp("err.txt"));
-    const char *out = slurp("out.txt");
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --project-mean --out u.npy --json"), 0, "%s",
+                 cli_slurp("err.txt"));
+    const char *out = cli_slurp("out.txt");
     cr_assert(strstr(out, "\"residual\":") && strstr(out, "\"time_s\":") &&
                   strstr(out, "\"device\": \"cpu\"") && strstr(out, "\"precision\": \"f64\""),
               "json: %s", out);
@@ -157,26 +111,26 @@ Test(cli_poisson, json_summary_and_zero_mean_rules) {
     cr_assert(fabs(um) < 1e-12, "solution mean %g", um / 72);
     advio_array_free(&u);
     // A Dirichlet axis makes any mean fine.
-    cr_assert_eq(run("--rhs f.npy --bc neumann,dirichlet --out u2.npy --quiet"), 0);
-    cr_assert_eq(slurp("out.txt")[0], '\0', "--quiet printed something");
-    remove_dir();
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann,dirichlet --out u2.npy --quiet"), 0);
+    cr_assert_eq(cli_slurp("out.txt")[0], '\0', "--quiet printed something");
+    cli_remove_dir();
 }
 
 Test(cli_poisson, embedded_example) {
-    make_dir();
-    cr_assert_eq(run(""), 0, "%s", slurp("err.txt"));
+    cli_make_dir("poisson");
+    cr_assert_eq(cli_run("poisson", ""), 0, "%s", cli_slurp("err.txt"));
     advio_array u;
     read_npy("advect-out/poisson.npy", &u);
     cr_assert_eq(u.ndim, 2);
     cr_assert_eq(u.shape[0], 128);
     cr_assert_eq(u.shape[1], 128);
-    cr_assert(strstr(slurp("out.txt"), "residual"), "summary: %s", slurp("out.txt"));
+    cr_assert(strstr(cli_slurp("out.txt"), "residual"), "summary: %s", cli_slurp("out.txt"));
     advio_array_free(&u);
-    remove_dir();
+    cli_remove_dir();
 }
 
 Test(cli_poisson, bad_usage_and_input) {
-    make_dir();
+    cli_make_dir("poisson");
     const int64_t s3[3] = {3, 4, 5}, s5[5] = {1, 2, 1, 2, 1}, s1[1] = {6};
     double f[60];
     tu_fill_uniform(f, 60, -1.0, 1.0, 5);
@@ -185,7 +139,7 @@ Test(cli_poisson, bad_usage_and_input) {
     f[2] = NAN;
     write_npy("nan.npy", ADV_FLOAT64, 1, s1, f);
     char path[512];
-    snprintf(path, sizeof path, "%s/garbage.npy", dir);
+    snprintf(path, sizeof path, "%s/garbage.npy", cli_dir);
     FILE *g = fopen(path, "wb");
     cr_assert_not_null(g);
     fputs("this is not a npy file", g);
@@ -209,15 +163,15 @@ Test(cli_poisson, bad_usage_and_input) {
         {"--out u.npy --rhs", "--rhs"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
-        cr_assert_eq(run(cases[k].args), 2, "'%s': stderr %s", cases[k].args, slurp("err.txt"));
+        cr_assert_eq(cli_run("poisson", cases[k].args), 2, "'%s': stderr %s", cases[k].args, cli_slurp("err.txt"));
         expect_one_line(cases[k].word);
-        cr_assert(!exists("u.npy"), "'%s' wrote an output", cases[k].args);
+        cr_assert(!cli_exists("u.npy"), "'%s' wrote an output", cases[k].args);
     }
     // --device cuda: 0 with a usable GPU, otherwise 2 (backend unavailable), never 1.
     int count = 0;
     adv_cuda_device_count(&count, NULL, 0);
-    cr_assert_eq(run("--rhs f.npy --shift 1 --device cuda --out u.npy"), count > 0 ? 0 : 2, "%s",
-                 slurp("err.txt"));
-    cr_assert_eq(exists("u.npy"), count > 0);
-    remove_dir();
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --shift 1 --device cuda --out u.npy"), count > 0 ? 0 : 2, "%s",
+                 cli_slurp("err.txt"));
+    cr_assert_eq(cli_exists("u.npy"), count > 0);
+    cli_remove_dir();
 }
