@@ -9,11 +9,13 @@
 
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #define ADV_CPU_QB 4   /* queries per register block */
 #define ADV_CPU_KB 256 /* keys per block: scores of QB queries stay in L1 */
-#define ADV_CPU_LANES 16 /* partial sums per reduction: one AVX-512 float vector */
+#define ADV_CPU_LANE_VALUES 4 /* value dims summed in lanes over keys; more: per component */
 #define ADV_CPU_SEG_BLOCKS 8 /* blocks per key segment: the fixed unit of the reduction order */
+#define ADV_CPU_TILE_GROUPS 16 /* query groups sweeping the key segments together */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define ADV_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -22,15 +24,23 @@
 #endif
 
 #define REAL float
+#define VEC adv_vf32
+#define IVEC adv_vi32
 #define SFX f32
 #include "cpu/interaction_cpu_impl.h"
 #undef REAL
+#undef VEC
+#undef IVEC
 #undef SFX
 
 #define REAL double
+#define VEC adv_vf64
+#define IVEC adv_vi64
 #define SFX f64
 #include "cpu/interaction_cpu_impl.h"
 #undef REAL
+#undef VEC
+#undef IVEC
 #undef SFX
 
 adv_status advi_cpu_interaction(adv_context *ctx, const adv_interaction_desc *desc,

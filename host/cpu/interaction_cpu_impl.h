@@ -10,158 +10,226 @@
 #define FN(name) CAT(name, SFX)
 #define VEXP CAT(adv_vexp, SFX)
 #define RESCALE CAT(adv_rescale, SFX)
+#define VEXPV CAT(adv_vexpv, SFX)
 
-/* Scores of QB queries against one key block, written to sc[q][j]. D is a compile-time
- * constant for the common small dimensions (the k loop then unrolls) or the runtime d. */
-static inline __attribute__((always_inline)) void FN(block_scores)(
-    int dot, int64_t D, const REAL *restrict xg, const REAL *restrict yT, int64_t Mpad,
-    const REAL *restrict bp, REAL lambda, REAL (*restrict sc)[ADV_CPU_KB]) {
-    const REAL *x0 = xg, *x1 = xg + D, *x2 = xg + 2 * D, *x3 = xg + 3 * D;
-    if (!dot) {
-        for (int j = 0; j < ADV_CPU_KB; ++j) {
-            REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            for (int64_t k = 0; k < D; ++k) {
-                const REAL y = yT[k * Mpad + j];
-                const REAL t0 = x0[k] - y, t1 = x1[k] - y, t2 = x2[k] - y, t3 = x3[k] - y;
-                a0 += t0 * t0;
-                a1 += t1 * t1;
-                a2 += t2 * t2;
-                a3 += t3 * t3;
-            }
-            sc[0][j] = bp[j] - lambda * a0;
-            sc[1][j] = bp[j] - lambda * a1;
-            sc[2][j] = bp[j] - lambda * a2;
-            sc[3][j] = bp[j] - lambda * a3;
-        }
-    } else {
-        for (int j = 0; j < ADV_CPU_KB; ++j) {
-            REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            for (int64_t k = 0; k < D; ++k) {
-                const REAL y = yT[k * Mpad + j];
-                a0 += x0[k] * y;
-                a1 += x1[k] * y;
-                a2 += x2[k] * y;
-                a3 += x3[k] * y;
-            }
-            sc[0][j] = bp[j] + lambda * a0;
-            sc[1][j] = bp[j] + lambda * a1;
-            sc[2][j] = bp[j] + lambda * a2;
-            sc[3][j] = bp[j] + lambda * a3;
-        }
-    }
+/* Explicit vectors of VL lanes (one 64-byte register on AVX-512). Loads and stores go
+ * through memcpy: no alignment assumption, no aliasing violation, one vmovups. */
+#define VL ((int)(64 / sizeof(REAL)))
+
+static inline __attribute__((always_inline)) VEC FN(vload)(const REAL *p) {
+    VEC v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
-
-/* Scores for larger d: keys in chunks of ADV_CPU_LANES with the QB accumulators held in
- * vector registers (explicit lane arrays that the compiler keeps in registers) and the
- * coordinates looped inside, so each key coordinate is loaded once for QB queries and no
- * horizontal sums are needed. */
-static inline __attribute__((always_inline)) void FN(block_scores_wide)(
-    int dot, int64_t D, const REAL *restrict xg, const REAL *restrict yT, int64_t Mpad,
-    const REAL *restrict bp, REAL lambda, REAL (*restrict sc)[ADV_CPU_KB]) {
-    enum { L = ADV_CPU_LANES };
-    const REAL *x0 = xg, *x1 = xg + D, *x2 = xg + 2 * D, *x3 = xg + 3 * D;
-    const REAL sign = dot ? lambda : -lambda;
-    for (int j = 0; j < ADV_CPU_KB; j += L) {
-        REAL a0[L] = {0}, a1[L] = {0}, a2[L] = {0}, a3[L] = {0};
-        if (!dot) {
-            for (int64_t k = 0; k < D; ++k) {
-                const REAL *y = yT + k * Mpad + j;
-                const REAL c0 = x0[k], c1 = x1[k], c2 = x2[k], c3 = x3[k];
-                for (int l = 0; l < L; ++l) {
-                    const REAL t0 = c0 - y[l], t1 = c1 - y[l], t2 = c2 - y[l], t3 = c3 - y[l];
-                    a0[l] += t0 * t0;
-                    a1[l] += t1 * t1;
-                    a2[l] += t2 * t2;
-                    a3[l] += t3 * t3;
-                }
-            }
-        } else {
-            for (int64_t k = 0; k < D; ++k) {
-                const REAL *y = yT + k * Mpad + j;
-                const REAL c0 = x0[k], c1 = x1[k], c2 = x2[k], c3 = x3[k];
-                for (int l = 0; l < L; ++l) {
-                    a0[l] += c0 * y[l];
-                    a1[l] += c1 * y[l];
-                    a2[l] += c2 * y[l];
-                    a3[l] += c3 * y[l];
-                }
-            }
-        }
-        for (int l = 0; l < L; ++l) {
-            sc[0][j + l] = bp[j + l] + sign * a0[l];
-            sc[1][j + l] = bp[j + l] + sign * a1[l];
-            sc[2][j + l] = bp[j + l] + sign * a2[l];
-            sc[3][j + l] = bp[j + l] + sign * a3[l];
-        }
-    }
+static inline __attribute__((always_inline)) void FN(vstore)(REAL *p, VEC v) {
+    memcpy(p, &v, sizeof v);
+}
+static inline __attribute__((always_inline)) VEC FN(vmax)(VEC a, VEC b) {
+    const IVEC gt = a > b;
+    return (VEC)(((IVEC)a & gt) | ((IVEC)b & ~gt));
+}
+static inline __attribute__((always_inline)) REAL FN(hmax)(VEC v) {
+    REAL m = v[0];
+    for (int l = 1; l < VL; ++l) m = v[l] > m ? v[l] : m;
+    return m;
 }
 
 typedef struct {
     int dot, causal;
-    int64_t d, e, Mpad;
+    int64_t d, e, ep, Mpad; /* ep: value row length of the row-major packing (gemm) */
+    int gemm;               /* values accumulated row-major (e > ADV_CPU_LANE_VALUES) */
     REAL lambda;
-    const REAL *yT, *wT, *bp; /* packed keys (d x Mpad), values (e x Mpad), log-weights */
+    const REAL *yT, *bp; /* packed keys (block-major, see pack_keys), log-weights (Mpad) */
+    const REAL *wT;      /* values, block-major like the keys, when !gemm */
+    const REAL *wR;      /* values row-major (Mpad x ep, zero padded) when gemm */
 } FN(keyset);
+
+/* Distances (SQDIST) or dot products of the QB queries with two vectors of keys (yT: the
+ * first key's coordinate 0, row stride KB) into a[q] and b[q]. Two key vectors give 2·QB
+ * independent FMA chains, enough to hide the FMA latency. */
+static inline __attribute__((always_inline)) void FN(pair_scores)(
+    int dot, int64_t D, const REAL *restrict xg, const REAL *restrict yT, VEC a[ADV_CPU_QB],
+    VEC b[ADV_CPU_QB]) {
+    for (int q = 0; q < ADV_CPU_QB; ++q) a[q] = b[q] = (VEC){0};
+    for (int64_t k = 0; k < D; ++k) {
+        const VEC ya = FN(vload)(yT + k * ADV_CPU_KB), yb = FN(vload)(yT + k * ADV_CPU_KB + VL);
+        for (int q = 0; q < ADV_CPU_QB; ++q) {
+            const REAL c = xg[q * D + k];
+            if (dot) {
+                a[q] += c * ya;
+                b[q] += c * yb;
+            } else {
+                const VEC ta = c - ya, tb = c - yb;
+                a[q] += ta * ta;
+                b[q] += tb * tb;
+            }
+        }
+    }
+}
+
+/* Scores of the QB queries against one key block into sc[q][j], with the lane-wise maxima
+ * in mx[q]. Keys are taken 2·VL at a time with the accumulators in registers and the
+ * coordinates looped inside, so each key coordinate is loaded once for QB queries. SQDIST
+ * uses direct differences (exact for any λ); D is a compile-time constant for small
+ * dimensions (the coordinate loop unrolls) or the runtime d. */
+static inline __attribute__((always_inline)) void FN(block_scores)(
+    const FN(keyset) *ks, int dot, int64_t D, const REAL *restrict xg, int64_t i0, int64_t j0,
+    REAL (*restrict sc)[ADV_CPU_KB], VEC mx[ADV_CPU_QB]) {
+    const REAL sign = dot ? ks->lambda : -ks->lambda;
+    for (int q = 0; q < ADV_CPU_QB; ++q) mx[q] = (VEC){0} - (REAL)INFINITY;
+    for (int ch = 0; ch < ADV_CPU_KB; ch += 2 * VL) {
+        VEC a[ADV_CPU_QB], b[ADV_CPU_QB];
+        FN(pair_scores)(dot, D, xg, ks->yT + j0 * D + ch, a, b);
+        const VEC ba = FN(vload)(ks->bp + j0 + ch), bb = FN(vload)(ks->bp + j0 + ch + VL);
+        for (int q = 0; q < ADV_CPU_QB; ++q) {
+            a[q] = ba + sign * a[q];
+            b[q] = bb + sign * b[q];
+        }
+        if (ks->causal && j0 + ch + 2 * VL - 1 > i0)
+            for (int q = 0; q < ADV_CPU_QB; ++q)
+                for (int l = 0; l < VL; ++l) {
+                    if (j0 + ch + l > i0 + q) a[q][l] = -(REAL)INFINITY;
+                    if (j0 + ch + VL + l > i0 + q) b[q][l] = -(REAL)INFINITY;
+                }
+        for (int q = 0; q < ADV_CPU_QB; ++q) {
+            FN(vstore)(sc[q] + ch, a[q]);
+            FN(vstore)(sc[q] + ch + VL, b[q]);
+            mx[q] = FN(vmax)(mx[q], FN(vmax)(a[q], b[q]));
+        }
+    }
+}
+
+/* Small e: softmax terms of one query, their sum and the E value sums in VL partial lanes
+ * (lanes over keys; sums in registers, one pass over the scores). */
+static inline __attribute__((always_inline)) void FN(accumulate_lanes)(
+    int64_t E, const REAL *restrict row, REAL mq, const REAL *restrict wT,
+    REAL *restrict sq, REAL *restrict aq) {
+    VEC sum = FN(vload)(sq), acc[ADV_CPU_LANE_VALUES];
+    for (int64_t c = 0; c < E; ++c) acc[c] = FN(vload)(aq + c * VL);
+    const VEC mv = (VEC){0} + mq;
+    for (int ch = 0; ch < ADV_CPU_KB; ch += VL) {
+        const VEC p = VEXPV(FN(vload)(row + ch) - mv); // argument <= 0; -Inf gives 0
+        sum += p;
+        for (int64_t c = 0; c < E; ++c) acc[c] += p * FN(vload)(wT + c * ADV_CPU_KB + ch);
+    }
+    FN(vstore)(sq, sum);
+    for (int64_t c = 0; c < E; ++c) FN(vstore)(aq + c * VL, acc[c]);
+}
+
+/* Large e: value sums as a small matrix product, acc[q][:] += p[q][j] * w[j][:], with lanes
+ * over NV vectors of value components, so each value row is loaded once for QB queries and
+ * needs no horizontal reduction. Even and odd keys go to separate accumulators (2·QB·NV
+ * independent FMA chains), added at the end. */
+static inline __attribute__((always_inline)) void FN(accumulate_rows)(
+    int NV, REAL (*restrict sc)[ADV_CPU_KB], const REAL *restrict wR, int64_t ep,
+    REAL *restrict al) {
+    VEC even[ADV_CPU_QB][2], odd[ADV_CPU_QB][2];
+    for (int q = 0; q < ADV_CPU_QB; ++q)
+        for (int v = 0; v < NV; ++v) {
+            even[q][v] = FN(vload)(al + q * ep + v * VL);
+            odd[q][v] = (VEC){0};
+        }
+    for (int j = 0; j < ADV_CPU_KB; j += 2) {
+        const REAL *w0 = wR + j * ep, *w1 = w0 + ep;
+        for (int v = 0; v < NV; ++v) {
+            const VEC wa = FN(vload)(w0 + v * VL), wb = FN(vload)(w1 + v * VL);
+            for (int q = 0; q < ADV_CPU_QB; ++q) {
+                even[q][v] += sc[q][j] * wa;
+                odd[q][v] += sc[q][j + 1] * wb;
+            }
+        }
+    }
+    for (int q = 0; q < ADV_CPU_QB; ++q)
+        for (int v = 0; v < NV; ++v) FN(vstore)(al + q * ep + v * VL, even[q][v] + odd[q][v]);
+}
 
 /* Folds key blocks [kb0, kb1) into the states of queries i0..i0+QB-1 (xg: their QB x d
  * coordinates, already scaled by gamma; rows past the end duplicate the last query).
- * Sums are kept in ADV_CPU_LANES partial lanes (sl: QB x LANES, al: QB x e x LANES) so every
- * inner loop is element-wise SIMD; the lanes are reduced once, by the caller. */
+ * Softmax sums are kept in VL partial lanes (sl: QB x VL); value sums in lanes too (al:
+ * QB x e x VL) for small e, or per component (al: QB x ep) for large e. The caller reduces
+ * the lanes once per segment. */
 ADV_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *restrict xg,
                                              int64_t i0, int64_t kb0, int64_t kb1, REAL *m,
                                              REAL *restrict sl, REAL *restrict al) {
-    enum { L = ADV_CPU_LANES };
     REAL sc[ADV_CPU_QB][ADV_CPU_KB] __attribute__((aligned(64)));
-    const int64_t d = ks->d, e = ks->e, Mpad = ks->Mpad;
+    const int64_t d = ks->d, e = ks->e, ep = ks->ep;
+    const int64_t value_stride = ks->gemm ? ep : e * VL; // al entries per query
     for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * ADV_CPU_KB;
         if (ks->causal && j0 > i0 + ADV_CPU_QB - 1) break; // every later key is masked
-        const REAL *yT = ks->yT + j0, *bp = ks->bp + j0;
-        switch (d) { // constant d lets the compiler unroll the coordinate loop
-        case 1: FN(block_scores)(ks->dot, 1, xg, yT, Mpad, bp, ks->lambda, sc); break;
-        case 2: FN(block_scores)(ks->dot, 2, xg, yT, Mpad, bp, ks->lambda, sc); break;
-        case 3: FN(block_scores)(ks->dot, 3, xg, yT, Mpad, bp, ks->lambda, sc); break;
-        case 4: FN(block_scores)(ks->dot, 4, xg, yT, Mpad, bp, ks->lambda, sc); break;
-        default: FN(block_scores_wide)(ks->dot, d, xg, yT, Mpad, bp, ks->lambda, sc); break;
+        VEC mx[ADV_CPU_QB];
+        // Constant d (common sizes) lets the compiler unroll the coordinate loop; the kernel
+        // choice is hoisted out of the inner loops the same way.
+        if (ks->dot) {
+            switch (d) {
+            case 2: FN(block_scores)(ks, 1, 2, xg, i0, j0, sc, mx); break;
+            case 16: FN(block_scores)(ks, 1, 16, xg, i0, j0, sc, mx); break;
+            case 64: FN(block_scores)(ks, 1, 64, xg, i0, j0, sc, mx); break;
+            default: FN(block_scores)(ks, 1, d, xg, i0, j0, sc, mx); break;
+            }
+        } else {
+            switch (d) {
+            case 1: FN(block_scores)(ks, 0, 1, xg, i0, j0, sc, mx); break;
+            case 2: FN(block_scores)(ks, 0, 2, xg, i0, j0, sc, mx); break;
+            case 3: FN(block_scores)(ks, 0, 3, xg, i0, j0, sc, mx); break;
+            case 4: FN(block_scores)(ks, 0, 4, xg, i0, j0, sc, mx); break;
+            case 8: FN(block_scores)(ks, 0, 8, xg, i0, j0, sc, mx); break;
+            case 16: FN(block_scores)(ks, 0, 16, xg, i0, j0, sc, mx); break;
+            case 32: FN(block_scores)(ks, 0, 32, xg, i0, j0, sc, mx); break;
+            case 64: FN(block_scores)(ks, 0, 64, xg, i0, j0, sc, mx); break;
+            default: FN(block_scores)(ks, 0, d, xg, i0, j0, sc, mx); break;
+            }
         }
-        if (ks->causal && j0 + ADV_CPU_KB - 1 > i0)
-            for (int q = 0; q < ADV_CPU_QB; ++q)
-                for (int j = 0; j < ADV_CPU_KB; ++j)
-                    if (j0 + j > i0 + q) sc[q][j] = -(REAL)INFINITY;
+        int live[ADV_CPU_QB];
         for (int q = 0; q < ADV_CPU_QB; ++q) {
-            REAL *row = sc[q];
-            // Lane-wise maxima vectorise (a scalar max reduction does not, because of NaN
-            // semantics); the lanes are then reduced once.
-            REAL lanes[L];
-            for (int l = 0; l < L; ++l) lanes[l] = row[l];
-            for (int j = L; j < ADV_CPU_KB; j += L)
-                for (int l = 0; l < L; ++l) lanes[l] = row[j + l] > lanes[l] ? row[j + l] : lanes[l];
-            REAL mb = lanes[0];
-            for (int l = 1; l < L; ++l) mb = lanes[l] > mb ? lanes[l] : mb;
-            if (mb == -(REAL)INFINITY) continue; // nothing in this block for this query
-            REAL *sq = sl + q * L, *aq = al + q * e * L;
-            if (mb > m[q]) {
+            const REAL mb = FN(hmax)(mx[q]);
+            live[q] = mb != -(REAL)INFINITY; // else nothing in this block for this query
+            if (live[q] && mb > m[q]) {
                 // One rescale per block: previous sums move to the new maximum.
                 const REAL f = RESCALE(m[q], mb);
-                for (int l = 0; l < L; ++l) sq[l] *= f;
-                for (int64_t c = 0; c < e * L; ++c) aq[c] *= f;
+                REAL *sq = sl + q * VL, *aq = al + q * value_stride;
+                for (int l = 0; l < VL; ++l) sq[l] *= f;
+                for (int64_t c = 0; c < value_stride; ++c) aq[c] *= f;
                 m[q] = mb;
             }
-            const REAL mq = m[q];
-            for (int j = 0; j < ADV_CPU_KB; ++j)
-                row[j] = VEXP(row[j] - mq); // argument <= 0; -Inf gives exactly 0
-            REAL part[L]; // local copy: no aliasing with row, stays in a register
-            for (int l = 0; l < L; ++l) part[l] = sq[l];
-            for (int j = 0; j < ADV_CPU_KB; j += L)
-                for (int l = 0; l < L; ++l) part[l] += row[j + l];
-            for (int l = 0; l < L; ++l) sq[l] = part[l];
-            for (int64_t c = 0; c < e; ++c) {
-                const REAL *wc = ks->wT + c * Mpad + j0;
-                REAL *ac = aq + c * L;
-                for (int l = 0; l < L; ++l) part[l] = ac[l];
-                for (int j = 0; j < ADV_CPU_KB; j += L)
-                    for (int l = 0; l < L; ++l) part[l] += row[j + l] * wc[j + l];
-                for (int l = 0; l < L; ++l) ac[l] = part[l];
+        }
+        if (!ks->gemm) {
+            const REAL *wT = ks->wT + j0 * e;
+            for (int q = 0; q < ADV_CPU_QB; ++q) {
+                if (!live[q]) continue;
+                REAL *sq = sl + q * VL, *aq = al + q * value_stride;
+                switch (e) {
+                case 0: FN(accumulate_lanes)(0, sc[q], m[q], wT, sq, aq); break;
+                case 1: FN(accumulate_lanes)(1, sc[q], m[q], wT, sq, aq); break;
+                case 2: FN(accumulate_lanes)(2, sc[q], m[q], wT, sq, aq); break;
+                case 3: FN(accumulate_lanes)(3, sc[q], m[q], wT, sq, aq); break;
+                default: FN(accumulate_lanes)(4, sc[q], m[q], wT, sq, aq); break;
+                }
+            }
+            continue;
+        }
+        // Large e: turn the scores into softmax terms in place (0 for a query with nothing
+        // in this block), then one row-major product pass for all QB queries.
+        for (int q = 0; q < ADV_CPU_QB; ++q) {
+            REAL *row = sc[q];
+            if (!live[q]) {
+                for (int j = 0; j < ADV_CPU_KB; ++j) row[j] = 0;
+                continue;
+            }
+            const VEC mv = (VEC){0} + m[q];
+            VEC sum = FN(vload)(sl + q * VL);
+            for (int ch = 0; ch < ADV_CPU_KB; ch += VL) {
+                const VEC p = VEXPV(FN(vload)(row + ch) - mv);
+                FN(vstore)(row + ch, p);
+                sum += p;
+            }
+            FN(vstore)(sl + q * VL, sum);
+        }
+        const REAL *wR = ks->wR + j0 * ep;
+        for (int64_t c0 = 0; c0 < ep; c0 += 2 * VL) {
+            switch ((ep - c0) / VL) { // at most 2 vectors: 2·QB·NV accumulators in registers
+            case 1: FN(accumulate_rows)(1, sc, wR + c0, ep, al + c0); break;
+            default: FN(accumulate_rows)(2, sc, wR + c0, ep, al + c0); break;
             }
         }
     }
@@ -177,20 +245,29 @@ static void FN(fold_state)(REAL *dst, const REAL *src, int64_t e) {
 
 static REAL FN(sum_lanes)(const REAL *lanes) {
     REAL t = 0;
-    for (int l = 0; l < ADV_CPU_LANES; ++l) t += lanes[l];
+    for (int l = 0; l < VL; ++l) t += lanes[l];
     return t;
 }
 
-/* Packs y (M x d) and w (M x e) of one batch entry transposed into d x Mpad and e x Mpad,
- * zero-padded, and beta into Mpad entries with -Inf padding. */
+/* Packs y (M x d) of one batch entry block-major: block kb holds its KB keys as d rows of KB
+ * coordinates (key j, coordinate k at (j/KB·d + k)·KB + j%KB), so the score loops read one
+ * contiguous stretch per block (a transposed d x Mpad layout would put the d rows of a block
+ * a power-of-two stride apart, all in the same L1 set). beta goes into Mpad entries with -Inf
+ * padding; when wT/wR is given, w (M x e) is packed block-major the same way or row-major into
+ * Mpad x ep. Padding is zero. */
 static void FN(pack_keys)(const REAL *y, const REAL *w, const REAL *beta, int64_t M, int64_t d,
-                          int64_t e, int64_t Mpad, REAL *yT, REAL *wT, REAL *bp) {
+                          int64_t e, int64_t ep, int64_t Mpad, REAL *yT, REAL *wT, REAL *wR,
+                          REAL *bp) {
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < Mpad; ++j) {
         const int in = j < M;
-        for (int64_t k = 0; k < d; ++k) yT[k * Mpad + j] = in ? y[j * d + k] : 0;
+        const int64_t blk = j / ADV_CPU_KB, jj = j % ADV_CPU_KB;
+        for (int64_t k = 0; k < d; ++k) yT[(blk * d + k) * ADV_CPU_KB + jj] = in ? y[j * d + k] : 0;
         if (wT)
-            for (int64_t c = 0; c < e; ++c) wT[c * Mpad + j] = in ? w[j * e + c] : 0;
+            for (int64_t c = 0; c < e; ++c)
+                wT[(blk * e + c) * ADV_CPU_KB + jj] = in ? w[j * e + c] : 0;
+        if (wR)
+            for (int64_t c = 0; c < ep; ++c) wR[j * ep + c] = in && c < e ? w[j * e + c] : 0;
         bp[j] = in ? (beta ? beta[j] : 0) : -(REAL)INFINITY;
     }
 }
@@ -215,12 +292,19 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     const int split = ngroups < 4 * (int64_t)threads && nseg > 1 && !desc->causal;
     const int64_t stored = split ? nseg : 1; // segment states kept per query
     const int64_t state = 2 + e;             // m, s, acc[e]
-    const int pack_values = e > 0 && !desc->values_are_keys;
+    // Values: up to ADV_CPU_LANE_VALUES components are summed in lanes over keys from a
+    // transposed copy (the keys themselves when values are keys); more are summed per
+    // component from a row-major copy padded to whole vectors.
+    const int gemm = e > ADV_CPU_LANE_VALUES;
+    const int64_t ep = gemm ? (e + VL - 1) / VL * VL : 0;
+    const int pack_transposed = e > 0 && !gemm && !desc->values_are_keys;
+    const int64_t value_stride = gemm ? ep : e * VL; // value sums per query in scratch
 
-    size_t bytes_keys = (size_t)Mpad * (size_t)(d + (pack_values ? e : 0) + 1) * sizeof(REAL);
+    size_t bytes_keys =
+        (size_t)Mpad * (size_t)(d + (pack_transposed ? e : 0) + ep + 1) * sizeof(REAL);
     size_t bytes_states = (size_t)(ngroups * ADV_CPU_QB) * (size_t)stored * (size_t)state * sizeof(REAL);
     const size_t per_thread =
-        (size_t)ADV_CPU_QB * (size_t)(d + 1 + (1 + e) * ADV_CPU_LANES + state);
+        (size_t)ADV_CPU_QB * (size_t)(d + 1 + VL + value_stride + state);
     size_t bytes_scratch = (size_t)threads * per_thread * sizeof(REAL);
     REAL *keys = advi_host_alloc(ctx, bytes_keys);
     REAL *states = advi_host_alloc(ctx, bytes_states);
@@ -232,11 +316,18 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
         return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "CPU interaction workspace (%zu bytes)",
                          bytes_keys + bytes_states + bytes_scratch);
     }
-    REAL *yT = keys, *bp = keys + Mpad * d, *wT = pack_values ? bp + Mpad : yT;
+    REAL *yT = keys, *bp = keys + Mpad * d, *extra = bp + Mpad;
+    REAL *wT = pack_transposed ? extra : yT, *wR = gemm ? extra : NULL;
     const REAL gamma = desc->kernel == ADV_KERNEL_SQDIST ? (REAL)desc->gamma : (REAL)1;
-    FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, d, e, Mpad,
-                     (REAL)desc->lambda, yT, wT, bp};
-    const int64_t items = split ? ngroups * nseg : ngroups;
+    FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, d, e, ep, Mpad, gemm,
+                     (REAL)desc->lambda, yT, bp, wT, wR};
+    // Without the split, a work item is a tile of consecutive query groups that sweep the
+    // segments together, so a segment's keys and values (ADV_CPU_SEG_BLOCKS blocks, sized to
+    // stay in L2) are read from cache by every group of the tile instead of streaming from
+    // memory once per group. The tile stays small enough to leave work for every thread.
+    int64_t tile = split ? 1 : ngroups / (4 * (int64_t)threads);
+    tile = tile < 1 ? 1 : (tile > ADV_CPU_TILE_GROUPS ? ADV_CPU_TILE_GROUPS : tile);
+    const int64_t items = split ? ngroups * nseg : (ngroups + tile - 1) / tile;
 
     for (int64_t b = 0; b < B; ++b) {
         const REAL *xb = x + b * N * d, *yb = y + b * M * d;
@@ -244,42 +335,46 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
         const REAL *betab = beta ? beta + b * M : NULL;
 #pragma omp parallel num_threads(threads)
         {
-            FN(pack_keys)(yb, pack_values ? wb : NULL, betab, M, d, e, Mpad, yT,
-                          pack_values ? wT : NULL, bp);
+            FN(pack_keys)(yb, desc->values_are_keys ? yb : wb, betab, M, d, e, ep, Mpad, yT,
+                          pack_transposed ? wT : NULL, wR, bp);
             // (implicit barrier after the omp for in pack_keys)
             REAL *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
             REAL *xg = mine, *m = mine + ADV_CPU_QB * d, *sl = m + ADV_CPU_QB,
-                 *al = sl + ADV_CPU_QB * ADV_CPU_LANES, *seg_state = al + ADV_CPU_QB * e * ADV_CPU_LANES;
+                 *al = sl + ADV_CPU_QB * VL, *seg_state = al + ADV_CPU_QB * value_stride;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t item = 0; item < items; ++item) {
-                const int64_t g = split ? item / nseg : item;
-                const int64_t i0 = g * ADV_CPU_QB;
-                for (int q = 0; q < ADV_CPU_QB; ++q) {
-                    const int64_t i = i0 + q < N ? i0 + q : N - 1;
-                    for (int64_t k = 0; k < d; ++k) xg[q * d + k] = gamma * xb[i * d + k];
-                }
+                const int64_t g_first = split ? item / nseg : item * tile;
+                const int64_t g_last = g_first + tile < ngroups ? g_first + tile : ngroups;
                 const int64_t seg_first = split ? item % nseg : 0;
                 const int64_t seg_last = split ? seg_first + 1 : nseg;
                 for (int64_t sg = seg_first; sg < seg_last; ++sg) {
                     const int64_t kb0 = sg * ADV_CPU_SEG_BLOCKS;
-                    if (desc->causal && kb0 * ADV_CPU_KB > i0 + ADV_CPU_QB - 1) break;
                     const int64_t kb1 = kb0 + ADV_CPU_SEG_BLOCKS < nkb ? kb0 + ADV_CPU_SEG_BLOCKS : nkb;
-                    for (int q = 0; q < ADV_CPU_QB; ++q) m[q] = -(REAL)INFINITY;
-                    for (int64_t c = 0; c < ADV_CPU_QB * ADV_CPU_LANES; ++c) sl[c] = 0;
-                    for (int64_t c = 0; c < ADV_CPU_QB * e * ADV_CPU_LANES; ++c) al[c] = 0;
-                    FN(process_group)(&ks, xg, i0, kb0, kb1, m, sl, al);
-                    for (int q = 0; q < ADV_CPU_QB; ++q) {
-                        REAL *st = split ? states + ((i0 + q) * nseg + sg) * state : seg_state;
-                        st[0] = m[q];
-                        st[1] = FN(sum_lanes)(sl + q * ADV_CPU_LANES);
-                        for (int64_t c = 0; c < e; ++c)
-                            st[2 + c] = FN(sum_lanes)(al + (q * e + c) * ADV_CPU_LANES);
-                        if (split) continue;
-                        REAL *run = states + (i0 + q) * state; // fold into the running state
-                        if (sg == 0)
-                            for (int64_t c = 0; c < state; ++c) run[c] = st[c];
-                        else
-                            FN(fold_state)(run, st, e);
+                    for (int64_t g = g_first; g < g_last; ++g) {
+                        const int64_t i0 = g * ADV_CPU_QB;
+                        if (desc->causal && kb0 * ADV_CPU_KB > i0 + ADV_CPU_QB - 1) continue;
+                        for (int q = 0; q < ADV_CPU_QB; ++q) {
+                            const int64_t i = i0 + q < N ? i0 + q : N - 1;
+                            for (int64_t k = 0; k < d; ++k) xg[q * d + k] = gamma * xb[i * d + k];
+                            m[q] = -(REAL)INFINITY;
+                        }
+                        for (int64_t c = 0; c < ADV_CPU_QB * VL; ++c) sl[c] = 0;
+                        for (int64_t c = 0; c < ADV_CPU_QB * value_stride; ++c) al[c] = 0;
+                        FN(process_group)(&ks, xg, i0, kb0, kb1, m, sl, al);
+                        for (int q = 0; q < ADV_CPU_QB; ++q) {
+                            REAL *st = split ? states + ((i0 + q) * nseg + sg) * state : seg_state;
+                            st[0] = m[q];
+                            st[1] = FN(sum_lanes)(sl + q * VL);
+                            for (int64_t c = 0; c < e; ++c)
+                                st[2 + c] = gemm ? al[q * ep + c]
+                                                 : FN(sum_lanes)(al + (q * e + c) * VL);
+                            if (split) continue;
+                            REAL *run = states + (i0 + q) * state; // fold into the running state
+                            if (sg == 0)
+                                for (int64_t c = 0; c < state; ++c) run[c] = st[c];
+                            else
+                                FN(fold_state)(run, st, e);
+                        }
                     }
                 }
             }
@@ -303,3 +398,5 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
 #undef FN
 #undef VEXP
 #undef RESCALE
+#undef VEXPV
+#undef VL

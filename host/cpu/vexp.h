@@ -59,4 +59,68 @@ static inline __attribute__((always_inline)) double adv_vexp_f64(double x) {
     return x < lo ? 0.0 : result;
 }
 
+/* Whole-vector versions for the interaction engine's explicit-vector loops (GCC/Clang vector
+ * extensions, lowered to AVX-512, AVX2 or SSE by each target clone), for arguments x <= 0
+ * only (scores minus their running maximum). Same reduction and coefficients as above,
+ * evaluated by plain Horner. Rounding to the nearest n uses the shifter trick: t =
+ * x log2(e) + 1.5·2^p puts n in the low mantissa bits, so 2^n is built from t's bits with
+ * integer adds and a shift (no float-to-int conversion, which AVX2 lacks for 64-bit lanes).
+ * No clamping: lanes below the underflow threshold (including -Inf, whose intermediate
+ * values are garbage) are forced to exactly 0 by the final mask. The file must not be
+ * compiled with -fassociative-math, which would fold (t - shifter) back to x log2(e). */
+#if defined(__GNUC__) && !defined(__clang__)
+/* 64-byte vector arguments change the calling convention without AVX-512; these functions
+ * are always inlined, so no call ever crosses that ABI boundary. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float adv_vf32 __attribute__((vector_size(64)));
+typedef int32_t adv_vi32 __attribute__((vector_size(64)));
+typedef double adv_vf64 __attribute__((vector_size(64)));
+typedef int64_t adv_vi64 __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) adv_vf32 adv_vexpv_f32(adv_vf32 x) {
+    const float shifter = 12582912.0f; /* 1.5 * 2^23 */
+    const adv_vi32 keep = x >= -87.33654f; /* all ones where the result is not 0 */
+    const adv_vf32 t = x * 1.44269504088896341f + shifter;
+    const adv_vf32 n = t - shifter;
+    adv_vf32 r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    adv_vf32 p = (adv_vf32){0} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    /* bits(t) = bits(shifter) + n, so the biased exponent n + 127 is bits(t) - bits(shifter) + 127 */
+    const adv_vi32 scale_bits = ((adv_vi32)t + (127 - 0x4b400000)) << 23;
+    return (adv_vf32)((adv_vi32)(p * (adv_vf32)scale_bits) & keep);
+}
+
+static inline __attribute__((always_inline)) adv_vf64 adv_vexpv_f64(adv_vf64 x) {
+    const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
+    const adv_vi64 keep = x >= -708.3964185322641;
+    const adv_vf64 t = x * 1.4426950408889634 + shifter;
+    const adv_vf64 n = t - shifter;
+    adv_vf64 r = x - n * 6.93145751953125e-1;
+    r = r - n * 1.42860682030941723212e-6;
+    adv_vf64 p = (adv_vf64){0} + 1.6059043836821614e-10;
+    p = p * r + 2.08767569878681e-9;
+    p = p * r + 2.505210838544172e-8;
+    p = p * r + 2.755731922398589e-7;
+    p = p * r + 2.7557319223985893e-6;
+    p = p * r + 2.48015873015873e-5;
+    p = p * r + 1.984126984126984e-4;
+    p = p * r + 1.3888888888888889e-3;
+    p = p * r + 8.333333333333333e-3;
+    p = p * r + 4.1666666666666664e-2;
+    p = p * r + 1.6666666666666666e-1;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    const adv_vi64 scale_bits = ((adv_vi64)t + (1023 - 0x4338000000000000LL)) << 52;
+    return (adv_vf64)((adv_vi64)(p * (adv_vf64)scale_bits) & keep);
+}
+
 #endif

@@ -266,6 +266,11 @@ static const conf_case main_cases[] = {
     {1031, 7, 67, 2, 0, 1, BETA_RANDOM, 0.05, 1.0, 0},
     {127, 127, 1, 0, 1, 1, BETA_NONE, 1000.0, 1.0, 0},
     {1, 7, 2, 3, 0, 1, BETA_RANDOM, 1.0, 1.0, 0},
+    /* value widths on both sides of the CPU engine's lane/row split (4 | 5+), a row width
+     * that is not a whole number of vectors, and M past one key segment (2048 keys) */
+    {7, 257, 4, 4, 0, 3, BETA_RANDOM, 1.0, 1.0, 0},
+    {257, 2053, 8, 40, 0, 1, BETA_RANDOM, 2.0, 1.0, 0},
+    {127, 2053, 16, 0, 1, 1, BETA_EMPTY_BATCH, 0.5, 1.0, 0},
 };
 #define N_MAIN_CASES (sizeof main_cases / sizeof main_cases[0])
 
@@ -289,6 +294,7 @@ static const conf_case causal_cases[] = {
     {257, 127, 5, 2, 0, 3, BETA_EMPTY_BATCH, 1.0, 1.0, 1},
     {7, 1031, 67, 17, 0, 1, BETA_RANDOM, 0.1, 1.0, 1},
     {257, 257, 64, 0, 1, 1, BETA_NONE, 0.25, 1.0, 1},
+    {1031, 1031, 16, 0, 1, 1, BETA_RANDOM, 1.0, 1.0, 1},
 };
 
 static void run_causal(adv_precision p) {
