@@ -26,21 +26,30 @@
 #define REAL float
 #define VEC adv_vf32
 #define IVEC adv_vi32
+#define LANE_PARTNERS                                                                             \
+    {{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},                                     \
+     {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},                                     \
+     {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},                                     \
+     {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}}
 #define SFX f32
 #include "cpu/interaction_cpu_impl.h"
 #undef REAL
 #undef VEC
 #undef IVEC
+#undef LANE_PARTNERS
 #undef SFX
 
 #define REAL double
 #define VEC adv_vf64
 #define IVEC adv_vi64
+#define LANE_PARTNERS                                                                             \
+    {{4, 5, 6, 7, 0, 1, 2, 3}, {2, 3, 0, 1, 6, 7, 4, 5}, {1, 0, 3, 2, 5, 4, 7, 6}}
 #define SFX f64
 #include "cpu/interaction_cpu_impl.h"
 #undef REAL
 #undef VEC
 #undef IVEC
+#undef LANE_PARTNERS
 #undef SFX
 
 adv_status advi_cpu_interaction(adv_context *ctx, const adv_interaction_desc *desc,

@@ -28,10 +28,19 @@ static inline __attribute__((always_inline)) VEC FN(vmax)(VEC a, VEC b) {
     const IVEC gt = a > b;
     return (VEC)(((IVEC)a & gt) | ((IVEC)b & ~gt));
 }
+/* Maximum over the lanes: log2(VL) butterfly steps (lane l meets lane l ^ h) instead of a
+ * scalar chain, which costs as much as a key block's worth of max operations. */
 static inline __attribute__((always_inline)) REAL FN(hmax)(VEC v) {
+#if defined(__clang__)
     REAL m = v[0];
     for (int l = 1; l < VL; ++l) m = v[l] > m ? v[l] : m;
     return m;
+#else
+    static const IVEC partners[] = LANE_PARTNERS; // lane l ^ h for h = VL/2, ..., 1
+    for (size_t h = 0; h < sizeof partners / sizeof partners[0]; ++h)
+        v = FN(vmax)(v, __builtin_shuffle(v, partners[h]));
+    return v[0];
+#endif
 }
 
 typedef struct {
