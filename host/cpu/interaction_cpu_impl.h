@@ -128,16 +128,14 @@ static inline __attribute__((always_inline)) void FN(accumulate_lanes)(
 /* Large e: value sums as a small matrix product, acc[q][:] += p[q][j] * w[j][:], with lanes
  * over NV vectors of value components, so each value row is loaded once for QB queries and
  * needs no horizontal reduction. Even and odd keys go to separate accumulators (2·QB·NV
- * independent FMA chains), added at the end. */
+ * independent FMA chains) that start from zero for each block and are added to the running
+ * sums at its end: chains of 128 terms, not of a whole segment, keep float32 sums accurate. */
 static inline __attribute__((always_inline)) void FN(accumulate_rows)(
     int NV, REAL (*restrict sc)[ADV_CPU_KB], const REAL *restrict wR, int64_t ep,
     REAL *restrict al) {
     VEC even[ADV_CPU_QB][2], odd[ADV_CPU_QB][2];
     for (int q = 0; q < ADV_CPU_QB; ++q)
-        for (int v = 0; v < NV; ++v) {
-            even[q][v] = FN(vload)(al + q * ep + v * VL);
-            odd[q][v] = (VEC){0};
-        }
+        for (int v = 0; v < NV; ++v) even[q][v] = odd[q][v] = (VEC){0};
     for (int j = 0; j < ADV_CPU_KB; j += 2) {
         const REAL *w0 = wR + j * ep, *w1 = w0 + ep;
         for (int v = 0; v < NV; ++v) {
@@ -149,7 +147,10 @@ static inline __attribute__((always_inline)) void FN(accumulate_rows)(
         }
     }
     for (int q = 0; q < ADV_CPU_QB; ++q)
-        for (int v = 0; v < NV; ++v) FN(vstore)(al + q * ep + v * VL, even[q][v] + odd[q][v]);
+        for (int v = 0; v < NV; ++v) {
+            REAL *dst = al + q * ep + v * VL;
+            FN(vstore)(dst, FN(vload)(dst) + (even[q][v] + odd[q][v]));
+        }
 }
 
 /* Folds key blocks [kb0, kb1) into the states of queries i0..i0+QB-1 (xg: their QB x d
