@@ -15,10 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Above this lambda the scores lose meaning in the engine (overflow of lambda*|z-y|^2 in
- * float32 for ordinary data); the direct loop takes over, with its nearest-point fallback. */
-#define ADVI_LAMBDA_DIRECT 1e15
-
 /* ---- buffers ------------------------------------------------------------------------- */
 
 /* Context-memory allocation that, unlike adv_malloc/adv_free, leaves the context's last

@@ -36,8 +36,9 @@ typedef struct advi_sampling_ops {
     /* out[k] = a * in[k], k < count. */
     adv_status (*scale)(adv_context *ctx, adv_precision p, size_t count, void *out, double a,
                         const void *in);
-    /* Empirical denoiser by a direct per-particle loop (advf_empirical_point) with a common
-     * (a, q) or per-particle avec/qvec (non-NULL). */
+    /* Empirical denoiser with a common (a, q) past ADVI_LAMBDA_DIRECT, or per-particle
+     * avec/qvec (non-NULL): a direct per-particle loop (advf_empirical_point); the CPU sends
+     * per-particle rows below the threshold through its interaction engine instead. */
     adv_status (*empirical_direct)(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
                                    const void *z, int64_t nd, const void *y, const void *logw,
                                    double a, double q, const double *avec, const double *qvec,
@@ -55,6 +56,20 @@ typedef struct advi_sampling_ops {
                          int64_t first, const void *y, const double *cdf, int64_t nd, double a,
                          double bs, void *z, double *tmp);
 } advi_sampling_ops;
+
+/* Empirical posterior at scores beta_j - q |z - a y_j|^2: up to this q through the
+ * interaction engine; above it the scores lose meaning there (q |z - a y|^2 overflows float32
+ * for ordinary data) and the direct loop takes over, with its nearest-point limit (q = ∞ at
+ * t = 1 exactly). */
+#define ADVI_LAMBDA_DIRECT 1e15
+
+/* The CPU interaction engine with a per-query key scale and λ (host/cpu/interaction_cpu.c):
+ * SQDIST scores s_ij = beta_j - row_lambda_i |x_i - row_a_i y_j|^2 (B x N arrays on the host;
+ * desc->lambda and gamma unused). No argument checks: callers pass a validated problem. */
+adv_status advi_cpu_interaction_rows(adv_context *ctx, const adv_interaction_desc *desc,
+                                     const void *x, const void *y, const void *beta,
+                                     const void *w, const double *row_a,
+                                     const double *row_lambda, void *lse, void *out);
 
 const advi_sampling_ops *advi_cpu_sampling_ops(void);
 /* The CPU field operations (host/cpu/field_cpu.c), entries of the CPU table. */

@@ -4,6 +4,7 @@
  * (interaction_cpu_impl.h included twice); hot loops are compiled for x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA)
  * and baseline x86-64 and chosen at load time. */
 #include "internal.h"
+#include "sampling_internal.h"
 #include "common/interaction_math.h"
 #include "cpu/vexp.h"
 
@@ -16,6 +17,8 @@
 #define ADV_CPU_LANE_VALUES 4 /* value dims summed in lanes over keys; more: per component */
 #define ADV_CPU_SEG_BLOCKS 8 /* blocks per key segment: the fixed unit of the reduction order */
 #define ADV_CPU_TILE_GROUPS 16 /* query groups sweeping the key segments together */
+
+enum { SCORE_SQDIST, SCORE_DOT, SCORE_ROWS }; /* score kinds of the inner loops */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define ADV_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -56,6 +59,15 @@ adv_status advi_cpu_interaction(adv_context *ctx, const adv_interaction_desc *de
                                 const void *x, const void *y, const void *beta, const void *w,
                                 void *lse, void *out) {
     if (desc->precision == ADV_FLOAT64)
-        return cpu_interaction_f64(ctx, desc, x, y, beta, w, lse, out);
-    return cpu_interaction_f32(ctx, desc, x, y, beta, w, lse, out);
+        return cpu_interaction_f64(ctx, desc, x, y, beta, w, NULL, NULL, lse, out);
+    return cpu_interaction_f32(ctx, desc, x, y, beta, w, NULL, NULL, lse, out);
+}
+
+adv_status advi_cpu_interaction_rows(adv_context *ctx, const adv_interaction_desc *desc,
+                                     const void *x, const void *y, const void *beta,
+                                     const void *w, const double *row_a,
+                                     const double *row_lambda, void *lse, void *out) {
+    if (desc->precision == ADV_FLOAT64)
+        return cpu_interaction_f64(ctx, desc, x, y, beta, w, row_a, row_lambda, lse, out);
+    return cpu_interaction_f32(ctx, desc, x, y, beta, w, row_a, row_lambda, lse, out);
 }

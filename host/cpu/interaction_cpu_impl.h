@@ -45,6 +45,7 @@ static inline __attribute__((always_inline)) REAL FN(hmax)(VEC v) {
 
 typedef struct {
     int dot, causal;
+    int rows;               /* per-query key scale and λ (SCORE_ROWS) */
     int64_t d, e, ep, Mpad; /* ep: value row length of the row-major packing (gemm) */
     int gemm;               /* values accumulated row-major (e > ADV_CPU_LANE_VALUES) */
     REAL lambda;
@@ -53,20 +54,25 @@ typedef struct {
     const REAL *wR;      /* values row-major (Mpad x ep, zero padded) when gemm */
 } FN(keyset);
 
-/* Distances (SQDIST) or dot products of the QB queries with two vectors of keys (yT: the
- * first key's coordinate 0, row stride KB) into a[q] and b[q]. Two key vectors give 2·QB
+/* Distances (SQDIST; SCORE_ROWS: |x_q - a_q y|^2 with a per-query key scale, one FMA per
+ * difference) or dot products of the QB queries with two vectors of keys (yT: the first
+ * key's coordinate 0, row stride KB) into a[q] and b[q]. Two key vectors give 2·QB
  * independent FMA chains, enough to hide the FMA latency. */
 static inline __attribute__((always_inline)) void FN(pair_scores)(
-    int dot, int64_t D, const REAL *restrict xg, const REAL *restrict yT, VEC a[ADV_CPU_QB],
-    VEC b[ADV_CPU_QB]) {
+    int mode, int64_t D, const REAL *restrict xg, const REAL *restrict ra,
+    const REAL *restrict yT, VEC a[ADV_CPU_QB], VEC b[ADV_CPU_QB]) {
     for (int q = 0; q < ADV_CPU_QB; ++q) a[q] = b[q] = (VEC){0};
     for (int64_t k = 0; k < D; ++k) {
         const VEC ya = FN(vload)(yT + k * ADV_CPU_KB), yb = FN(vload)(yT + k * ADV_CPU_KB + VL);
         for (int q = 0; q < ADV_CPU_QB; ++q) {
             const REAL c = xg[q * D + k];
-            if (dot) {
+            if (mode == SCORE_DOT) {
                 a[q] += c * ya;
                 b[q] += c * yb;
+            } else if (mode == SCORE_ROWS) {
+                const VEC ta = c - ra[q] * ya, tb = c - ra[q] * yb;
+                a[q] += ta * ta;
+                b[q] += tb * tb;
             } else {
                 const VEC ta = c - ya, tb = c - yb;
                 a[q] += ta * ta;
@@ -82,17 +88,20 @@ static inline __attribute__((always_inline)) void FN(pair_scores)(
  * uses direct differences (exact for any λ); D is a compile-time constant for small
  * dimensions (the coordinate loop unrolls) or the runtime d. */
 static inline __attribute__((always_inline)) void FN(block_scores)(
-    const FN(keyset) *ks, int dot, int64_t D, const REAL *restrict xg, int64_t i0, int64_t j0,
+    const FN(keyset) *ks, int mode, int64_t D, const REAL *restrict xg,
+    const REAL *restrict ra, const REAL *restrict rl, int64_t i0, int64_t j0,
     REAL (*restrict sc)[ADV_CPU_KB], VEC mx[ADV_CPU_QB]) {
-    const REAL sign = dot ? ks->lambda : -ks->lambda;
+    REAL sign[ADV_CPU_QB]; // score = beta + sign * (distance or dot product)
+    for (int q = 0; q < ADV_CPU_QB; ++q)
+        sign[q] = mode == SCORE_DOT ? ks->lambda : (mode == SCORE_ROWS ? -rl[q] : -ks->lambda);
     for (int q = 0; q < ADV_CPU_QB; ++q) mx[q] = (VEC){0} - (REAL)INFINITY;
     for (int ch = 0; ch < ADV_CPU_KB; ch += 2 * VL) {
         VEC a[ADV_CPU_QB], b[ADV_CPU_QB];
-        FN(pair_scores)(dot, D, xg, ks->yT + j0 * D + ch, a, b);
+        FN(pair_scores)(mode, D, xg, ra, ks->yT + j0 * D + ch, a, b);
         const VEC ba = FN(vload)(ks->bp + j0 + ch), bb = FN(vload)(ks->bp + j0 + ch + VL);
         for (int q = 0; q < ADV_CPU_QB; ++q) {
-            a[q] = ba + sign * a[q];
-            b[q] = bb + sign * b[q];
+            a[q] = ba + sign[q] * a[q];
+            b[q] = bb + sign[q] * b[q];
         }
         if (ks->causal && j0 + ch + 2 * VL - 1 > i0)
             for (int q = 0; q < ADV_CPU_QB; ++q)
@@ -159,6 +168,7 @@ static inline __attribute__((always_inline)) void FN(accumulate_rows)(
  * QB x e x VL) for small e, or per component (al: QB x ep) for large e. The caller reduces
  * the lanes once per segment. */
 ADV_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *restrict xg,
+                                             const REAL *restrict ra, const REAL *restrict rl,
                                              int64_t i0, int64_t kb0, int64_t kb1, REAL *m,
                                              REAL *restrict sl, REAL *restrict al) {
     REAL sc[ADV_CPU_QB][ADV_CPU_KB] __attribute__((aligned(64)));
@@ -172,22 +182,28 @@ ADV_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *r
         // choice is hoisted out of the inner loops the same way.
         if (ks->dot) {
             switch (d) {
-            case 2: FN(block_scores)(ks, 1, 2, xg, i0, j0, sc, mx); break;
-            case 16: FN(block_scores)(ks, 1, 16, xg, i0, j0, sc, mx); break;
-            case 64: FN(block_scores)(ks, 1, 64, xg, i0, j0, sc, mx); break;
-            default: FN(block_scores)(ks, 1, d, xg, i0, j0, sc, mx); break;
+            case 2: FN(block_scores)(ks, SCORE_DOT, 2, xg, ra, rl, i0, j0, sc, mx); break;
+            case 16: FN(block_scores)(ks, SCORE_DOT, 16, xg, ra, rl, i0, j0, sc, mx); break;
+            case 64: FN(block_scores)(ks, SCORE_DOT, 64, xg, ra, rl, i0, j0, sc, mx); break;
+            default: FN(block_scores)(ks, SCORE_DOT, d, xg, ra, rl, i0, j0, sc, mx); break;
+            }
+        } else if (ks->rows) {
+            switch (d) {
+            case 2: FN(block_scores)(ks, SCORE_ROWS, 2, xg, ra, rl, i0, j0, sc, mx); break;
+            case 3: FN(block_scores)(ks, SCORE_ROWS, 3, xg, ra, rl, i0, j0, sc, mx); break;
+            default: FN(block_scores)(ks, SCORE_ROWS, d, xg, ra, rl, i0, j0, sc, mx); break;
             }
         } else {
             switch (d) {
-            case 1: FN(block_scores)(ks, 0, 1, xg, i0, j0, sc, mx); break;
-            case 2: FN(block_scores)(ks, 0, 2, xg, i0, j0, sc, mx); break;
-            case 3: FN(block_scores)(ks, 0, 3, xg, i0, j0, sc, mx); break;
-            case 4: FN(block_scores)(ks, 0, 4, xg, i0, j0, sc, mx); break;
-            case 8: FN(block_scores)(ks, 0, 8, xg, i0, j0, sc, mx); break;
-            case 16: FN(block_scores)(ks, 0, 16, xg, i0, j0, sc, mx); break;
-            case 32: FN(block_scores)(ks, 0, 32, xg, i0, j0, sc, mx); break;
-            case 64: FN(block_scores)(ks, 0, 64, xg, i0, j0, sc, mx); break;
-            default: FN(block_scores)(ks, 0, d, xg, i0, j0, sc, mx); break;
+            case 1: FN(block_scores)(ks, SCORE_SQDIST, 1, xg, ra, rl, i0, j0, sc, mx); break;
+            case 2: FN(block_scores)(ks, SCORE_SQDIST, 2, xg, ra, rl, i0, j0, sc, mx); break;
+            case 3: FN(block_scores)(ks, SCORE_SQDIST, 3, xg, ra, rl, i0, j0, sc, mx); break;
+            case 4: FN(block_scores)(ks, SCORE_SQDIST, 4, xg, ra, rl, i0, j0, sc, mx); break;
+            case 8: FN(block_scores)(ks, SCORE_SQDIST, 8, xg, ra, rl, i0, j0, sc, mx); break;
+            case 16: FN(block_scores)(ks, SCORE_SQDIST, 16, xg, ra, rl, i0, j0, sc, mx); break;
+            case 32: FN(block_scores)(ks, SCORE_SQDIST, 32, xg, ra, rl, i0, j0, sc, mx); break;
+            case 64: FN(block_scores)(ks, SCORE_SQDIST, 64, xg, ra, rl, i0, j0, sc, mx); break;
+            default: FN(block_scores)(ks, SCORE_SQDIST, d, xg, ra, rl, i0, j0, sc, mx); break;
             }
         }
         int live[ADV_CPU_QB];
@@ -282,9 +298,12 @@ static void FN(pack_keys)(const REAL *y, const REAL *w, const REAL *beta, int64_
     }
 }
 
+/* row_a, row_lambda (B x N, or both NULL): SQDIST with a per-query key scale and λ,
+ * s_ij = beta_j - row_lambda_i |x_i - row_a_i y_j|^2 (desc->lambda and gamma unused). */
 static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_desc *desc,
                                       const REAL *x, const REAL *y, const REAL *beta,
-                                      const REAL *w, REAL *lse, REAL *out) {
+                                      const REAL *w, const double *row_a,
+                                      const double *row_lambda, REAL *lse, REAL *out) {
     const int64_t B = desc->batch, N = desc->n_queries, M = desc->n_keys, d = desc->dim;
     const int64_t e = out ? desc->value_dim : 0; // values are only needed for out
     const int64_t nkb = (M + ADV_CPU_KB - 1) / ADV_CPU_KB, Mpad = nkb * ADV_CPU_KB;
@@ -314,7 +333,7 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
         (size_t)Mpad * (size_t)(d + (pack_transposed ? e : 0) + ep + 1) * sizeof(REAL);
     size_t bytes_states = (size_t)(ngroups * ADV_CPU_QB) * (size_t)stored * (size_t)state * sizeof(REAL);
     const size_t per_thread =
-        (size_t)ADV_CPU_QB * (size_t)(d + 1 + VL + value_stride + state);
+        (size_t)ADV_CPU_QB * (size_t)(d + 3 + VL + value_stride + state);
     size_t bytes_scratch = (size_t)threads * per_thread * sizeof(REAL);
     REAL *keys = advi_host_alloc(ctx, bytes_keys);
     REAL *states = advi_host_alloc(ctx, bytes_states);
@@ -329,7 +348,8 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     REAL *yT = keys, *bp = keys + Mpad * d, *extra = bp + Mpad;
     REAL *wT = pack_transposed ? extra : yT, *wR = gemm ? extra : NULL;
     const REAL gamma = desc->kernel == ADV_KERNEL_SQDIST ? (REAL)desc->gamma : (REAL)1;
-    FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, d, e, ep, Mpad, gemm,
+    const int rows = row_a != NULL;
+    FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, rows, d, e, ep, Mpad, gemm,
                      (REAL)desc->lambda, yT, bp, wT, wR};
     // Without the split, a work item is a tile of consecutive query groups that sweep the
     // segments together, so a segment's keys and values (ADV_CPU_SEG_BLOCKS blocks, sized to
@@ -350,7 +370,8 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
             // (implicit barrier after the omp for in pack_keys)
             REAL *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
             REAL *xg = mine, *m = mine + ADV_CPU_QB * d, *sl = m + ADV_CPU_QB,
-                 *al = sl + ADV_CPU_QB * VL, *seg_state = al + ADV_CPU_QB * value_stride;
+                 *al = sl + ADV_CPU_QB * VL, *seg_state = al + ADV_CPU_QB * value_stride,
+                 *ra = seg_state + state, *rl = ra + ADV_CPU_QB; // per-query a and λ (rows)
 #pragma omp for schedule(dynamic, 1)
             for (int64_t item = 0; item < items; ++item) {
                 const int64_t g_first = split ? item / nseg : item * tile;
@@ -365,12 +386,17 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
                         if (desc->causal && kb0 * ADV_CPU_KB > i0 + ADV_CPU_QB - 1) continue;
                         for (int q = 0; q < ADV_CPU_QB; ++q) {
                             const int64_t i = i0 + q < N ? i0 + q : N - 1;
-                            for (int64_t k = 0; k < d; ++k) xg[q * d + k] = gamma * xb[i * d + k];
+                            for (int64_t k = 0; k < d; ++k)
+                                xg[q * d + k] = rows ? xb[i * d + k] : gamma * xb[i * d + k];
+                            if (rows) {
+                                ra[q] = (REAL)row_a[b * N + i];
+                                rl[q] = (REAL)row_lambda[b * N + i];
+                            }
                             m[q] = -(REAL)INFINITY;
                         }
                         for (int64_t c = 0; c < ADV_CPU_QB * VL; ++c) sl[c] = 0;
                         for (int64_t c = 0; c < ADV_CPU_QB * value_stride; ++c) al[c] = 0;
-                        FN(process_group)(&ks, xg, i0, kb0, kb1, m, sl, al);
+                        FN(process_group)(&ks, xg, ra, rl, i0, kb0, kb1, m, sl, al);
                         for (int q = 0; q < ADV_CPU_QB; ++q) {
                             REAL *st = split ? states + ((i0 + q) * nseg + sg) * state : seg_state;
                             st[0] = m[q];

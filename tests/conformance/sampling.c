@@ -132,7 +132,8 @@ static void check_empirical(adv_precision p, const emp_case *c) {
 static const emp_case EMP_CASES[] = {
     {1, 1, 1, ADV_SCHEDULE_LINEAR, 0},   {37, 7, 3, ADV_SCHEDULE_COSINE, 1},
     {130, 300, 2, ADV_SCHEDULE_VP, 0},   {19, 61, 65, ADV_SCHEDULE_VE, 1},
-    {64, 257, 5, ADV_SCHEDULE_LINEAR, 1}};
+    {64, 257, 5, ADV_SCHEDULE_LINEAR, 1},
+    {131, 2053, 3, ADV_SCHEDULE_COSINE, 1}}; /* data past one engine key segment (2048) */
 
 Test(sampling_fields, empirical_f64) {
     for (size_t k = 0; k < sizeof EMP_CASES / sizeof EMP_CASES[0]; ++k) check_empirical(ADV_FLOAT64, &EMP_CASES[k]);
