@@ -323,13 +323,23 @@ static adv_status load_problem(adv_bbot_plan *p, const void *rho0, const void *r
     return ADV_OK;
 }
 
-/* x1 = prox_G1(z); adds the prox cost to its slot. */
-static adv_status prox_g1(adv_bbot_plan *p) {
+/* x1 = prox_G1(z); adds the prox cost to its slot. With grad the gradient update of x1.U is
+ * included, else left to the caller (ops->grad_lines). */
+static adv_status prox_g1(adv_bbot_plan *p, int grad) {
     adv_status st = p->ops->divergence(p, p->bufs.z, p->bufs.q);
     if (st == ADV_OK) st = adv_poisson_execute(p->poisson, p->bufs.q, p->bufs.q);
-    if (st == ADV_OK) st = p->ops->grad_update(p);
+    if (st == ADV_OK && grad) st = p->ops->grad_update(p);
     if (st == ADV_OK) st = p->ops->prox(p, p->opts.gamma);
     return st;
+}
+
+/* One Douglas-Rachford step: x1 = prox_G1(z), then the line projection and z's update. */
+static adv_status dr_step(adv_bbot_plan *p) {
+    const int fused = p->ops->grad_lines != NULL;
+    adv_status st = prox_g1(p, !fused);
+    if (st != ADV_OK) return st;
+    return fused ? p->ops->grad_lines(p, p->opts.relaxation)
+                 : p->ops->lines(p, p->opts.relaxation);
 }
 
 static adv_status history_push(adv_bbot_plan *p, const adv_bbot_iterate *row, int64_t *cap) {
@@ -360,8 +370,7 @@ static adv_status run(adv_bbot_plan *p, void *rho, void *momentum, void *velocit
 
     for (it = 1; it <= p->opts.max_iterations; ++it) {
         if ((st = p->ops->sums_reset(p)) != ADV_OK) return st;
-        if ((st = prox_g1(p)) != ADV_OK) return st;
-        if ((st = p->ops->lines(p, p->opts.relaxation)) != ADV_OK) return st;
+        if ((st = dr_step(p)) != ADV_OK) return st;
         if ((st = p->ops->divergence(p, p->bufs.x2u, NULL)) != ADV_OK) return st;
         if ((st = p->ops->sums_fetch(p, s)) != ADV_OK) return st;
 
@@ -392,7 +401,7 @@ static adv_status run(adv_bbot_plan *p, void *rho, void *momentum, void *velocit
     // The solution: prox_G1 of the final iterate (exactly mass conserving).
     double *face_mass = malloc((size_t)(g->P + 1) * sizeof *face_mass);
     if (!face_mass) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "face masses");
-    if ((st = p->ops->sums_reset(p)) == ADV_OK && (st = prox_g1(p)) == ADV_OK &&
+    if ((st = p->ops->sums_reset(p)) == ADV_OK && (st = prox_g1(p, 1)) == ADV_OK &&
         (st = p->ops->sums_fetch(p, s)) == ADV_OK)
         st = p->ops->finalise(p, p->mass, p->opts.velocity_threshold, rho, momentum, velocity,
                               face_mass);

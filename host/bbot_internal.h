@@ -60,6 +60,9 @@ typedef struct advi_bbot_ops {
     /* Per-line projection of 2 x1 - z on {V = I(U)} into x2u and z += mu (x2 - x1);
      * ADVI_BBOT_SUM_D2 and ADVI_BBOT_SUM_X1SQ. */
     adv_status (*lines)(struct adv_bbot_plan *p, double mu);
+    /* Optional (NULL: grad_update, then lines): both in one pass, each block of lines writing
+     * its x1.U right before projecting it (read back from cache, not memory). */
+    adv_status (*grad_lines)(struct adv_bbot_plan *p, double mu);
     /* From x1's staggered part: the velocity grid (bufs.vel, threshold on the centred density),
      * and the outputs when non-NULL: rho = scale f, momentum = scale m̄. face_mass receives
      * the P+1 sums Σ_i f(t_j, i) (host doubles). */

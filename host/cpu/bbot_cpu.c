@@ -1,10 +1,14 @@
 /* CPU backend of the Benamou-Brenier solver: the grid operations of host/bbot_internal.h as
  * OpenMP loops (bbot_cpu_impl.h, included for float and double), dispatched on the plan's
- * precision. The Thomas factors of the per-line projection are computed once per plan; the
- * accumulators are plain doubles. */
+ * precision; the hot work items are compiled per instruction set (ADVI_CPU_CLONES). The
+ * Thomas factors of the per-line projection are computed once per plan, with per-thread
+ * scratch for the contiguous axis' right-hand sides; the gradient update is also offered
+ * fused into the line projection (grad_lines), which the iteration uses; the accumulators
+ * are plain doubles. */
 #include "bbot_internal.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,17 +22,12 @@
 /* Below this many elements a loop runs on one thread (thread start-up would dominate). */
 #define ADV_BBOT_PARALLEL_MIN 16384
 
-/* The hot per-block functions are compiled for AVX-512 and AVX2 as well, chosen at load time
- * (as the interaction engine does); not under sanitizers, which do not support the clones. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define ADV_BBOT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define ADV_BBOT_CLONES
-#endif
-
 typedef struct cpu_bbot {
     double sums[ADVI_BBOT_NSUMS];
     double *cp[ADVK_BBOT_MAX_COMP], *inv[ADVK_BBOT_MAX_COMP];
+    double *rhs;            /* per thread: right-hand sides of a group of contiguous lines */
+    int64_t rhs_per_thread; /* ADV_BBOT_LINE_GROUP (L + 1) for the longest contiguous line */
+    int rhs_threads;        /* threads rhs has room for */
 } cpu_bbot;
 
 static int threads_for(const adv_bbot_plan *p, int64_t work) {
@@ -58,6 +57,7 @@ static void cpu_fini(adv_bbot_plan *p) {
         free(s->cp[c]);
         free(s->inv[c]);
     }
+    free(s->rhs);
     free(s);
     p->backend = NULL;
 }
@@ -75,6 +75,14 @@ static adv_status cpu_init(adv_bbot_plan *p) {
             return advi_fail(p->ctx, ADV_ERR_OUT_OF_MEMORY, "Thomas factors");
         }
         advk_bbot_thomas_factors(L, s->cp[c], s->inv[c]);
+        if (p->grid.S[c] == 1 && ADV_BBOT_LINE_GROUP * (L + 1) > s->rhs_per_thread)
+            s->rhs_per_thread = ADV_BBOT_LINE_GROUP * (L + 1);
+    }
+    s->rhs_threads = advi_cpu_threads(p->ctx);
+    s->rhs = malloc((size_t)s->rhs_threads * (size_t)s->rhs_per_thread * sizeof(double));
+    if (!s->rhs) {
+        cpu_fini(p);
+        return advi_fail(p->ctx, ADV_ERR_OUT_OF_MEMORY, "line projection scratch");
     }
     return ADV_OK;
 }
@@ -120,11 +128,19 @@ static adv_status cpu_prox(adv_bbot_plan *p, double gamma) {
     return ADV_OK;
 }
 
-static adv_status cpu_lines(adv_bbot_plan *p, double mu) {
+static adv_status lines_with(adv_bbot_plan *p, double mu, const double *q) {
     cpu_bbot *s = state_of(p);
-    if (is_f64(p)) lines_f64(p, mu, s->cp, s->inv, s->sums);
-    else lines_f32(p, mu, s->cp, s->inv, s->sums);
+    if (is_f64(p))
+        lines_f64(p, mu, s->cp, s->inv, s->rhs, s->rhs_per_thread, s->rhs_threads, q, s->sums);
+    else
+        lines_f32(p, mu, s->cp, s->inv, s->rhs, s->rhs_per_thread, s->rhs_threads, q, s->sums);
     return ADV_OK;
+}
+
+static adv_status cpu_lines(adv_bbot_plan *p, double mu) { return lines_with(p, mu, NULL); }
+
+static adv_status cpu_grad_lines(adv_bbot_plan *p, double mu) {
+    return lines_with(p, mu, p->bufs.q);
 }
 
 static adv_status cpu_finalise(adv_bbot_plan *p, double scale, double threshold, void *rho,
@@ -159,6 +175,7 @@ static const advi_bbot_ops cpu_ops = {
     .grad_update = cpu_grad_update,
     .prox = cpu_prox,
     .lines = cpu_lines,
+    .grad_lines = cpu_grad_lines,
     .finalise = cpu_finalise,
     .scaled_copy = cpu_scaled_copy,
     .velocity_eval = cpu_velocity_eval,

@@ -62,7 +62,12 @@ static void FN(init_state)(adv_bbot_plan *p, const REAL *rho0, const REAL *rho1,
 
 /* Divergence by rows along the last space axis: within a row every component's low face
  * advances with the cell (advk_bbot_low_face is affine there), so the integer divisions are
- * per row and the inner loop is contiguous. The divergence stencil of kernels/common/bbot_math.h. */
+ * per row; each row goes in chunks of DIV_CHUNK cells through one contiguous loop per
+ * component, adding the components in the order of the divergence stencil of
+ * kernels/common/bbot_math.h. */
+#ifndef ADV_BBOT_DIV_CHUNK
+#define ADV_BBOT_DIV_CHUNK 256
+#endif
 static void FN(divergence)(adv_bbot_plan *p, const REAL *state, double *q, double *sums) {
     const advk_bbot_grid *g = &p->grid;
     const int64_t nl = g->n[g->d - 1], rows = g->cells / nl;
@@ -72,24 +77,33 @@ static void FN(divergence)(adv_bbot_plan *p, const REAL *state, double *q, doubl
     for (int64_t row = 0; row < rows; ++row) {
         const int64_t cell0 = row * nl;
         const REAL *lo[ADVK_BBOT_MAX_COMP], *hi[ADVK_BBOT_MAX_COMP];
-        double inv[ADVK_BBOT_MAX_COMP];
         for (int c = 0; c < nc; ++c) {
             lo[c] = state + g->offU[c] + advk_bbot_low_face(g, c, cell0);
             hi[c] = lo[c] + g->S[c];
-            inv[c] = g->inv_sp[c];
         }
-        for (int64_t s = 0; s < nl; ++s) {
-            double r = 0.0;
-            for (int c = 0; c < nc; ++c) r += ((double)hi[c][s] - (double)lo[c][s]) * inv[c];
-            if (q) q[cell0 + s] = r;
-            else acc += r * r;
+        for (int64_t s0 = 0; s0 < nl; s0 += ADV_BBOT_DIV_CHUNK) {
+            const int64_t n = nl - s0 < ADV_BBOT_DIV_CHUNK ? nl - s0 : ADV_BBOT_DIV_CHUNK;
+            double r[ADV_BBOT_DIV_CHUNK];
+            for (int64_t s = 0; s < n; ++s) r[s] = 0.0;
+            for (int c = 0; c < nc; ++c) {
+                const REAL *restrict l = lo[c] + s0, *restrict h = hi[c] + s0;
+                const double inv = g->inv_sp[c];
+                for (int64_t s = 0; s < n; ++s) r[s] += ((double)h[s] - (double)l[s]) * inv;
+            }
+            if (q) {
+                for (int64_t s = 0; s < n; ++s) q[cell0 + s0 + s] = r[s];
+            } else {
+#pragma omp simd reduction(+ : acc)
+                for (int64_t s = 0; s < n; ++s) acc += r[s] * r[s];
+            }
         }
     }
     if (!q) sums[ADVI_BBOT_SUM_DIV2] += acc;
 }
 
-/* x1.U = z.U + ∇q: nested (o, i, s) loops over each component's faces (no index division);
- * same arithmetic as the gradient stencil of kernels/common/bbot_math.h (q in double). */
+/* x1.U = z.U + ∇q: nested (o, i, s) loops over each component's faces (no index division),
+ * the contiguous axis' component by rows (S = 1: the inner loop runs along the line); same
+ * arithmetic as the gradient stencil of kernels/common/bbot_math.h (q in double). */
 static void FN(grad_update)(adv_bbot_plan *p) {
     const advk_bbot_grid *g = &p->grid;
     const REAL *z = p->bufs.z;
@@ -100,6 +114,19 @@ static void FN(grad_update)(adv_bbot_plan *p) {
         REAL *xu = x1 + g->offU[c];
         const int64_t L = g->L[c], S = g->S[c], O = g->cells / (L * S);
         const double inv = g->inv_sp[c];
+        if (S == 1) { // the contiguous axis: one line per row, the inner loop along it
+#pragma omp parallel for num_threads(THREADS(p, g->faces[c])) schedule(static)
+            for (int64_t o = 0; o < O; ++o) {
+                const REAL *zr = zu + o * (L + 1);
+                const double *qr = q + o * L;
+                REAL *xr = xu + o * (L + 1);
+                xr[0] = zr[0];
+                for (int64_t i = 1; i < L; ++i)
+                    xr[i] = (REAL)((double)zr[i] + (qr[i] - qr[i - 1]) * inv);
+                xr[L] = zr[L];
+            }
+            continue;
+        }
 #pragma omp parallel for collapse(2) num_threads(THREADS(p, g->faces[c])) schedule(static)
         for (int64_t o = 0; o < O; ++o)
             for (int64_t i = 0; i <= L; ++i) {
@@ -115,11 +142,13 @@ static void FN(grad_update)(adv_bbot_plan *p) {
     }
 }
 
-/* The prox over one block of nb <= ADV_BBOT_PROX_BLOCK cells from c0: the roots of the
- * common regime for the whole block in one branch-free (vectorisable) loop, the other cells
- * through the closed form, then the pointwise finish. Per cell the same formula as
- * advk_bbot_cubic_root (the CUDA kernel). Returns the block's Σ |m*|²/f*. */
-ADV_BBOT_CLONES static double FN(prox_block)(const advk_bbot_grid *g, double gamma,
+/* The prox over one block of nb <= ADV_BBOT_PROX_BLOCK cells from c0, every step a
+ * branch-free (vectorisable) loop over the block: the roots by the common regime's three
+ * Newton steps when the whole block is in it, else by Halley's method
+ * (advk_bbot_cubic_root_halley, the closed form of the CUDA kernel to a few ulps), the closed
+ * form itself only for a block with a value out of Halley's range; then the pointwise
+ * finish. Returns the block's Σ |m*|²/f*. */
+ADVI_CPU_CLONES static double FN(prox_block)(const advk_bbot_grid *g, double gamma,
                                              const REAL *z, REAL *x1, int64_t c0, int nb) {
     const int d = g->d;
     double av[ADV_BBOT_PROX_BLOCK], cv[ADV_BBOT_PROX_BLOCK], gv[ADV_BBOT_PROX_BLOCK];
@@ -129,12 +158,19 @@ ADV_BBOT_CLONES static double FN(prox_block)(const advk_bbot_grid *g, double gam
         const REAL *zm = z + g->offV[a + 1] + c0;
         for (int i = 0; i < nb; ++i) cv[i] += (double)zm[i] * (double)zm[i];
     }
+    int small = 1, halley = 1;
     for (int i = 0; i < nb; ++i) {
         cv[i] *= gamma;
-        gv[i] = advk_bbot_cubic_root_small(av[i], cv[i]); // garbage outside its regime
+        small &= advk_bbot_root_is_small(av[i], cv[i]);
+        halley &= advk_bbot_root_halley_ok(av[i], cv[i]);
     }
-    for (int i = 0; i < nb; ++i)
-        if (!advk_bbot_root_is_small(av[i], cv[i])) gv[i] = advk_bbot_cubic_root(av[i], cv[i]);
+    if (small) {
+        for (int i = 0; i < nb; ++i) gv[i] = advk_bbot_cubic_root_small(av[i], cv[i]);
+    } else if (halley) {
+        for (int i = 0; i < nb; ++i) gv[i] = advk_bbot_cubic_root_halley(av[i], cv[i]);
+    } else {
+        for (int i = 0; i < nb; ++i) gv[i] = advk_bbot_cubic_root(av[i], cv[i]);
+    }
     // The finish of advk_bbot_prox_finish, written with selects over safe denominators so
     // that it vectorises: f* = g - 2γ, m* = (f*/g) m̃ where f* > 0, else (0, 0).
     double sv[ADV_BBOT_PROX_BLOCK], ev[ADV_BBOT_PROX_BLOCK];
@@ -158,6 +194,7 @@ ADV_BBOT_CLONES static double FN(prox_block)(const advk_bbot_grid *g, double gam
         }
     }
     double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
     for (int i = 0; i < nb; ++i) {
         const double fs = gv[i] > 0.0 ? gv[i] : 1.0;
         acc += gv[i] > 0.0 ? ev[i] / fs : 0.0;
@@ -180,50 +217,76 @@ static void FN(prox)(adv_bbot_plan *p, double gamma, double *sums) {
     sums[ADVI_BBOT_SUM_COST] += acc;
 }
 
-/* One work item of the line projection (see advk_bbot_lines), compiled per instruction set. */
-ADV_BBOT_CLONES static void FN(lines_item)(int64_t L, int64_t S, int64_t nb, int64_t jf,
-                                           int64_t jc, const double *cp, const double *inv,
-                                           double mu, REAL *x2u, REAL *zu, const REAL *x1u,
-                                           REAL *zv, const REAL *x1v, double *d2, double *x1sq) {
-    // Adjacent lines: constant unit strides, so the inlined loops vectorise without versioning.
-    if (jf == 1 && jc == 1)
+/* One work item of the line projection, compiled per instruction set (flatten: both kernels
+ * inline into each clone, not left as baseline-ISA calls): adjacent lines (S > 1,
+ * constant unit strides, so the inlined loops vectorise without versioning) through
+ * advk_bbot_lines; lines along the contiguous axis (S = 1) through advk_bbot_lines_rows, with
+ * rhs (nb (L + 1) doubles) as scratch. With q (grad_lines), the lines' x1.U = z.U + ∇q is
+ * written first (the gradient update's arithmetic), so the projection reads it from cache. */
+ADVI_CPU_CLONES __attribute__((flatten)) static void FN(lines_item)(
+    int64_t L, int64_t S, int64_t nb, const double *cp, const double *inv, double mu, REAL *x2u,
+    REAL *zu, REAL *x1u, REAL *zv, const REAL *x1v, const double *q, double inv_sp,
+    double *rhs, double *d2, double *x1sq) {
+    if (q) {
+        // Face i of line j: i·S + j·jf, with q's cells at i·S + j·jc (the line's cell i).
+        const int64_t jf = S > 1 ? 1 : L + 1, jc = S > 1 ? 1 : L;
+        for (int64_t j = 0; j < nb; ++j) {
+            x1u[j * jf] = zu[j * jf];
+            x1u[L * S + j * jf] = zu[L * S + j * jf];
+        }
+        if (S > 1) {
+            for (int64_t i = 1; i < L; ++i)
+                for (int64_t j = 0; j < nb; ++j) {
+                    const double dq = q[i * S + j] - q[(i - 1) * S + j];
+                    x1u[i * S + j] = (REAL)((double)zu[i * S + j] + dq * inv_sp);
+                }
+        } else {
+            for (int64_t j = 0; j < nb; ++j)
+                for (int64_t i = 1; i < L; ++i)
+                    x1u[i + j * jf] = (REAL)((double)zu[i + j * jf] +
+                                             (q[i + j * jc] - q[i - 1 + j * jc]) * inv_sp);
+        }
+    }
+    if (S > 1)
         MATH(advk_bbot_lines)(L, S, nb, 1, 1, cp, inv, mu, x2u, zu, x1u, zv, x1v, d2, x1sq);
     else
-        MATH(advk_bbot_lines)(L, S, nb, jf, jc, cp, inv, mu, x2u, zu, x1u, zv, x1v, d2, x1sq);
+        MATH(advk_bbot_lines_rows)(L, nb, cp, inv, mu, x2u, zu, x1u, zv, x1v, rhs, d2, x1sq);
 }
 
+/* The line projection of every component; with q also x1.U = z.U + ∇q (grad_lines). */
 static void FN(lines)(adv_bbot_plan *p, double mu, double *const *cp, double *const *inv,
+                      double *rhs, int64_t rhs_per_thread, int rhs_threads, const double *q,
                       double *sums) {
     const advk_bbot_grid *g = &p->grid;
     REAL *z = p->bufs.z, *x2u = p->bufs.x2u;
-    const REAL *x1 = p->bufs.x1;
+    REAL *x1 = p->bufs.x1;
     double acc_d = 0.0, acc_x = 0.0;
+    const int threads = THREADS(p, g->cells) < rhs_threads ? THREADS(p, g->cells) : rhs_threads;
     for (int c = 0; c <= g->d; ++c) {
         const int64_t L = g->L[c], S = g->S[c], O = g->cells / (L * S);
         // Work item = a block of lines handled together: for S > 1, up to ADV_BBOT_LINE_BLOCK
         // adjacent lines (contiguous, the inner loops vectorise); for S = 1 (the contiguous
-        // axis), ADV_BBOT_LINE_GROUP consecutive lines interleaved (independent recurrences).
+        // axis), ADV_BBOT_LINE_GROUP consecutive lines (their recurrences interleave).
         const int64_t blk = S > 1 ? ADV_BBOT_LINE_BLOCK : ADV_BBOT_LINE_GROUP;
         const int64_t per_o = S > 1 ? (S + blk - 1) / blk : 1;
         const int64_t items = S > 1 ? O * per_o : (O + blk - 1) / blk;
         const int64_t offU = g->offU[c], offV = g->offV[c];
         const double *cpc = cp[c], *invc = inv[c];
-#pragma omp parallel for num_threads(THREADS(p, g->cells)) reduction(+ : acc_d, acc_x) schedule(static)
+#pragma omp parallel for num_threads(threads) reduction(+ : acc_d, acc_x) schedule(static)
         for (int64_t item = 0; item < items; ++item) {
-            int64_t o, s0, nb, jf, jc;
+            int64_t o, s0, nb;
             if (S > 1) {
                 o = item / per_o, s0 = (item % per_o) * blk;
                 nb = S - s0 < blk ? S - s0 : blk;
-                jf = jc = 1;
             } else {
                 o = item * blk, s0 = 0;
                 nb = O - o < blk ? O - o : blk;
-                jf = L + 1, jc = L;
             }
             const int64_t fb = offU + o * (L + 1) * S + s0, cb = offV + o * L * S + s0;
             double dd = 0.0, xx = 0.0;
-            FN(lines_item)(L, S, nb, jf, jc, cpc, invc, mu, x2u + fb, z + fb, x1 + fb, z + cb,
-                           x1 + cb, &dd, &xx);
+            FN(lines_item)(L, S, nb, cpc, invc, mu, x2u + fb, z + fb, x1 + fb, z + cb, x1 + cb,
+                           q ? q + o * L * S + s0 : NULL, g->inv_sp[c],
+                           rhs + (size_t)omp_get_thread_num() * (size_t)rhs_per_thread, &dd, &xx);
             acc_d += dd;
             acc_x += xx;
         }

@@ -20,12 +20,6 @@
 
 enum { SCORE_SQDIST, SCORE_DOT, SCORE_ROWS }; /* score kinds of the inner loops */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define ADV_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define ADV_CPU_CLONES
-#endif
-
 #define REAL float
 #define VEC adv_vf32
 #define IVEC adv_vi32

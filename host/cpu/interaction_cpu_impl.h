@@ -167,7 +167,7 @@ static inline __attribute__((always_inline)) void FN(accumulate_rows)(
  * Softmax sums are kept in VL partial lanes (sl: QB x VL); value sums in lanes too (al:
  * QB x e x VL) for small e, or per component (al: QB x ep) for large e. The caller reduces
  * the lanes once per segment. */
-ADV_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *restrict xg,
+ADVI_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *restrict xg,
                                              const REAL *restrict ra, const REAL *restrict rl,
                                              int64_t i0, int64_t kb0, int64_t kb1, REAL *m,
                                              REAL *restrict sl, REAL *restrict al) {

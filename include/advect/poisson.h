@@ -26,8 +26,8 @@
  * is returned. In every other case the solution is unique.
  *
  * Backends: CPU through FFTW (real-to-complex transforms when every axis is periodic, else
- * real-to-real DHT/DCT-II/DST-II per axis; OpenMP threads); CUDA through cuFFT (DCT-II/DST-II
- * and the DHT built from real FFTs with pre/post-processing kernels). */
+ * DHT/DCT-II/DST-II per axis built from complex DFTs; OpenMP threads); CUDA through cuFFT
+ * (DCT-II/DST-II and the DHT built from real FFTs with pre/post-processing kernels). */
 #ifndef ADVECT_POISSON_H
 #define ADVECT_POISSON_H
 

@@ -8,6 +8,8 @@
  *   DST-II(x)_k  = DCT-II((-1)^j x_j)_{n-1-k}                  (= FFTW RODFT10)
  *   DST-III(X)_j = (-1)^j DCT-III(X_{n-1-k})_j                 (= FFTW RODFT01)
  *   DHT: H_k = Re V_k - Im V_k with V = FFT(x)                 (= FFTW_DHT)
+ * The twiddles are the pair maps of kernels/common/poisson_math.h (shared with the CPU, which
+ * applies them to two real lines packed as one complex line; here Z_{n-k} = conj(Z_k)).
  * These identities were checked numerically against FFTW's conventions for n = 1..8. Only
  * the half-spectrum k <= n/2 of a real FFT is stored; V_{n-k} = conj(V_k) gives the rest.
  * Kernels use grid-stride loops with 64-bit indices; twiddles are computed in double. */
@@ -109,17 +111,13 @@ __global__ void fwd_scatter_kernel(int bc, const typename complex_of<T>::type *c
             re = (double)cbuf[row * h + (n - k)].x;
             im = -(double)cbuf[row * h + (n - k)].y;
         }
-        double X;
-        int64_t kk = k;
-        if (bc == ADVI_POISSON_PERIODIC) {
-            X = re - im;
-        } else {
-            double s, c;
-            sincospi((double)k / (2.0 * (double)n), &s, &c);
-            X = 2.0 * (re * c + im * s);
-            if (bc == ADVI_POISSON_DIRICHLET) kk = n - 1 - k;
-        }
-        x[at(o, kk, i, n, inner)] = (T)X;
+        // The pair map of kernels/common/poisson_math.h with Z_{n-k} = conj(Z_k) (a real
+        // line): W_k is then the real coefficient X_k.
+        double s = 0.0, c = 1.0, wr = re, wi = im, nr = re, ni = -im;
+        if (bc != ADVI_POISSON_PERIODIC) sincospi((double)k / (2.0 * (double)n), &s, &c);
+        advi_poisson_pair_forward(bc, c, s, &wr, &wi, &nr, &ni);
+        const int64_t kk = bc == ADVI_POISSON_DIRICHLET ? n - 1 - k : k;
+        x[at(o, kk, i, n, inner)] = (T)wr;
     }
 }
 
@@ -140,10 +138,13 @@ __global__ void inv_gather_kernel(int bc, const T *x, typename complex_of<T>::ty
         }
         double s, c;
         sincospi((double)k / (2.0 * (double)n), &s, &c);
-        // e^{iπk/(2n)} (A - iB)
+        // e^{iπk/(2n)} (A - iB): the inverse pair map of kernels/common/poisson_math.h with
+        // the real coefficients W_k = A, W_{n-k} = B.
+        double zr = A, zi = 0.0, yr = B, yi = 0.0;
+        advi_poisson_pair_inverse(ADVI_POISSON_NEUMANN, c, s, &zr, &zi, &yr, &yi);
         typename complex_of<T>::type v;
-        v.x = (T)(A * c + B * s);
-        v.y = (T)(A * s - B * c);
+        v.x = (T)zr;
+        v.y = (T)zi;
         cbuf[t] = v;
     }
 }

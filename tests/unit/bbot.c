@@ -139,6 +139,33 @@ Test(bbot_math, cubic_root_is_the_largest_root) {
         }
 }
 
+/* The branch-free form the CPU evaluates in vectors (Halley from the smallest upper bound)
+ * agrees with the closed form to a few ulps over its whole range of validity, including
+ * c = 0, a = 0 and the ends of the range; outside it advk_bbot_root_halley_ok is false. */
+Test(bbot_math, halley_root_matches_the_closed_form) {
+    tu_rng r;
+    tu_rng_seed(&r, 11);
+    double worst = 0.0;
+    for (int k = 0; k < 200000; ++k) {
+        const double u = tu_rng_uniform(&r, 0, 1), v = tu_rng_uniform(&r, 0, 1);
+        const double w = tu_rng_uniform(&r, 0, 1);
+        double a = (w < 0.45 ? -1.0 : 1.0) * pow(10.0, -8.0 + 16.0 * u);
+        if (w > 0.9) a = 0.0;
+        double c = pow(10.0, -30.0 + 60.0 * v);
+        if (k % 97 == 0) c = 0.0;
+        if (k % 89 == 0) c = k % 2 ? 1e-30 : 1e30;
+        cr_assert(advk_bbot_root_halley_ok(a, c), "a %g c %g should be in range", a, c);
+        const double g1 = advk_bbot_cubic_root(a, c), g2 = advk_bbot_cubic_root_halley(a, c);
+        const double err = fabs(g2 - g1) / fmax(g1, 1e-300);
+        if (err > worst) worst = err;
+        cr_assert(err <= 4e-15, "a %.17g c %.17g: %.17g vs closed form %.17g", a, c, g2, g1);
+    }
+    cr_log_info("worst relative difference %.3g", worst);
+    cr_assert(!advk_bbot_root_halley_ok(1.0, 1e31) && !advk_bbot_root_halley_ok(1.0, 1e-31) &&
+              !advk_bbot_root_halley_ok(1e101, 1.0) && !advk_bbot_root_halley_ok(NAN, 1.0) &&
+              !advk_bbot_root_halley_ok(1.0, NAN));
+}
+
 /* ---- per-line projection ----------------------------------------------------------------- */
 
 /* Dense reference: minimise |u - ru|² + |I u - rv|² over the interior faces of one line with
@@ -183,7 +210,8 @@ Test(bbot_math, line_projection_matches_dense_least_squares) {
     tu_rng r;
     tu_rng_seed(&r, 5);
     // Two layouts of three lines: adjacent (S = 3, jf = jc = 1) as for the slow axes, and
-    // contiguous lines one after the other (S = 1, jf = L + 1, jc = L) as for the last axis.
+    // contiguous lines one after the other (S = 1, jf = L + 1, jc = L) as for the last axis,
+    // where the CPU's row-wise advk_bbot_lines_rows must reproduce advk_bbot_lines exactly.
     for (int layout = 0; layout < 2; ++layout)
         for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; ++li) {
             const int L = lengths[li];
@@ -204,7 +232,23 @@ Test(bbot_math, line_projection_matches_dense_least_squares) {
             memcpy(zv0, zv, sizeof zv);
             const double mu = 1.5;
             double d2 = 0.0, x1sq = 0.0;
-            advk_bbot_lines_f64(L, S, 3, jf, jc, cp, inv, mu, x2u, zu, x1u, zv, x1v, &d2, &x1sq);
+            if (layout == 1) { // the CPU's row-wise form must give the same values
+                double x2r[33 * 3], zur[33 * 3], zvr[32 * 3], rhs[33 * 3], d2r = 0.0, x1r = 0.0;
+                memcpy(zur, zu, sizeof zu);
+                memcpy(zvr, zv, sizeof zv);
+                advk_bbot_lines_f64(L, S, 3, jf, jc, cp, inv, mu, x2u, zu, x1u, zv, x1v, &d2,
+                                    &x1sq);
+                advk_bbot_lines_rows_f64(L, 3, cp, inv, mu, x2r, zur, x1u, zvr, x1v, rhs, &d2r,
+                                         &x1r);
+                cr_expect(memcmp(x2r, x2u, (size_t)(3 * (L + 1)) * sizeof(double)) == 0 &&
+                              memcmp(zur, zu, (size_t)(3 * (L + 1)) * sizeof(double)) == 0 &&
+                              memcmp(zvr, zv, (size_t)(3 * L) * sizeof(double)) == 0,
+                          "L %d: the row-wise projection differs from advk_bbot_lines", L);
+                cr_expect(fabs(d2r - d2) <= 1e-13 * (d2 + 1) && fabs(x1r - x1sq) <= 1e-13 * x1sq);
+            } else {
+                advk_bbot_lines_f64(L, S, 3, jf, jc, cp, inv, mu, x2u, zu, x1u, zv, x1v, &d2,
+                                    &x1sq);
+            }
             double ed2 = 0.0, ex1 = 0.0;
             for (int j = 0; j < 3; ++j) {
                 double ru[33], rv[32], u[33];

@@ -7,11 +7,16 @@
  *    tolerance of poisson_ref.h, for every boundary condition, mixed per axis, dims 1-4,
  *    odd/even/unit sizes, c > 0 and c = 0, both precisions, both FFTW planning efforts;
  *  - zero-mean handling, batches, in-place solves, plan reuse, threads;
- *  - invalid arguments: exact status codes, and u untouched.
+ *  - invalid arguments: exact status codes, and u untouched;
+ *  - the pair maps of kernels/common/poisson_math.h (the twiddles both backends use) against
+ *    the naive DCT-II / DST-II / DHT sums, for one real line (the CUDA form) and for two real
+ *    lines packed as one complex line (the CPU form), forward and inverse.
  * The conformance suite (tests/conformance/poisson.c) repeats the manufactured solutions on
  * every backend. */
 #include "poisson_ref.h"
 #include "test_util.h"
+
+#include "common/poisson_math.h"
 
 #include <criterion/criterion.h>
 
@@ -63,6 +68,112 @@ static adv_status solve_host(adv_context *ctx, const adv_poisson_desc *d, const 
 static const adv_boundary ALL_BC[3] = {ADV_BC_PERIODIC, ADV_BC_NEUMANN, ADV_BC_DIRICHLET};
 static const char *bc_name(adv_boundary b) {
     return b == ADV_BC_PERIODIC ? "periodic" : b == ADV_BC_NEUMANN ? "neumann" : "dirichlet";
+}
+
+/* ---- the shared twiddles ---- */
+
+/* Naive forward transform of a real line, in the order of the pair maps: DCT-II (Neumann),
+ * DST-II reversed (Dirichlet: coefficient k is DST mode n-1-k), DHT (periodic); FFTW's
+ * unnormalised conventions. */
+static double naive_transform(adv_boundary bc, const double *x, int64_t n, int64_t k) {
+    const double pi = 3.141592653589793238462643383279502884;
+    double acc = 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+        if (bc == ADV_BC_NEUMANN) acc += 2.0 * x[j] * cos(pi * (double)k * (j + 0.5) / (double)n);
+        else if (bc == ADV_BC_DIRICHLET)
+            acc += 2.0 * x[j] * sin(pi * (double)(n - k) * (j + 0.5) / (double)n);
+        else {
+            const double t = 2.0 * pi * (double)(j * k % n) / (double)n;
+            acc += x[j] * (cos(t) + sin(t));
+        }
+    }
+    return acc;
+}
+
+/* DFT (forward, unnormalised) of the pair map's input: x reordered (Neumann/Dirichlet) with
+ * the signs (-1)^j (Dirichlet), plus i times the same of y. */
+static void prepared_dft(adv_boundary bc, const double *x, const double *y, int64_t n,
+                         double *zr, double *zi) {
+    const double pi = 3.141592653589793238462643383279502884;
+    double vr[16], vi[16];
+    for (int64_t m = 0; m < n; ++m) {
+        const int64_t j = bc == ADV_BC_PERIODIC ? m : m < (n + 1) / 2 ? 2 * m : 2 * (n - 1 - m) + 1;
+        const double sg = bc == ADV_BC_DIRICHLET && (j & 1) ? -1.0 : 1.0;
+        vr[m] = sg * x[j];
+        vi[m] = sg * y[j];
+    }
+    for (int64_t k = 0; k < n; ++k) {
+        zr[k] = zi[k] = 0.0;
+        for (int64_t m = 0; m < n; ++m) {
+            const double t = -2.0 * pi * (double)(m * k % n) / (double)n;
+            zr[k] += vr[m] * cos(t) - vi[m] * sin(t);
+            zi[k] += vr[m] * sin(t) + vi[m] * cos(t);
+        }
+    }
+}
+
+Test(poisson_twiddles, pair_maps_match_the_naive_transforms) {
+    tu_rng r;
+    tu_rng_seed(&r, 77);
+    for (int b = 0; b < 3; ++b)
+        for (int64_t n = 1; n <= 16; ++n) {
+            const adv_boundary bc = ALL_BC[b];
+            double x[16], y[16], zr[16], zi[16], zero[16] = {0};
+            for (int64_t j = 0; j < n; ++j)
+                x[j] = tu_rng_uniform(&r, -1, 1), y[j] = tu_rng_uniform(&r, -1, 1);
+            for (int packed = 0; packed < 2; ++packed) {
+                const double *yy = packed ? y : zero;
+                prepared_dft(bc, x, yy, n, zr, zi);
+                double wr[16], wi[16]; // forward: W_k = X_k + i Y_k
+                for (int64_t k = 0; k <= n / 2; ++k) {
+                    double c, s;
+                    advi_poisson_twiddle(k, n, &c, &s);
+                    const int64_t k2 = (n - k) % n;
+                    if (k == k2) {
+                        const double f = advi_poisson_self_factor((int)bc, k, 0);
+                        wr[k] = f * zr[k], wi[k] = f * zi[k];
+                        continue;
+                    }
+                    // Packed: the CPU form (Z_{n-k} of the packed line); single: the CUDA
+                    // form (Z_{n-k} = conj(Z_k) of a real line).
+                    double ar = zr[k], ai = zi[k];
+                    double br = packed ? zr[k2] : zr[k], bi = packed ? zi[k2] : -zi[k];
+                    advi_poisson_pair_forward((int)bc, c, s, &ar, &ai, &br, &bi);
+                    wr[k] = ar, wi[k] = ai;
+                    if (packed) wr[k2] = br, wi[k2] = bi;
+                    else wr[k2] = naive_transform(bc, x, n, k2), wi[k2] = 0.0;
+                }
+                for (int64_t k = 0; k < n; ++k) {
+                    const double X = naive_transform(bc, x, n, k);
+                    const double Y = naive_transform(bc, yy, n, k);
+                    cr_assert(fabs(wr[k] - X) <= 1e-12 && fabs(wi[k] - Y) <= 1e-12,
+                              "%s n=%lld k=%lld packed=%d: (%.15g, %.15g) vs (%.15g, %.15g)",
+                              bc_name(bc), (long long)n, (long long)k, packed, wr[k], wi[k], X, Y);
+                }
+                // Inverse: back to the DFT, times the pair's factor (2 Neumann/Dirichlet).
+                const double pair = bc == ADV_BC_PERIODIC ? 1.0 : 2.0;
+                for (int64_t k = 0; k <= n / 2; ++k) {
+                    double c, s;
+                    advi_poisson_twiddle(k, n, &c, &s);
+                    const int64_t k2 = (n - k) % n;
+                    double ar = wr[k], ai = wi[k], br = wr[k2], bi = wi[k2];
+                    if (k == k2) {
+                        const double f = advi_poisson_self_factor((int)bc, k, 1);
+                        ar *= f, ai *= f;
+                    } else {
+                        advi_poisson_pair_inverse((int)bc, c, s, &ar, &ai, &br, &bi);
+                    }
+                    cr_assert(fabs(ar - pair * zr[k]) <= 1e-12 && fabs(ai - pair * zi[k]) <= 1e-12,
+                              "%s n=%lld inverse k=%lld packed=%d", bc_name(bc), (long long)n,
+                              (long long)k, packed);
+                    if (k != k2)
+                        cr_assert(fabs(br - pair * zr[k2]) <= 1e-12 &&
+                                      fabs(bi - pair * zi[k2]) <= 1e-12,
+                                  "%s n=%lld inverse k=%lld packed=%d", bc_name(bc),
+                                  (long long)n, (long long)k2, packed);
+                }
+            }
+        }
 }
 
 /* ---- eigenfunctions ---- */
@@ -231,6 +342,61 @@ Test(poisson_manufactured, measure_and_threads) {
                          ADV_FFT_MEASURE, 17 + (uint64_t)pat);
         }
     adv_context_destroy(ctx);
+}
+
+/* The layouts of the CPU's real-transform path (host/cpu/poisson_cpu.c): an odd last axis
+ * (a padding column), an odd number of rows (a padding row, and row pairs that straddle two
+ * right-hand sides), axes of length 1 and 2 anywhere (a Dirichlet one of length 1 is a
+ * shift), a single cell, grids of several blocks with a narrower last block along the rows
+ * and along the other axes, 1-4 dimensions, every boundary pattern, batches of 1 and 3, one
+ * and two threads, both precisions. Each right-hand side of a batch is a different problem. */
+Test(poisson_manufactured, real_transform_layouts) {
+    const mcase cases[] = {{2, {6, 7}},     {3, {3, 5, 7}},      {3, {4, 1, 6}},
+                           {2, {1, 1}},     {1, {5}},            {2, {2, 2}},
+                           {3, {2, 3, 2}},  {2, {40, 256}},      {3, {6, 10, 256}},
+                           {4, {2, 1, 3, 2}}, {2, {3, 300}},     {3, {5, 2, 9}}};
+    const double h[4] = {0.7, 1.1, 0.9, 1.6};
+    uint64_t seed = 500;
+    for (int threads = 1; threads <= 2; ++threads) {
+        adv_context *ctx = cpu_context(threads);
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ++ci)
+            for (int pat = 0; pat < 5; ++pat)
+                for (int p = 0; p < 2; ++p) {
+                    const mcase *mc = &cases[ci];
+                    const adv_precision prec = p ? ADV_FLOAT64 : ADV_FLOAT32;
+                    const int64_t batch = (pat + (int)ci) % 2 ? 3 : 1;
+                    const double c = pat == 2 ? 0.0 : 0.3; // pattern 2: Dirichlet everywhere
+                    adv_boundary bc[4];
+                    pattern_bc(pat, mc->ndim, bc);
+                    const size_t n = pref_cells(mc->ndim, mc->shape), total = n * (size_t)batch;
+                    double *u = tu_calloc(total, 8), *f = tu_calloc(total, 8);
+                    double *got = tu_calloc(total, 8);
+                    tu_fill_uniform(u, total, -1.0, 1.0, seed++);
+                    for (int64_t b = 0; b < batch; ++b) {
+                        if (pref_singular(mc->ndim, bc, c)) pref_remove_mean(u + (size_t)b * n, n);
+                        pref_apply(mc->ndim, mc->shape, h, bc, c, u + (size_t)b * n,
+                                   f + (size_t)b * n);
+                    }
+                    tu_round_to_precision(f, total, prec);
+                    adv_poisson_desc d = make_desc(prec, mc->ndim, mc->shape, h, bc, c);
+                    d.batch = batch;
+                    cr_assert_eq(solve_host(ctx, &d, f, got), ADV_OK, "%s",
+                                 adv_context_last_error(ctx));
+                    const double tol =
+                        pref_tolerance(mc->ndim, mc->shape, h, bc, c, tu_unit_roundoff(prec));
+                    for (int64_t b = 0; b < batch; ++b) {
+                        const double err =
+                            pref_rel_err(got + (size_t)b * n, u + (size_t)b * n, n);
+                        cr_assert(err <= tol,
+                                  "case %zu pattern %d %s batch %lld rhs %lld threads %d: "
+                                  "relative error %g > %g",
+                                  ci, pat, tu_precision_name(prec), (long long)batch,
+                                  (long long)b, threads, err, tol);
+                    }
+                    free(u), free(f), free(got);
+                }
+        adv_context_destroy(ctx);
+    }
 }
 
 /* ---- zero mean, batches, in place, reuse ---- */
