@@ -8,7 +8,6 @@
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
-#define VEXP CAT(adv_vexp, SFX)
 #define RESCALE CAT(adv_rescale, SFX)
 #define VEXPV CAT(adv_vexpv, SFX)
 
@@ -432,7 +431,6 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
 }
 
 #undef FN
-#undef VEXP
 #undef RESCALE
 #undef VEXPV
 #undef VL
