@@ -20,6 +20,10 @@ typedef float adv_vf32 __attribute__((vector_size(64)));
 typedef int32_t adv_vi32 __attribute__((vector_size(64)));
 typedef double adv_vf64 __attribute__((vector_size(64)));
 typedef int64_t adv_vi64 __attribute__((vector_size(64)));
+/* Exponent assembly in unsigned lanes: masked-out lanes (x = -Inf, garbage t) wrap around
+ * instead of overflowing a signed type. */
+typedef uint32_t adv_vu32 __attribute__((vector_size(64)));
+typedef uint64_t adv_vu64 __attribute__((vector_size(64)));
 
 static inline __attribute__((always_inline)) adv_vf32 adv_vexpv_f32(adv_vf32 x) {
     const float shifter = 12582912.0f; /* 1.5 * 2^23 */
@@ -37,7 +41,7 @@ static inline __attribute__((always_inline)) adv_vf32 adv_vexpv_f32(adv_vf32 x) 
     p = p * r + 1.0f;
     p = p * r + 1.0f;
     /* bits(t) = bits(shifter) + n, so the biased exponent n + 127 is bits(t) - bits(shifter) + 127 */
-    const adv_vi32 scale_bits = ((adv_vi32)t + (127 - 0x4b400000)) << 23;
+    const adv_vu32 scale_bits = ((adv_vu32)t + (uint32_t)(127 - 0x4b400000)) << 23;
     return (adv_vf32)((adv_vi32)(p * (adv_vf32)scale_bits) & keep);
 }
 
@@ -62,7 +66,7 @@ static inline __attribute__((always_inline)) adv_vf64 adv_vexpv_f64(adv_vf64 x) 
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    const adv_vi64 scale_bits = ((adv_vi64)t + (1023 - 0x4338000000000000LL)) << 52;
+    const adv_vu64 scale_bits = ((adv_vu64)t + (uint64_t)(1023 - 0x4338000000000000LL)) << 52;
     return (adv_vf64)((adv_vi64)(p * (adv_vf64)scale_bits) & keep);
 }
 
