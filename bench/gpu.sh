@@ -2,8 +2,9 @@
 # One-shot GPU check for a machine with an NVIDIA GPU and the CUDA toolkit (no network
 # needed): configure for sm_90 in build-gpu, build, run the GPU tests (ctest -L cuda), run the
 # GPU interaction-sum benchmark (including N = M = 1e6 at d = 2 and 3), a short sampling
-# benchmark (Euler and Euler-Maruyama, n = 1e4, N = 1e5 and 1e6, d = 2), optionally the KeOps
-# GPU peer, and print a short table LAST. Every step has a timeout and the whole run stays
+# benchmark (Euler and Euler-Maruyama, n = 1e4, N = 1e5 and 1e6, d = 2), the Poisson and
+# Benamou-Brenier benchmarks (256^2, 64^3; 64^2x32, 128^2x64 per iteration), optionally the
+# KeOps GPU peer, and print a short table LAST. Every step has a timeout and the whole run stays
 # under a time budget (default 285 s).
 #
 # usage: bench/gpu.sh [--results DIR] [--build-only] [--table-only DIR]
@@ -53,12 +54,12 @@ print_table() {
 import csv, os, sys
 res = sys.argv[1]
 
-def read(name):
+def read(name, columns=14):
     path = os.path.join(res, name)
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        lines = [l for l in f if l.count(",") >= 13]
+        lines = [l for l in f if l.count(",") >= columns - 1]
     return [r for r in csv.DictReader(lines) if r["device"] != "device"]
 
 def num(s):
@@ -122,6 +123,21 @@ if samp:
         e = by.get((n, big_n, d, "euler"))
         if m == "sde" and e and e == e and t == t:
             print(f"  Euler-Maruyama / Euler step time, n={n} N={big_n} d={d}: {t / e:.3f} (target <= 1.15)")
+pois = read("poisson.csv", 11)
+if pois:
+    print("advect Poisson solve on the GPU, median ms (max relative error):")
+    for r in pois:
+        ok = num(r["median_s"]) == num(r["median_s"])
+        print(f"  {r['precision']} {r['shape']:<12} {r['bc']:<9}: "
+              + (f"{num(r['median_s']) * 1e3:.4g} ms ({num(r['max_rel_err']):.1e})" if ok else "FAILED"))
+bb = read("bbot.csv", 13)
+if bb:
+    print("advect Benamou-Brenier on the GPU, ms per iteration (CPU in the same run):")
+    for r in bb:
+        t = num(r["per_iter_s"])
+        note = "  (target <= 0.5 ms)" if r["grid"] == "128x128" and r["P"] == "64" else ""
+        print(f"  {r['precision']} {r['grid']}x{r['P']}: "
+              + (f"{t * 1e3:.3g} ms (CPU {num(r['cpu_per_iter_s']) * 1e3:.3g} ms){note}" if t == t else "FAILED"))
 PY
 }
 
@@ -150,7 +166,7 @@ if ! command -v nvcc >/dev/null 2>&1; then
     exit 2
 fi
 mkdir -p "$results" "$build"
-rm -f "$results"/{summary.txt,build.log,ctest.log,advect.csv,advect.log,keops.csv,keops.log,sampling.csv,sampling.log}
+rm -f "$results"/{summary.txt,build.log,ctest.log,advect.csv,advect.log,keops.csv,keops.log,sampling.csv,sampling.log,poisson.csv,poisson.log,bbot.csv,bbot.log}
 commit="${ADVECT_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 {
     echo "== advect GPU run, commit $commit, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -229,7 +245,7 @@ fi
 jobs="$(nproc)"
 say "build the library and the benchmark (-j$jobs)"
 t0=$SECONDS
-if ! timeout -k 5 "$(step_time 180)" cmake --build "$build" --target interaction_bench sampling_bench -j "$jobs" \
+if ! timeout -k 5 "$(step_time 180)" cmake --build "$build" --target interaction_bench sampling_bench poisson_bench bbot_bench -j "$jobs" \
         >>"$results/build.log" 2>&1; then
     grep -E 'error|Error' "$results/build.log" | head -20
     echo "build   : BUILD FAILED or timed out after $((SECONDS - t0)) s (build.log)" | tee -a "$results/summary.txt"
@@ -281,6 +297,17 @@ timeout -k 5 "$(step_time 30)" "$build/bench/sampling_bench" --device cuda --dat
 rc=$?
 [ "$rc" != 0 ] && status=1 && say "sampling benchmark exited $rc (124: timeout)"
 grep -E 'FAILED|sampling_bench:' "$results/sampling.log" | head -5
+
+# ---- 5c. grid solvers: Poisson solves, Benamou-Brenier per iteration (target at 128^2 x 64) ----
+say "grid benchmarks: poisson 256x256, 64x64x64 (f32, f64); bbot 64x64:32, 128x128:64 per iteration"
+timeout -k 5 "$(step_time 30)" "$build/bench/poisson_bench" --device cuda --grids 256x256,64x64x64 \
+    --reps 10 >"$results/poisson.csv" 2>"$results/poisson.log"
+rc=$?
+[ "$rc" != 0 ] && status=1 && say "poisson benchmark exited $rc (124: timeout)"
+timeout -k 5 "$(step_time 45)" "$build/bench/bbot_bench" --device cuda --grids 64x64:32,128x128:64 \
+    --iters 30 --no-converge >"$results/bbot.csv" 2>"$results/bbot.log"
+rc=$?
+[ "$rc" != 0 ] && status=1 && say "bbot benchmark exited $rc (124: timeout)"
 
 # ---- 6. optional KeOps peer on the same GPU (wheels carried in .deps/wheels) ----
 left=$((budget - (SECONDS - start) - 10))
