@@ -1,8 +1,9 @@
 /* CPU backend of the interaction sum (spec math.md §1): blocked over keys, OpenMP over
- * query groups (and key splits when queries are few), QB queries per key load, one rescale
- * per key block, and a vectorisable exp. The float and double versions are the same code
- * (interaction_cpu_impl.h included twice); hot loops are compiled for x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA)
- * and baseline x86-64 and chosen at load time. */
+ * tiles of query groups (and key segments when queries are few), QB queries per key load,
+ * one rescale per key block, and a vector exp (cpu/vexp.h). Also the internal per-row SQDIST
+ * mode of the empirical field at per-particle times. The float and double versions are the
+ * same code (interaction_cpu_impl.h included twice); hot loops are compiled for x86-64-v4
+ * (AVX-512), x86-64-v3 (AVX2+FMA) and baseline x86-64 and chosen at load time. */
 #include "internal.h"
 #include "sampling_internal.h"
 #include "common/interaction_math.h"

@@ -1,9 +1,11 @@
 /* CPU interaction sum, written once and included twice by interaction_cpu.c with
- * REAL = float/double and SFX = f32/f64. Keys (and values) of one batch entry are packed
- * transposed and padded to whole key blocks (padding has beta = -Inf), so the inner loops run
- * over contiguous keys and vectorise. Work items are (group of QB queries, key split); each
- * produces a reduction state (m, s, acc) per query that a final pass merges and normalises.
- * Memory: O(M (d + e)) packed keys + O(N S (e + 2)) states; never N x M. */
+ * REAL/VEC/IVEC = float or double scalars/vectors and SFX = f32/f64. Keys (and values) of one
+ * batch entry are packed block-major and padded to whole key blocks (padding has
+ * beta = -Inf), so the inner loops run over contiguous keys with explicit vectors. Work items
+ * are tiles of query groups sweeping the key segments (or one group and one segment when
+ * queries are few); each segment gives a reduction state (m, s, acc) per query, folded in
+ * segment order, then normalised. Memory: O(M (d + e)) packed keys + O(N S (e + 2)) states;
+ * never N x M. */
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
