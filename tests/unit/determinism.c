@@ -30,9 +30,11 @@ static void run(int threads, adv_precision p, int64_t n, int64_t m, int64_t d, c
     adv_context_destroy(ctx);
 }
 
-static void check_precision(adv_precision p) {
-    // M spans several key segments (2048 keys each) plus a partial one.
-    const int64_t N = 37, M = 5 * 2048 + 611, D = 3;
+/* M spans several key segments (2048 keys each) plus a partial one. N = 37 has few query
+ * groups (tiles of 1-2 groups, key segments split over 3 threads); N = 300 with D = 17 takes
+ * tiles of up to 16 groups and the row-major value sums (e > 4). */
+static void check_precision(adv_precision p, int64_t N, int64_t D) {
+    const int64_t M = 5 * 2048 + 611;
     const size_t rs = tu_real_size(p);
     double *xd = tu_calloc((size_t)(N * D), sizeof(double)), *yd = tu_calloc((size_t)(M * D), sizeof(double));
     tu_fill_uniform(xd, (size_t)(N * D), -1, 1, 11);
@@ -62,5 +64,7 @@ static void check_precision(adv_precision p) {
     free(xd), free(yd), free(x), free(y), free(lse_ref), free(out_ref), free(lse), free(out);
 }
 
-Test(determinism, float32_threads_and_chunks) { check_precision(ADV_FLOAT32); }
-Test(determinism, float64_threads_and_chunks) { check_precision(ADV_FLOAT64); }
+Test(determinism, float32_threads_and_chunks) { check_precision(ADV_FLOAT32, 37, 3); }
+Test(determinism, float64_threads_and_chunks) { check_precision(ADV_FLOAT64, 37, 3); }
+Test(determinism, float32_tiles_and_wide_values) { check_precision(ADV_FLOAT32, 300, 17); }
+Test(determinism, float64_tiles_and_wide_values) { check_precision(ADV_FLOAT64, 300, 17); }
