@@ -691,14 +691,7 @@ static adv_status empirical_engine(adv_field *f, double a, double lambda, int64_
         if (f->plan) adv_interaction_plan_destroy(f->plan);
         f->plan = NULL;
         adv_interaction_desc desc;
-        adv_interaction_default_desc(&desc);
-        desc.precision = f->precision;
-        desc.kernel = ADV_KERNEL_SQDIST;
-        desc.n_queries = nq;
-        desc.n_keys = f->n;
-        desc.dim = f->d;
-        desc.value_dim = f->d;
-        desc.check_finite = 0;
+        advi_empirical_desc(&desc, f->precision, nq, f->n, f->d);
         if ((st = adv_interaction_plan_create(ctx, &desc, &f->plan)) != ADV_OK) return st;
         f->plan_n = nq;
     }

@@ -63,6 +63,21 @@ typedef struct advi_sampling_ops {
  * t = 1 exactly). */
 #define ADVI_LAMBDA_DIRECT 1e15
 
+/* The interaction problem of the empirical posterior: SQDIST between n particles and nd data
+ * points in d dimensions, values of dimension d (the caller sets λ, γ and where the values
+ * come from); inputs are validated by the field, so no finiteness scan. */
+static inline void advi_empirical_desc(adv_interaction_desc *desc, adv_precision p, int64_t n,
+                                       int64_t nd, int64_t d) {
+    adv_interaction_default_desc(desc);
+    desc->precision = p;
+    desc->kernel = ADV_KERNEL_SQDIST;
+    desc->n_queries = n;
+    desc->n_keys = nd;
+    desc->dim = d;
+    desc->value_dim = d;
+    desc->check_finite = 0;
+}
+
 /* The CPU interaction engine with a per-query key scale and λ (host/cpu/interaction_cpu.c):
  * SQDIST scores s_ij = beta_j - row_lambda_i |x_i - row_a_i y_j|^2 (B x N arrays on the host;
  * desc->lambda and gamma unused). No argument checks: callers pass a validated problem. */

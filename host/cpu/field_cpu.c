@@ -67,15 +67,8 @@ adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, in
         n_direct += direct[i];
     }
     adv_interaction_desc desc;
-    adv_interaction_default_desc(&desc);
-    desc.precision = p;
-    desc.kernel = ADV_KERNEL_SQDIST;
-    desc.n_queries = n;
-    desc.n_keys = nd;
-    desc.dim = d;
-    desc.value_dim = d;
-    desc.values_are_keys = 1;
-    desc.check_finite = 0;
+    advi_empirical_desc(&desc, p, n, nd, d);
+    desc.values_are_keys = 1; // D = sum of softmax weights times the unscaled data
     adv_status st = advi_cpu_interaction_rows(ctx, &desc, z, y, logw, NULL, avec, lam, NULL, den);
     if (st == ADV_OK && n_direct > 0)
         st = empirical_points(ctx, prec, n, d, z, nd, y, logw, a, q, avec, qvec, direct, den);

@@ -47,7 +47,7 @@ static inline __attribute__((always_inline)) REAL FN(hmax)(VEC v) {
 typedef struct {
     int dot, causal;
     int rows;               /* per-query key scale and λ (SCORE_ROWS) */
-    int64_t d, e, ep, Mpad; /* ep: value row length of the row-major packing (gemm) */
+    int64_t d, e, ep;       /* ep: value row length of the row-major packing (gemm) */
     int gemm;               /* values accumulated row-major (e > ADV_CPU_LANE_VALUES) */
     REAL lambda;
     const REAL *yT, *bp; /* packed keys (block-major, see pack_keys), log-weights (Mpad) */
@@ -350,7 +350,7 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     REAL *wT = pack_transposed ? extra : yT, *wR = gemm ? extra : NULL;
     const REAL gamma = desc->kernel == ADV_KERNEL_SQDIST ? (REAL)desc->gamma : (REAL)1;
     const int rows = row_a != NULL;
-    FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, rows, d, e, ep, Mpad, gemm,
+    FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, rows, d, e, ep, gemm,
                      (REAL)desc->lambda, yT, bp, wT, wR};
     // Without the split, a work item is a tile of consecutive query groups that sweep the
     // segments together, so a segment's keys and values (ADV_CPU_SEG_BLOCKS blocks, sized to
