@@ -14,9 +14,13 @@
 #include <string.h>
 
 #define ADV_CPU_QB 4   /* queries per register block */
-#define ADV_CPU_KB 256 /* keys per block: scores of QB queries stay in L1 */
+#define ADV_CPU_KB 512 /* keys per block: scores of QB queries stay in L1 */
 #define ADV_CPU_LANE_VALUES 4 /* value dims summed in lanes over keys; more: per component */
-#define ADV_CPU_SEG_BLOCKS 8 /* blocks per key segment: the fixed unit of the reduction order */
+/* Keys per segment, the fixed unit of the reduction order: whole blocks that stay in L2 with
+ * their values while a tile of query groups sweeps them (at most ~1 MB with e = d). Low
+ * dimensions take longer segments: fewer segment merges per query. */
+#define ADV_CPU_SEG_KEYS_LOW_D 4096 /* d <= 16 */
+#define ADV_CPU_SEG_KEYS 2048
 #define ADV_CPU_TILE_GROUPS 16 /* query groups sweeping the key segments together */
 
 enum { SCORE_SQDIST, SCORE_DOT, SCORE_ROWS }; /* score kinds of the inner loops */

@@ -10,7 +10,6 @@
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
-#define RESCALE CAT(adv_rescale, SFX)
 #define VEXPV CAT(adv_vexpv, SFX)
 
 /* Explicit vectors of VL lanes (one 64-byte register on AVX-512). Loads and stores go
@@ -207,17 +206,26 @@ ADVI_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *
             default: FN(block_scores)(ks, SCORE_SQDIST, d, xg, ra, rl, i0, j0, sc, mx); break;
             }
         }
-        int live[ADV_CPU_QB];
+        int live[ADV_CPU_QB], grows = 0;
+        VEC shift = (VEC){0}; // lane q: m_old - m_new <= 0 (-Inf when nothing was summed yet)
         for (int q = 0; q < ADV_CPU_QB; ++q) {
             const REAL mb = FN(hmax)(mx[q]);
             live[q] = mb != -(REAL)INFINITY; // else nothing in this block for this query
             if (live[q] && mb > m[q]) {
-                // One rescale per block: previous sums move to the new maximum.
-                const REAL f = RESCALE(m[q], mb);
-                REAL *sq = sl + q * VL, *aq = al + q * value_stride;
-                for (int l = 0; l < VL; ++l) sq[l] *= f;
-                for (int64_t c = 0; c < value_stride; ++c) aq[c] *= f;
+                shift[q] = m[q] - mb;
                 m[q] = mb;
+                grows = 1;
+            }
+        }
+        if (grows) {
+            // One rescale per block and query: previous sums move to the new maximum. The QB
+            // factors come from one vector exp (exp(-Inf) = 0, exp(0) = 1 for the others).
+            const VEC f = VEXPV(shift);
+            for (int q = 0; q < ADV_CPU_QB; ++q) {
+                if (shift[q] == 0) continue;
+                REAL *sq = sl + q * VL, *aq = al + q * value_stride;
+                for (int l = 0; l < VL; ++l) sq[l] *= f[q];
+                for (int64_t c = 0; c < value_stride; ++c) aq[c] *= f[q];
             }
         }
         if (!ks->gemm) {
@@ -313,12 +321,13 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     const double work = (double)B * (double)N * (double)M * (double)(d + e + 8);
     int threads = advi_cpu_threads(ctx);
     if (work < 2e6 * threads) threads = work < 2e6 ? 1 : (int)(work / 2e6);
-    // Keys are reduced in fixed segments of ADV_CPU_SEG_BLOCKS blocks, each from a fresh
+    // Keys are reduced in fixed segments of seg_blocks blocks, each from a fresh
     // state, and segment states are folded left to right. The reduction order therefore
-    // depends on M only: results are bitwise identical for any thread count, any N (so any
+    // depends on M and d only: results are bitwise identical for any thread count, any N (so any
     // chunking of the queries by a caller) and whether or not segments run on different
     // threads. Segments go to different threads when query groups are too few.
-    const int64_t nseg = (nkb + ADV_CPU_SEG_BLOCKS - 1) / ADV_CPU_SEG_BLOCKS;
+    const int64_t seg_blocks = (d <= 16 ? ADV_CPU_SEG_KEYS_LOW_D : ADV_CPU_SEG_KEYS) / ADV_CPU_KB;
+    const int64_t nseg = (nkb + seg_blocks - 1) / seg_blocks;
     const int split = ngroups < 4 * (int64_t)threads && nseg > 1 && !desc->causal;
     const int64_t stored = split ? nseg : 1; // segment states kept per query
     const int64_t state = 2 + e;             // m, s, acc[e]
@@ -353,7 +362,7 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, rows, d, e, ep, gemm,
                      (REAL)desc->lambda, yT, bp, wT, wR};
     // Without the split, a work item is a tile of consecutive query groups that sweep the
-    // segments together, so a segment's keys and values (ADV_CPU_SEG_BLOCKS blocks, sized to
+    // segments together, so a segment's keys and values (seg_blocks blocks, sized to
     // stay in L2) are read from cache by every group of the tile instead of streaming from
     // memory once per group. The tile stays small enough to leave work for every thread.
     int64_t tile = split ? 1 : ngroups / (4 * (int64_t)threads);
@@ -380,8 +389,8 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
                 const int64_t seg_first = split ? item % nseg : 0;
                 const int64_t seg_last = split ? seg_first + 1 : nseg;
                 for (int64_t sg = seg_first; sg < seg_last; ++sg) {
-                    const int64_t kb0 = sg * ADV_CPU_SEG_BLOCKS;
-                    const int64_t kb1 = kb0 + ADV_CPU_SEG_BLOCKS < nkb ? kb0 + ADV_CPU_SEG_BLOCKS : nkb;
+                    const int64_t kb0 = sg * seg_blocks;
+                    const int64_t kb1 = kb0 + seg_blocks < nkb ? kb0 + seg_blocks : nkb;
                     for (int64_t g = g_first; g < g_last; ++g) {
                         const int64_t i0 = g * ADV_CPU_QB;
                         if (desc->causal && kb0 * ADV_CPU_KB > i0 + ADV_CPU_QB - 1) continue;
@@ -433,6 +442,5 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
 }
 
 #undef FN
-#undef RESCALE
 #undef VEXPV
 #undef VL

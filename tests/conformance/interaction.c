@@ -267,9 +267,10 @@ static const conf_case main_cases[] = {
     {127, 127, 1, 0, 1, 1, BETA_NONE, 1000.0, 1.0, 0},
     {1, 7, 2, 3, 0, 1, BETA_RANDOM, 1.0, 1.0, 0},
     /* value widths on both sides of the CPU engine's lane/row split (4 | 5+), a row width
-     * that is not a whole number of vectors, and M past one key segment (2048 keys) */
+     * that is not a whole number of vectors, and M past one key segment (4096 keys for
+     * d <= 16) */
     {7, 257, 4, 4, 0, 3, BETA_RANDOM, 1.0, 1.0, 0},
-    {257, 2053, 8, 40, 0, 1, BETA_RANDOM, 2.0, 1.0, 0},
+    {257, 4099, 8, 40, 0, 1, BETA_RANDOM, 2.0, 1.0, 0},
     {127, 2053, 16, 0, 1, 1, BETA_EMPTY_BATCH, 0.5, 1.0, 0},
 };
 #define N_MAIN_CASES (sizeof main_cases / sizeof main_cases[0])

@@ -30,7 +30,7 @@ static void run(int threads, adv_precision p, int64_t n, int64_t m, int64_t d, c
     adv_context_destroy(ctx);
 }
 
-/* M spans several key segments (2048 keys each) plus a partial one. N = 37 has few query
+/* M spans several key segments (4096 keys each for d <= 16, else 2048) plus a partial one. N = 37 has few query
  * groups (tiles of 1-2 groups, key segments split over 3 threads); N = 300 with D = 17 takes
  * tiles of up to 16 groups and the row-major value sums (e > 4). */
 static void check_precision(adv_precision p, int64_t N, int64_t D) {
