@@ -11,6 +11,7 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 #define VEXPV CAT(adv_vexpv, SFX)
+#define VEXP_ZERO_BELOW CAT(ADV_VEXP_ZERO_BELOW, SFX)
 
 /* Explicit vectors of VL lanes (one 64-byte register on AVX-512). Loads and stores go
  * through memcpy: no alignment assumption, no aliasing violation, one vmovups. */
@@ -210,7 +211,10 @@ ADVI_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *
         VEC shift = (VEC){0}; // lane q: m_old - m_new <= 0 (-Inf when nothing was summed yet)
         for (int q = 0; q < ADV_CPU_QB; ++q) {
             const REAL mb = FN(hmax)(mx[q]);
-            live[q] = mb != -(REAL)INFINITY; // else nothing in this block for this query
+            // Nothing to add when every score is -Inf, or when every term exp(s - m) would be
+            // exactly 0 (s - m <= mb - m is below the vector exp's zero threshold): skipping is
+            // then bitwise the same as summing zeros (large λ: sampling near t = 1).
+            live[q] = mb != -(REAL)INFINITY && !(mb - m[q] < VEXP_ZERO_BELOW);
             if (live[q] && mb > m[q]) {
                 shift[q] = m[q] - mb;
                 m[q] = mb;
@@ -443,4 +447,5 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
 
 #undef FN
 #undef VEXPV
+#undef VEXP_ZERO_BELOW
 #undef VL

@@ -25,9 +25,14 @@ typedef int64_t adv_vi64 __attribute__((vector_size(64)));
 typedef uint32_t adv_vu32 __attribute__((vector_size(64)));
 typedef uint64_t adv_vu64 __attribute__((vector_size(64)));
 
+/* Below these arguments the result is exactly 0 (the normal range ends at 2^-126 / 2^-1022):
+ * callers may skip work whose arguments all fall below them. */
+#define ADV_VEXP_ZERO_BELOW_f32 (-87.33654f)
+#define ADV_VEXP_ZERO_BELOW_f64 (-708.3964185322641)
+
 static inline __attribute__((always_inline)) adv_vf32 adv_vexpv_f32(adv_vf32 x) {
     const float shifter = 12582912.0f; /* 1.5 * 2^23 */
-    const adv_vi32 keep = x >= -87.33654f; /* all ones where the result is not 0 */
+    const adv_vi32 keep = x >= ADV_VEXP_ZERO_BELOW_f32; /* all ones where the result is not 0 */
     const adv_vf32 t = x * 1.44269504088896341f + shifter;
     const adv_vf32 n = t - shifter;
     adv_vf32 r = x - n * 0.693359375f;
@@ -47,7 +52,7 @@ static inline __attribute__((always_inline)) adv_vf32 adv_vexpv_f32(adv_vf32 x) 
 
 static inline __attribute__((always_inline)) adv_vf64 adv_vexpv_f64(adv_vf64 x) {
     const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
-    const adv_vi64 keep = x >= -708.3964185322641;
+    const adv_vi64 keep = x >= ADV_VEXP_ZERO_BELOW_f64;
     const adv_vf64 t = x * 1.4426950408889634 + shifter;
     const adv_vf64 n = t - shifter;
     adv_vf64 r = x - n * 6.93145751953125e-1;

@@ -570,6 +570,77 @@ static void run_huge_lambda(adv_precision p) {
 Test(interaction, huge_lambda_f32) { run_huge_lambda(ADV_FLOAT32); }
 Test(interaction, huge_lambda_f64) { run_huge_lambda(ADV_FLOAT64); }
 
+/* Terms far below the row maximum still count until exp underflows: scores beta_j (all
+ * points at the origin) of 0 for a zero-valued key and -80 / -86 (exp still a normal number
+ * in float) for keys with values 1e30 in other key blocks, before or after the maximum, the
+ * rest -Inf. Then out = sum_j e^beta_j w_j / sum_j e^beta_j is ~1.8e-5, carried only by the
+ * far terms: an engine that drops blocks or terms it believes negligible gets 0. Tolerance:
+ * a few ulp of each exp and of the final division. */
+static void run_far_terms(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const int64_t B = 2, N = 3, M = 1500, d = 1, e = 1;
+    const int64_t far_early = 5, far_mid = 600, far_late = 1100, top = 1300;
+    double *zeros = tu_calloc((size_t)(B * M), sizeof(double)); /* x and y: all at 0 */
+    double *beta = tu_calloc((size_t)(B * M), sizeof(double));
+    double *w = tu_calloc((size_t)(B * M), sizeof(double));
+    for (int64_t j = 0; j < B * M; ++j) beta[j] = -INFINITY;
+    /* batch 0: maximum first, far terms after it; batch 1: far terms before the maximum */
+    beta[0] = 0.0, beta[far_mid] = -86.0, beta[far_late] = -80.0;
+    w[far_mid] = 1e30, w[far_late] = 1e30;
+    beta[M + far_early] = -86.0, beta[M + far_mid] = -80.0, beta[M + top] = 0.0;
+    w[M + far_early] = 1e30, w[M + far_mid] = 1e30;
+    double want[2], want_lse[2];
+    for (int64_t b = 0; b < B; ++b) {
+        double num = 0.0, den = 0.0;
+        for (int64_t j = 0; j < M; ++j) {
+            num += exp(beta[b * M + j]) * w[b * M + j];
+            den += exp(beta[b * M + j]);
+        }
+        want[b] = num / den;
+        want_lse[b] = log(den);
+    }
+    adv_interaction_desc desc;
+    adv_interaction_default_desc(&desc);
+    desc.precision = p;
+    desc.batch = B;
+    desc.n_queries = N;
+    desc.n_keys = M;
+    desc.dim = d;
+    desc.value_dim = e;
+    void *dx = conf_upload(ctx, p, zeros, (size_t)(B * N * d));
+    void *dy = conf_upload(ctx, p, zeros, (size_t)(B * M * d));
+    void *dw = conf_upload(ctx, p, w, (size_t)(B * M * e));
+    void *dbeta = conf_upload(ctx, p, beta, (size_t)(B * M));
+    void *dlse = conf_alloc_poisoned(ctx, p, (size_t)(B * N));
+    void *dout = conf_alloc_poisoned(ctx, p, (size_t)(B * N * e));
+    cr_assert_eq(adv_interaction_sum(ctx, &desc, dx, dy, dbeta, dw, dlse, dout), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    double lse[6], out[6];
+    conf_download(ctx, p, dlse, lse, (size_t)(B * N));
+    conf_download(ctx, p, dout, out, (size_t)(B * N));
+    const double tol = 16.0 * tu_unit_roundoff(p);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < N; ++i) {
+            const double g = out[b * N + i];
+            cr_expect(fabs(g - want[b]) <= tol * want[b],
+                      "far terms %s batch %lld row %lld: out %.9g, expected %.9g",
+                      tu_precision_name(p), (long long)b, (long long)i, g, want[b]);
+            cr_expect(fabs(lse[b * N + i] - want_lse[b]) <= tol, "far terms: lse %.9g, expected %.9g",
+                      lse[b * N + i], want_lse[b]);
+        }
+    conf_free(ctx, dx);
+    conf_free(ctx, dy);
+    conf_free(ctx, dw);
+    conf_free(ctx, dbeta);
+    conf_free(ctx, dlse);
+    conf_free(ctx, dout);
+    free(zeros), free(beta), free(w);
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, far_terms_count_f32) { run_far_terms(ADV_FLOAT32); }
+Test(interaction, far_terms_count_f64) { run_far_terms(ADV_FLOAT64); }
+
 /* Invalid data on the backend under test (the finiteness check runs where the data live):
  * NaN or Inf in the last element of x, y, w, NaN or +Inf in beta give ADV_ERR_NONFINITE and
  * leave the poisoned outputs untouched, bit for bit; beta = -Inf is accepted. */
