@@ -38,12 +38,16 @@ typedef struct advk_interaction_args {
 void advk_interaction_direct_shape(int precision, int64_t d, int64_t e, int *queries_per_block,
                                    int *value_chunk);
 
-/* Direct kernel (d <= ADVK_DIRECT_MAX_DIM). splits == 1: writes lse and out. splits > 1: the
- * keys are cut into ranges of keys_per_split keys; each range writes its partial state to
- * `partial` (m[S][B*N], s[S][B*N], acc[S][B*N][e], in the precision's type) for
- * advk_interaction_merge. */
+/* Direct kernel (d <= ADVK_DIRECT_MAX_DIM). Keys are reduced in groups of keys_per_group keys
+ * (a whole number of key tiles, see advk_interaction_group_keys) whose states are merged left
+ * to right. splits == 1: writes lse and out. splits > 1 (= the number of groups): each group
+ * writes its partial state to `partial` (m[S][B*N], s[S][B*N], acc[S][B*N][e], in the
+ * precision's type) for advk_interaction_merge, which gives the same bits. */
 cudaError_t advk_interaction_direct(const advk_interaction_args *a, int splits,
-                                    int64_t keys_per_split, void *partial, cudaStream_t stream);
+                                    int64_t keys_per_group, void *partial, cudaStream_t stream);
+/* Keys per reduction group for M keys: a function of M only, so that a row's result does not
+ * depend on N or on the split decision. */
+int64_t advk_interaction_group_keys(int64_t m);
 /* Merges the `splits` partial states written by advk_interaction_direct; writes lse and out. */
 cudaError_t advk_interaction_merge(const advk_interaction_args *a, int splits,
                                    const void *partial, cudaStream_t stream);

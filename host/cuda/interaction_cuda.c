@@ -17,15 +17,10 @@
 #if GEMM_MIN_DIM > ADVK_DIRECT_MAX_DIM + 1
 #error "the direct kernel cannot take every dim below GEMM_MIN_DIM"
 #endif
-/* Split-key variant: used when the direct kernel would launch fewer than 2 blocks per SM;
- * each split keeps at least SPLIT_MIN_KEYS keys, and the partial states stay within
- * SPLIT_WORKSPACE bytes. */
-#ifndef SPLIT_MIN_KEYS
-#define SPLIT_MIN_KEYS 1024
-#endif
-#define SPLIT_MAX 256
+/* Split-key variant: one block per key group (advk_interaction_group_keys), used when the
+ * direct kernel would launch fewer than 2 blocks per SM and the partial states fit in
+ * SPLIT_WORKSPACE bytes. Either way a row gets the same bits. */
 #define SPLIT_WORKSPACE ((size_t)256 << 20)
-#define SPLIT_KEY_ALIGN 32 /* keys per split: a whole number of key tiles */
 /* GEMM path tiles: TQ queries x TK keys of scores per batch entry, and as many batch entries
  * per step as fit in GEMM_TILE_ELEMS scores (16 MiB in float32). */
 #ifndef GEMM_TQ
@@ -43,9 +38,9 @@ enum { PATH_DIRECT = 0, PATH_GEMM = 1 };
 typedef struct cuda_plan {
     int path;
     /* direct path */
-    int splits;
-    int64_t keys_per_split;
-    void *partial; /* splits x B x N x (2 + e) reals when splits > 1 */
+    int splits;             /* 1, or the number of key groups */
+    int64_t keys_per_group; /* the fixed unit of the reduction order */
+    void *partial;          /* splits x B x N x (2 + e) reals when splits > 1 */
     /* GEMM path */
     cublasHandle_t blas;
     int64_t tq, tk, bchunk;
@@ -73,31 +68,22 @@ static void release(adv_context *ctx, cuda_plan *cp) {
     free(cp);
 }
 
-/* Number of key splits for the direct path (1 = none): enough blocks for ~4 per SM when the
- * query tiles alone give fewer than 2 per SM, within the key and workspace bounds. */
-static int choose_splits(const adv_interaction_desc *d, int sms, int64_t *keys_per_split) {
+/* Number of key splits for the direct path: 1, or one block per key group when the query
+ * tiles alone give fewer than 2 blocks per SM and the partial states fit the workspace. */
+static int choose_splits(const adv_interaction_desc *d, int sms, int64_t keys_per_group) {
     int qb = 0, ec = 0;
     advk_interaction_direct_shape((int)d->precision, d->dim, d->value_dim, &qb, &ec);
     const int64_t vchunks = ec > 0 ? ceil_div64(d->value_dim, ec) : 1;
     const int64_t blocks = d->batch * ceil_div64(d->n_queries, qb) * vchunks;
-    *keys_per_split = d->n_keys;
-    if (sms < 1 || blocks >= 2 * (int64_t)sms || d->n_keys < 2 * SPLIT_MIN_KEYS) return 1;
-    int64_t splits = ceil_div64(4 * (int64_t)sms, blocks);
-    splits = min64(splits, d->n_keys / SPLIT_MIN_KEYS);
-    splits = min64(splits, SPLIT_MAX);
+    const int64_t groups = ceil_div64(d->n_keys, keys_per_group);
+    if (sms < 1 || blocks >= 2 * (int64_t)sms || groups < 2) return 1;
     size_t per_split = 0;
     if (!advi_mul_size(&per_split, (size_t)d->batch, (size_t)d->n_queries) ||
         !advi_mul_size(&per_split, per_split, (size_t)(2 + d->value_dim)) ||
-        !advi_mul_size(&per_split, per_split, advi_real_size(d->precision)))
+        !advi_mul_size(&per_split, per_split, advi_real_size(d->precision)) ||
+        (size_t)groups > SPLIT_WORKSPACE / per_split)
         return 1;
-    splits = min64(splits, (int64_t)(SPLIT_WORKSPACE / per_split));
-    if (splits < 2) return 1;
-    int64_t kps = ceil_div64(d->n_keys, splits);
-    kps = ceil_div64(kps, SPLIT_KEY_ALIGN) * SPLIT_KEY_ALIGN;
-    splits = ceil_div64(d->n_keys, kps); // no empty trailing split
-    if (splits < 2) return 1;
-    *keys_per_split = kps;
-    return (int)splits;
+    return (int)groups;
 }
 
 static adv_status plan_init_on_device(adv_interaction_plan *plan, cuda_plan *cp) {
@@ -111,14 +97,16 @@ static adv_status plan_init_on_device(adv_interaction_plan *plan, cuda_plan *cp)
         int sms = 0;
         ADVI_CUDA_CHECK(ctx, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
                                                     ctx->device_id));
-        cp->splits = choose_splits(d, sms, &cp->keys_per_split);
+        cp->keys_per_group = advk_interaction_group_keys(M);
+        cp->splits = choose_splits(d, sms, cp->keys_per_group);
         if (cp->splits > 1) {
             const int64_t count = (int64_t)cp->splits * B * N * (2 + E);
             adv_status st = alloc_reals(ctx, &cp->partial, count, elem, "split-key state");
             if (st != ADV_OK) return st;
         }
-        advi_log(ctx, ADV_LOG_DEBUG, "CUDA interaction plan: direct kernel, %d key split%s of %lld keys",
-                 cp->splits, cp->splits == 1 ? "" : "s", (long long)cp->keys_per_split);
+        advi_log(ctx, ADV_LOG_DEBUG,
+                 "CUDA interaction plan: direct kernel, key groups of %lld keys, %d split%s",
+                 (long long)cp->keys_per_group, cp->splits, cp->splits == 1 ? "" : "s");
         return ADV_OK;
     }
 
@@ -277,7 +265,7 @@ static adv_status execute_on_device(adv_interaction_plan *plan, const void *x, c
                                x, y, beta, out ? w : NULL, lse, out};
     if (cp->path == PATH_GEMM) return execute_gemm(ctx, cp, &a);
     cudaStream_t stream = advi_cuda_stream(ctx);
-    cudaError_t err = advk_interaction_direct(&a, cp->splits, cp->keys_per_split, cp->partial, stream);
+    cudaError_t err = advk_interaction_direct(&a, cp->splits, cp->keys_per_group, cp->partial, stream);
     if (err != cudaSuccess) return advi_cuda_error(ctx, err, "interaction kernel launch");
     if (cp->splits > 1) {
         err = advk_interaction_merge(&a, cp->splits, cp->partial, stream);

@@ -13,4 +13,15 @@
 #include <math.h>
 #include <stdint.h>
 
+/* a * b + c with a rounding fixed by the source: an explicit FMA on the GPU, where the
+ * compiler would otherwise choose per call site whether to contract, and plain arithmetic in
+ * C (the CPU's baseline target has no FMA instruction; each formula is compiled once there). */
+#if defined(__CUDACC__)
+#define ADV_FMA_F32(a, b, c) fmaf(a, b, c)
+#define ADV_FMA_F64(a, b, c) fma(a, b, c)
+#else
+#define ADV_FMA_F32(a, b, c) ((a) * (b) + (c))
+#define ADV_FMA_F64(a, b, c) ((a) * (b) + (c))
+#endif
+
 #endif

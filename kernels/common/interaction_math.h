@@ -37,15 +37,25 @@
 ADV_DEFINE_INTERACTION_MATH(float, f32, expf, logf)
 ADV_DEFINE_INTERACTION_MATH(double, f64, exp, log)
 
+/* fa * a + fb * b: a sum or value accumulator of a merged state, with one rounding sequence
+ * wherever states are merged (a merge into the empty state, fa = 0, fb = 1, copies b exactly),
+ * so a row folded inside one kernel and a row folded from split-key partials agree bitwise. */
+ADV_HD float adv_merge_acc_f32(float fa, float a, float fb, float b) {
+    return ADV_FMA_F32(fa, a, fb * b);
+}
+ADV_HD double adv_merge_acc_f64(double fa, double a, double fb, double b) {
+    return ADV_FMA_F64(fa, a, fb * b);
+}
+
 /* Merges row state b into a: a = a (+) b, both relative to their own maxima. The caller
- * rescales the value accumulators with the returned factors: acc = fa * acc_a + fb * acc_b.
+ * merges the value accumulators with the returned factors: adv_merge_acc(fa, acc_a, fb, acc_b).
  */
 ADV_HD float adv_merge_state_f32(float *m_a, float *s_a, float m_b, float s_b, float *fa,
                                  float *fb) {
     float m = *m_a > m_b ? *m_a : m_b;
     *fa = adv_rescale_f32(*m_a, m);
     *fb = adv_rescale_f32(m_b, m);
-    *s_a = *fa * *s_a + *fb * s_b;
+    *s_a = adv_merge_acc_f32(*fa, *s_a, *fb, s_b);
     *m_a = m;
     return m;
 }
@@ -54,7 +64,7 @@ ADV_HD double adv_merge_state_f64(double *m_a, double *s_a, double m_b, double s
     double m = *m_a > m_b ? *m_a : m_b;
     *fa = adv_rescale_f64(*m_a, m);
     *fb = adv_rescale_f64(m_b, m);
-    *s_a = *fa * *s_a + *fb * s_b;
+    *s_a = adv_merge_acc_f64(*fa, *s_a, *fb, s_b);
     *m_a = m;
     return m;
 }

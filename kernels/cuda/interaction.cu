@@ -4,9 +4,13 @@
  *   direct  d <= 64: a block owns a tile of queries (QPT per thread, in registers) and streams
  *           key tiles through shared memory; per tile and query one rescale (tile maximum
  *           first, then exp and accumulate). Value columns are processed EC at a time, extra
- *           column chunks run in parallel along gridDim.y.
- *   split   the direct kernel over ranges of keys writing partial (m, s, acc) states, then a
- *           merge kernel (small N, large M).
+ *           column chunks run in parallel along gridDim.y. Keys are reduced in fixed groups
+ *           (a size that depends on M only), each from a fresh state, and group states are
+ *           merged left to right.
+ *   split   the direct kernel over one key group per block writing partial (m, s, acc)
+ *           states, then a merge kernel (small N, large M). It merges the same group states
+ *           in the same order with the same operations, so a row gets the same bits whether
+ *           or not its keys were split, hence for any N (any chunking of the queries).
  *   GEMM    d > 64: <x, y> tiles from cuBLAS in a bounded workspace; a kernel turns a tile
  *           into softmax terms and updates the running states; out += P W by a second GEMM.
  * The per-element formulas are those of kernels/common/interaction_math.h, shared with the
@@ -38,6 +42,7 @@ template <> struct Ops<float> {
     __device__ static void merge(float &m, float &s, float mb, float sb, float &fa, float &fb) {
         adv_merge_state_f32(&m, &s, mb, sb, &fa, &fb);
     }
+    __device__ static float merge_acc(float fa, float a, float fb, float b) { return adv_merge_acc_f32(fa, a, fb, b); }
     __device__ static float fma(float a, float b, float c) { return fmaf(a, b, c); }
     __device__ static float max(float a, float b) { return fmaxf(a, b); }
 };
@@ -51,6 +56,7 @@ template <> struct Ops<double> {
     __device__ static void merge(double &m, double &s, double mb, double sb, double &fa, double &fb) {
         adv_merge_state_f64(&m, &s, mb, sb, &fa, &fb);
     }
+    __device__ static double merge_acc(double fa, double a, double fb, double b) { return adv_merge_acc_f64(fa, a, fb, b); }
     __device__ static double fma(double a, double b, double c) { return ::fma(a, b, c); }
     __device__ static double max(double a, double b) { return fmax(a, b); }
 };
@@ -81,6 +87,8 @@ inline unsigned grid_size(int64_t blocks, int64_t cap) {
  * registers per value) keeps one query per thread; this holds every instantiation below
  * ~170 registers without spills. */
 constexpr int kThreads = 128;
+constexpr int64_t kGroupKeyQuantum = 1024; // keys per reduction group: a multiple of this
+constexpr int64_t kMaxGroups = 256;
 template <typename T> constexpr int queries_per_thread(int dp) {
     return sizeof(T) == 4 && dp <= 16 ? 2 : 1;
 }
@@ -125,8 +133,8 @@ template <typename T> struct DirectParams {
     int64_t B, N, M, d, e;
     T lambda, gamma;
     int causal;
-    int splits;
-    int64_t keys_per_split;
+    int splits;            // 1, or one block per key group (partial states, merged later)
+    int64_t keys_per_group; // the fixed unit of the reduction order (whole key tiles)
     int64_t qtiles;  // query tiles per batch entry
     int64_t works;   // B * qtiles * splits
     int64_t vchunks; // value-column chunks (1 when e == 0)
@@ -203,6 +211,10 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
     __shared__ __align__(16) T sy[KT * SP]; // key coordinates, zero-padded to SP
     __shared__ T sb[KT];                    // log-weights; -Inf past the end of the range
     __shared__ T sv[KT * ECA];              // value columns [c0, c0 + EC), zero-padded
+    // Row states (m, s, acc) of the block's queries, into which the key groups are merged:
+    // in shared memory rather than registers, as they are touched once per group. Slot
+    // u * TB + tid belongs to one thread only (no synchronisation); acc is column-major.
+    __shared__ T row_m[QB], row_s[QB], row_acc[ECA * QB];
     const int tid = threadIdx.x;
 
     for (int64_t vc = blockIdx.y; vc < p.vchunks; vc += gridDim.y) {
@@ -213,8 +225,9 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
             const int64_t qtile = rest % p.qtiles;
             const int64_t b = rest / p.qtiles;
             const int64_t q0 = qtile * QB;
-            const int64_t kbeg = (int64_t)split * p.keys_per_split;
-            int64_t kend = kbeg + p.keys_per_split < p.M ? kbeg + p.keys_per_split : p.M;
+            const int64_t kbeg = (int64_t)split * p.keys_per_group;
+            int64_t kend = p.splits == 1 ? p.M
+                                         : (kbeg + p.keys_per_group < p.M ? kbeg + p.keys_per_group : p.M);
             if (p.causal) { // keys past the block's last query are masked for all of them
                 const int64_t qend = q0 + QB < p.N ? q0 + QB : p.N;
                 if (qend < kend) kend = qend;
@@ -239,9 +252,40 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
                 s[u] = 0;
 #pragma unroll
                 for (int c = 0; c < ECA; ++c) acc[u][c] = 0;
+                const int slot = u * TB + tid;
+                row_m[slot] = neg_inf<T>();
+                row_s[slot] = 0;
+#pragma unroll
+                for (int c = 0; c < ECA; ++c) row_acc[c * QB + slot] = 0;
             }
+            // (m, s, acc) is the state of the current key group; at each group boundary it
+            // is merged into the row state and restarts empty.
+            auto merge_group = [&]() {
+#pragma unroll
+                for (int u = 0; u < QPT; ++u) {
+                    const int slot = u * TB + tid;
+                    T rm = row_m[slot], rs = row_s[slot], fa, fb;
+                    Ops<T>::merge(rm, rs, m[u], s[u], fa, fb);
+                    row_m[slot] = rm;
+                    row_s[slot] = rs;
+#pragma unroll
+                    for (int c = 0; c < EC; ++c)
+                        row_acc[c * QB + slot] = Ops<T>::merge_acc(fa, row_acc[c * QB + slot], fb, acc[u][c]);
+                    m[u] = neg_inf<T>();
+                    s[u] = 0;
+#pragma unroll
+                    for (int c = 0; c < ECA; ++c) acc[u][c] = 0;
+                }
+            };
 
+            const int tiles_per_group = (int)(p.keys_per_group / KT);
+            int tiles_left = tiles_per_group; // in the current group
             for (int64_t t0 = kbeg; t0 < kend; t0 += KT) {
+                if (tiles_left == 0) { // only when the block reduces several groups
+                    merge_group();
+                    tiles_left = tiles_per_group;
+                }
+                --tiles_left;
                 const int kv = (int)(kend - t0 < KT ? kend - t0 : KT);
                 __syncthreads(); // the previous tile has been read by every thread
                 for (int idx = tid; idx < KT * SP; idx += TB) {
@@ -267,15 +311,18 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
                                                                     p.lambda, kv, t0, p.causal);
             }
 
+            if (p.splits == 1) merge_group(); // the last group (an empty one changes nothing)
 #pragma unroll
             for (int u = 0; u < QPT; ++u) {
                 if (qi[u] >= p.N) continue;
                 const int64_t row = b * p.N + qi[u];
                 if (p.splits == 1) {
-                    if (p.lse && vc == 0) p.lse[row] = Ops<T>::lse(m[u], s[u]);
+                    const int slot = u * TB + tid;
+                    const T rs = row_s[slot];
+                    if (p.lse && vc == 0) p.lse[row] = Ops<T>::lse(row_m[slot], rs);
 #pragma unroll
                     for (int c = 0; c < EC; ++c)
-                        if (c0 + c < p.e) p.out[row * p.e + c0 + c] = Ops<T>::out(acc[u][c], s[u]);
+                        if (c0 + c < p.e) p.out[row * p.e + c0 + c] = Ops<T>::out(row_acc[c * QB + slot], rs);
                 } else {
                     const int64_t st = (int64_t)split * (p.B * p.N) + row;
                     if (vc == 0) {
@@ -292,7 +339,7 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
 }
 
 template <typename T, int KERNEL, int DP, int EC>
-cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kps, void *partial,
+cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kpg, void *partial,
                           cudaStream_t stream) {
     constexpr int SP = DP == 3 ? 4 : DP; // 16-byte rows for d = 3
     constexpr int QPT = queries_per_thread<T>(DP);
@@ -314,7 +361,7 @@ cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kp
     p.gamma = (T)a->gamma;
     p.causal = a->causal;
     p.splits = splits > 1 ? splits : 1;
-    p.keys_per_split = p.splits > 1 ? kps : p.M;
+    p.keys_per_group = kpg;
     const int64_t rows = p.B * p.N;
     p.pm = p.splits > 1 ? (T *)partial : nullptr;
     p.ps = p.splits > 1 ? p.pm + p.splits * rows : nullptr;
@@ -328,48 +375,48 @@ cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kp
 }
 
 template <typename T, int KERNEL, int DP, int EC>
-cudaError_t launch_if_built(const advk_interaction_args *a, int splits, int64_t kps, void *partial,
+cudaError_t launch_if_built(const advk_interaction_args *a, int splits, int64_t kpg, void *partial,
                             cudaStream_t stream) {
     if constexpr (has_value_bucket<T>(DP, EC))
-        return launch_direct<T, KERNEL, DP, EC>(a, splits, kps, partial, stream);
+        return launch_direct<T, KERNEL, DP, EC>(a, splits, kpg, partial, stream);
     else
         return cudaErrorInvalidValue; // value_bucket never selects it
 }
 
 template <typename T, int KERNEL, int DP>
-cudaError_t dispatch_values(const advk_interaction_args *a, int splits, int64_t kps,
+cudaError_t dispatch_values(const advk_interaction_args *a, int splits, int64_t kpg,
                             void *partial, cudaStream_t stream) {
     switch (value_bucket<T>(DP, a->e)) {
-    case 0: return launch_if_built<T, KERNEL, DP, 0>(a, splits, kps, partial, stream);
-    case 1: return launch_if_built<T, KERNEL, DP, 1>(a, splits, kps, partial, stream);
-    case 2: return launch_if_built<T, KERNEL, DP, 2>(a, splits, kps, partial, stream);
-    case 3: return launch_if_built<T, KERNEL, DP, 3>(a, splits, kps, partial, stream);
-    case 4: return launch_if_built<T, KERNEL, DP, 4>(a, splits, kps, partial, stream);
-    case 8: return launch_if_built<T, KERNEL, DP, 8>(a, splits, kps, partial, stream);
-    default: return launch_if_built<T, KERNEL, DP, 16>(a, splits, kps, partial, stream);
+    case 0: return launch_if_built<T, KERNEL, DP, 0>(a, splits, kpg, partial, stream);
+    case 1: return launch_if_built<T, KERNEL, DP, 1>(a, splits, kpg, partial, stream);
+    case 2: return launch_if_built<T, KERNEL, DP, 2>(a, splits, kpg, partial, stream);
+    case 3: return launch_if_built<T, KERNEL, DP, 3>(a, splits, kpg, partial, stream);
+    case 4: return launch_if_built<T, KERNEL, DP, 4>(a, splits, kpg, partial, stream);
+    case 8: return launch_if_built<T, KERNEL, DP, 8>(a, splits, kpg, partial, stream);
+    default: return launch_if_built<T, KERNEL, DP, 16>(a, splits, kpg, partial, stream);
     }
 }
 
 template <typename T, int KERNEL>
-cudaError_t dispatch_dim(const advk_interaction_args *a, int splits, int64_t kps, void *partial,
+cudaError_t dispatch_dim(const advk_interaction_args *a, int splits, int64_t kpg, void *partial,
                          cudaStream_t stream) {
     switch (dim_bucket(a->d)) {
-    case 1: return dispatch_values<T, KERNEL, 1>(a, splits, kps, partial, stream);
-    case 2: return dispatch_values<T, KERNEL, 2>(a, splits, kps, partial, stream);
-    case 3: return dispatch_values<T, KERNEL, 3>(a, splits, kps, partial, stream);
-    case 4: return dispatch_values<T, KERNEL, 4>(a, splits, kps, partial, stream);
-    case 8: return dispatch_values<T, KERNEL, 8>(a, splits, kps, partial, stream);
-    case 16: return dispatch_values<T, KERNEL, 16>(a, splits, kps, partial, stream);
-    case 32: return dispatch_values<T, KERNEL, 32>(a, splits, kps, partial, stream);
-    default: return dispatch_values<T, KERNEL, 64>(a, splits, kps, partial, stream);
+    case 1: return dispatch_values<T, KERNEL, 1>(a, splits, kpg, partial, stream);
+    case 2: return dispatch_values<T, KERNEL, 2>(a, splits, kpg, partial, stream);
+    case 3: return dispatch_values<T, KERNEL, 3>(a, splits, kpg, partial, stream);
+    case 4: return dispatch_values<T, KERNEL, 4>(a, splits, kpg, partial, stream);
+    case 8: return dispatch_values<T, KERNEL, 8>(a, splits, kpg, partial, stream);
+    case 16: return dispatch_values<T, KERNEL, 16>(a, splits, kpg, partial, stream);
+    case 32: return dispatch_values<T, KERNEL, 32>(a, splits, kpg, partial, stream);
+    default: return dispatch_values<T, KERNEL, 64>(a, splits, kpg, partial, stream);
     }
 }
 
 template <typename T>
-cudaError_t dispatch_kernel(const advk_interaction_args *a, int splits, int64_t kps,
+cudaError_t dispatch_kernel(const advk_interaction_args *a, int splits, int64_t kpg,
                             void *partial, cudaStream_t stream) {
-    if (a->kernel == kDot) return dispatch_dim<T, kDot>(a, splits, kps, partial, stream);
-    return dispatch_dim<T, kSqdist>(a, splits, kps, partial, stream);
+    if (a->kernel == kDot) return dispatch_dim<T, kDot>(a, splits, kpg, partial, stream);
+    return dispatch_dim<T, kSqdist>(a, splits, kpg, partial, stream);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -396,7 +443,7 @@ template <typename T> __global__ void merge_kernel(const MergeParams<T> p) {
             const int64_t st = (int64_t)k * p.rows + row;
             T fa, fb;
             Ops<T>::merge(m, s, p.pm[st], p.ps[st], fa, fb);
-            if (p.e > 0) a = fa * a + fb * p.pacc[st * p.e + c];
+            if (p.e > 0) a = Ops<T>::merge_acc(fa, a, fb, p.pacc[st * p.e + c]);
         }
         if (c == 0 && p.lse) p.lse[row] = Ops<T>::lse(m, s);
         if (p.e > 0) p.out[row * p.e + c] = Ops<T>::out(a, s);
@@ -578,6 +625,14 @@ cudaError_t launch_tile_finalize(const advk_interaction_args *a, const advk_tile
 
 /* ---- C launchers ---- */
 
+/* Key groups: at least kGroupKeyQuantum keys (a whole number of key tiles for every
+ * instantiation: KT divides 1024), and at most kMaxGroups of them, so the split-key partial
+ * states stay bounded and sums over a group stay short (float32 accuracy at M = 1e6). */
+extern "C" int64_t advk_interaction_group_keys(int64_t m) {
+    const int64_t per_group = ceil_div(m > 0 ? m : 1, kMaxGroups);
+    return ceil_div(per_group, kGroupKeyQuantum) * kGroupKeyQuantum;
+}
+
 extern "C" void advk_interaction_direct_shape(int precision, int64_t d, int64_t e,
                                               int *queries_per_block, int *value_chunk) {
     const int dp = dim_bucket(d);
@@ -591,11 +646,12 @@ extern "C" void advk_interaction_direct_shape(int precision, int64_t d, int64_t 
 }
 
 extern "C" cudaError_t advk_interaction_direct(const advk_interaction_args *a, int splits,
-                                               int64_t keys_per_split, void *partial,
+                                               int64_t keys_per_group, void *partial,
                                                cudaStream_t stream) {
     if (a->d < 1 || a->d > ADVK_DIRECT_MAX_DIM || splits < 1) return cudaErrorInvalidValue;
-    if (a->precision == 1) return dispatch_kernel<double>(a, splits, keys_per_split, partial, stream);
-    return dispatch_kernel<float>(a, splits, keys_per_split, partial, stream);
+    if (keys_per_group < 1 || keys_per_group % kGroupKeyQuantum != 0) return cudaErrorInvalidValue;
+    if (a->precision == 1) return dispatch_kernel<double>(a, splits, keys_per_group, partial, stream);
+    return dispatch_kernel<float>(a, splits, keys_per_group, partial, stream);
 }
 
 extern "C" cudaError_t advk_interaction_merge(const advk_interaction_args *a, int splits,

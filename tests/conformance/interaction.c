@@ -570,6 +570,76 @@ static void run_huge_lambda(adv_precision p) {
 Test(interaction, huge_lambda_f32) { run_huge_lambda(ADV_FLOAT32); }
 Test(interaction, huge_lambda_f64) { run_huge_lambda(ADV_FLOAT64); }
 
+/* A row's result does not depend on the other rows of the call: the same 5 queries alone
+ * (few queries: keys split over threads / key-split blocks on a GPU) and as the first and
+ * last rows of a call with 70003 queries (no split) give identical bits. This is what lets a
+ * sampler chunk its particles freely. M spans several key segments/groups of both backends. */
+static void run_rows_independent(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const int64_t small = 5, big = 70003, M = 9001, d = 2, e = 2;
+    double *xs = tu_calloc((size_t)(small * d), sizeof(double));
+    double *xb = tu_calloc((size_t)(big * d), sizeof(double));
+    double *y = tu_calloc((size_t)(M * d), sizeof(double));
+    double *w = tu_calloc((size_t)(M * e), sizeof(double));
+    double *beta = tu_calloc((size_t)M, sizeof(double));
+    tu_fill_uniform(xs, (size_t)(small * d), -1, 1, 51);
+    tu_fill_uniform(xb, (size_t)(big * d), -1, 1, 52);
+    tu_fill_uniform(y, (size_t)(M * d), -1, 1, 53);
+    tu_fill_uniform(w, (size_t)(M * e), -2, 2, 54);
+    tu_fill_uniform(beta, (size_t)M, -1, 0, 55);
+    for (int64_t i = 0; i < small * d; ++i) {
+        xb[i] = xs[i];
+        xb[(big - small) * d + i] = xs[i];
+    }
+    adv_interaction_desc desc;
+    adv_interaction_default_desc(&desc);
+    desc.precision = p;
+    desc.n_keys = M;
+    desc.dim = d;
+    desc.value_dim = e;
+    desc.lambda = 3.0;
+    void *dy = conf_upload(ctx, p, y, (size_t)(M * d));
+    void *dw = conf_upload(ctx, p, w, (size_t)(M * e));
+    void *dbeta = conf_upload(ctx, p, beta, (size_t)M);
+    double lse_small[5], out_small[10];
+    double *lse_big = tu_calloc((size_t)big, sizeof(double));
+    double *out_big = tu_calloc((size_t)(big * e), sizeof(double));
+    for (int pass = 0; pass < 2; ++pass) {
+        const int64_t n = pass == 0 ? small : big;
+        desc.n_queries = n;
+        void *dx = conf_upload(ctx, p, pass == 0 ? xs : xb, (size_t)(n * d));
+        void *dlse = conf_alloc_poisoned(ctx, p, (size_t)n);
+        void *dout = conf_alloc_poisoned(ctx, p, (size_t)(n * e));
+        cr_assert_eq(adv_interaction_sum(ctx, &desc, dx, dy, dbeta, dw, dlse, dout), ADV_OK, "%s",
+                     adv_context_last_error(ctx));
+        conf_download(ctx, p, dlse, pass == 0 ? lse_small : lse_big, (size_t)n);
+        conf_download(ctx, p, dout, pass == 0 ? out_small : out_big, (size_t)(n * e));
+        conf_free(ctx, dx);
+        conf_free(ctx, dlse);
+        conf_free(ctx, dout);
+    }
+    for (int64_t i = 0; i < small; ++i)
+        for (int at_end = 0; at_end < 2; ++at_end) {
+            const int64_t row = at_end ? big - small + i : i;
+            cr_expect(lse_big[row] == lse_small[i], "%s row %lld: lse %a alone, %a in row %lld of %lld",
+                      tu_precision_name(p), (long long)i, lse_small[i], lse_big[row],
+                      (long long)row, (long long)big);
+            for (int64_t c = 0; c < e; ++c)
+                cr_expect(out_big[row * e + c] == out_small[i * e + c],
+                          "%s row %lld: out[%lld] %a alone, %a in row %lld of %lld",
+                          tu_precision_name(p), (long long)i, (long long)c, out_small[i * e + c],
+                          out_big[row * e + c], (long long)row, (long long)big);
+        }
+    conf_free(ctx, dy);
+    conf_free(ctx, dw);
+    conf_free(ctx, dbeta);
+    free(xs), free(xb), free(y), free(w), free(beta), free(lse_big), free(out_big);
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, rows_independent_of_the_call_f32) { run_rows_independent(ADV_FLOAT32); }
+Test(interaction, rows_independent_of_the_call_f64) { run_rows_independent(ADV_FLOAT64); }
+
 /* Terms far below the row maximum still count until exp underflows: scores beta_j (all
  * points at the origin) of 0 for a zero-valued key and -80 / -86 (exp still a normal number
  * in float) for keys with values 1e30 in other key blocks, before or after the maximum, the
