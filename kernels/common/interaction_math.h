@@ -8,13 +8,13 @@
 
 #include "adv_hd.h"
 
-#define ADV_DEFINE_INTERACTION_MATH(real, sfx, EXP, LOG)                                       \
-    /* SQDIST score from the squared distance. */                                               \
+#define ADV_DEFINE_INTERACTION_MATH(real, sfx, EXP, LOG, FMA)                                  \
+    /* SQDIST score from the squared distance (one FMA on the GPU). */                          \
     ADV_HD real adv_sqdist_score_##sfx(real beta, real lambda, real dist2) {                     \
-        return beta - lambda * dist2;                                                            \
+        return FMA(-lambda, dist2, beta);                                                        \
     }                                                                                            \
     ADV_HD real adv_dot_score_##sfx(real beta, real lambda, real dot) {                          \
-        return beta + lambda * dot;                                                              \
+        return FMA(lambda, dot, beta);                                                           \
     }                                                                                            \
     /* Factor that moves a sum taken relative to m_old to m_new >= m_old. Never exponentiates \
      * a positive number; 0 when nothing was accumulated yet (m_old = -Inf). */                 \
@@ -34,8 +34,8 @@
         return (s > (real)0) ? acc / s : (real)0;                                                \
     }
 
-ADV_DEFINE_INTERACTION_MATH(float, f32, expf, logf)
-ADV_DEFINE_INTERACTION_MATH(double, f64, exp, log)
+ADV_DEFINE_INTERACTION_MATH(float, f32, expf, logf, ADV_FMA_F32)
+ADV_DEFINE_INTERACTION_MATH(double, f64, exp, log, ADV_FMA_F64)
 
 /* fa * a + fb * b: a sum or value accumulator of a merged state, with one rounding sequence
  * wherever states are merged (a merge into the empty state, fa = 0, fb = 1, copies b exactly),
@@ -73,9 +73,18 @@ ADV_HD double adv_merge_state_f64(double *m_a, double *s_a, double m_b, double s
  * multiply by log2(e) of the non-positive difference. The error grows with |score - m|, so
  * it stays within a few ulp where terms matter (score near m). Needs a finite m >= score;
  * score = -Inf gives exp2(-Inf) = 0, so for a finite m it equals adv_softmax_term_f32 up to
- * rounding. */
+ * rounding. On the GPU it is the flush-to-zero form of the hardware exp2 (one MUFU.EX2; the
+ * IEEE form adds a compare and two multiplies per term to produce subnormal results): terms
+ * below 2^-126 of the row maximum are exactly 0, as in the CPU's vector exp. */
 ADV_HD float adv_softmax_term_exp2_f32(float score, float m) {
-    return exp2f((score - m) * 1.44269504088896341f);
+    const float x = (score - m) * 1.44269504088896341f;
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
 }
 
 #endif

@@ -209,8 +209,9 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
     constexpr int QB = TB * QPT;
     constexpr int ECA = EC > 0 ? EC : 1;
     __shared__ __align__(16) T sy[KT * SP]; // key coordinates, zero-padded to SP
-    __shared__ T sb[KT];                    // log-weights; -Inf past the end of the range
-    __shared__ T sv[KT * ECA];              // value columns [c0, c0 + EC), zero-padded
+    // (16-byte aligned: the unrolled tile loops read them as vectors)
+    __shared__ __align__(16) T sb[KT];       // log-weights; -Inf past the end of the range
+    __shared__ __align__(16) T sv[KT * ECA]; // value columns [c0, c0 + EC), zero-padded
     // Row states (m, s, acc) of the block's queries, into which the key groups are merged:
     // in shared memory rather than registers, as they are touched once per group. Slot
     // u * TB + tid belongs to one thread only (no synchronisation); acc is column-major.
