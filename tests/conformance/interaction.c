@@ -441,6 +441,28 @@ static void run_lambda_zero(adv_precision p) {
 Test(interaction, lambda_zero_f32) { run_lambda_zero(ADV_FLOAT32); }
 Test(interaction, lambda_zero_f64) { run_lambda_zero(ADV_FLOAT64); }
 
+/* One interaction sum on the backend under test from host data (doubles, already rounded
+ * to the precision): uploads x, y, beta, w, runs into NaN-poisoned outputs, downloads lse and
+ * out into host doubles and frees the device copies. Shapes come from desc. */
+static void sum_from_host(adv_context *ctx, const adv_interaction_desc *desc, const double *x,
+                          const double *y, const double *beta, const double *w, double *lse,
+                          double *out) {
+    const adv_precision p = desc->precision;
+    const size_t B = (size_t)desc->batch, N = (size_t)desc->n_queries, M = (size_t)desc->n_keys;
+    const size_t d = (size_t)desc->dim, e = (size_t)desc->value_dim;
+    void *dx = conf_upload(ctx, p, x, B * N * d), *dy = conf_upload(ctx, p, y, B * M * d);
+    void *dbeta = beta ? conf_upload(ctx, p, beta, B * M) : NULL;
+    void *dw = w ? conf_upload(ctx, p, w, B * M * e) : NULL;
+    void *dlse = conf_alloc_poisoned(ctx, p, B * N), *dout = conf_alloc_poisoned(ctx, p, B * N * e);
+    cr_assert_eq(adv_interaction_sum(ctx, desc, dx, dy, dbeta, dw, dlse, dout), ADV_OK, "%s %s",
+                 tu_precision_name(p), adv_context_last_error(ctx));
+    conf_download(ctx, p, dlse, lse, B * N);
+    conf_download(ctx, p, dout, out, B * N * e);
+    void *bufs[] = {dx, dy, dbeta, dw, dlse, dout};
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; ++k)
+        if (bufs[k]) conf_free(ctx, bufs[k]);
+}
+
 /* lambda = 1e12 with gamma != 1 (the near-argmax regime of sampling as t -> 1). Keys sit on a
  * lattice of spacing 0.5 and each query is within 0.05 per coordinate of gamma^-1 times its
  * own key, so the nearest key k wins by lambda (0.39^2 - 0.09^2) > 1e11 in score: every other
@@ -503,18 +525,9 @@ static void run_huge_lambda(adv_precision p) {
     desc.value_dim = e;
     desc.lambda = lambda;
     desc.gamma = gamma;
-    void *dx = conf_upload(ctx, p, x, (size_t)(B * N * d));
-    void *dy = conf_upload(ctx, p, y, (size_t)(B * M * d));
-    void *dw = conf_upload(ctx, p, w, (size_t)(B * M * e));
-    void *dbeta = conf_upload(ctx, p, beta, (size_t)(B * M));
-    void *dlse = conf_alloc_poisoned(ctx, p, (size_t)(B * N));
-    void *dout = conf_alloc_poisoned(ctx, p, (size_t)(B * N * e));
-    adv_status st = adv_interaction_sum(ctx, &desc, dx, dy, dbeta, dw, dlse, dout);
-    cr_assert_eq(st, ADV_OK, "huge lambda %s: %s", tu_precision_name(p), adv_context_last_error(ctx));
     double *lse = tu_calloc((size_t)(B * N), sizeof(double));
     double *out = tu_calloc((size_t)(B * N * e), sizeof(double));
-    conf_download(ctx, p, dlse, lse, (size_t)(B * N));
-    conf_download(ctx, p, dout, out, (size_t)(B * N * e));
+    sum_from_host(ctx, &desc, x, y, beta, w, lse, out);
 
     size_t bad_empty = 0, bad_lse = 0, bad_out = 0;
     char first_bad[512] = "";
@@ -557,12 +570,6 @@ static void run_huge_lambda(adv_precision p) {
     cr_expect(bad_empty + bad_lse + bad_out == 0,
               "huge lambda %s: %zu empty rows, %zu lse and %zu out entries wrong; first: %s",
               tu_precision_name(p), bad_empty, bad_lse, bad_out, first_bad);
-    conf_free(ctx, dx);
-    conf_free(ctx, dy);
-    conf_free(ctx, dw);
-    conf_free(ctx, dbeta);
-    conf_free(ctx, dlse);
-    conf_free(ctx, dout);
     free(x), free(y), free(w), free(beta), free(nearest), free(ref_lse), free(S), free(lse), free(out);
     conf_context_destroy(ctx);
 }
@@ -598,26 +605,13 @@ static void run_rows_independent(adv_precision p) {
     desc.dim = d;
     desc.value_dim = e;
     desc.lambda = 3.0;
-    void *dy = conf_upload(ctx, p, y, (size_t)(M * d));
-    void *dw = conf_upload(ctx, p, w, (size_t)(M * e));
-    void *dbeta = conf_upload(ctx, p, beta, (size_t)M);
     double lse_small[5], out_small[10];
     double *lse_big = tu_calloc((size_t)big, sizeof(double));
     double *out_big = tu_calloc((size_t)(big * e), sizeof(double));
-    for (int pass = 0; pass < 2; ++pass) {
-        const int64_t n = pass == 0 ? small : big;
-        desc.n_queries = n;
-        void *dx = conf_upload(ctx, p, pass == 0 ? xs : xb, (size_t)(n * d));
-        void *dlse = conf_alloc_poisoned(ctx, p, (size_t)n);
-        void *dout = conf_alloc_poisoned(ctx, p, (size_t)(n * e));
-        cr_assert_eq(adv_interaction_sum(ctx, &desc, dx, dy, dbeta, dw, dlse, dout), ADV_OK, "%s",
-                     adv_context_last_error(ctx));
-        conf_download(ctx, p, dlse, pass == 0 ? lse_small : lse_big, (size_t)n);
-        conf_download(ctx, p, dout, pass == 0 ? out_small : out_big, (size_t)(n * e));
-        conf_free(ctx, dx);
-        conf_free(ctx, dlse);
-        conf_free(ctx, dout);
-    }
+    desc.n_queries = small;
+    sum_from_host(ctx, &desc, xs, y, beta, w, lse_small, out_small);
+    desc.n_queries = big;
+    sum_from_host(ctx, &desc, xb, y, beta, w, lse_big, out_big);
     for (int64_t i = 0; i < small; ++i)
         for (int at_end = 0; at_end < 2; ++at_end) {
             const int64_t row = at_end ? big - small + i : i;
@@ -630,9 +624,6 @@ static void run_rows_independent(adv_precision p) {
                           tu_precision_name(p), (long long)i, (long long)c, out_small[i * e + c],
                           out_big[row * e + c], (long long)row, (long long)big);
         }
-    conf_free(ctx, dy);
-    conf_free(ctx, dw);
-    conf_free(ctx, dbeta);
     free(xs), free(xb), free(y), free(w), free(beta), free(lse_big), free(out_big);
     conf_context_destroy(ctx);
 }
@@ -677,17 +668,8 @@ static void run_far_terms(adv_precision p) {
     desc.n_keys = M;
     desc.dim = d;
     desc.value_dim = e;
-    void *dx = conf_upload(ctx, p, zeros, (size_t)(B * N * d));
-    void *dy = conf_upload(ctx, p, zeros, (size_t)(B * M * d));
-    void *dw = conf_upload(ctx, p, w, (size_t)(B * M * e));
-    void *dbeta = conf_upload(ctx, p, beta, (size_t)(B * M));
-    void *dlse = conf_alloc_poisoned(ctx, p, (size_t)(B * N));
-    void *dout = conf_alloc_poisoned(ctx, p, (size_t)(B * N * e));
-    cr_assert_eq(adv_interaction_sum(ctx, &desc, dx, dy, dbeta, dw, dlse, dout), ADV_OK, "%s",
-                 adv_context_last_error(ctx));
     double lse[6], out[6];
-    conf_download(ctx, p, dlse, lse, (size_t)(B * N));
-    conf_download(ctx, p, dout, out, (size_t)(B * N));
+    sum_from_host(ctx, &desc, zeros, zeros, beta, w, lse, out);
     const double tol = 16.0 * tu_unit_roundoff(p);
     for (int64_t b = 0; b < B; ++b)
         for (int64_t i = 0; i < N; ++i) {
@@ -698,12 +680,6 @@ static void run_far_terms(adv_precision p) {
             cr_expect(fabs(lse[b * N + i] - want_lse[b]) <= tol, "far terms: lse %.9g, expected %.9g",
                       lse[b * N + i], want_lse[b]);
         }
-    conf_free(ctx, dx);
-    conf_free(ctx, dy);
-    conf_free(ctx, dw);
-    conf_free(ctx, dbeta);
-    conf_free(ctx, dlse);
-    conf_free(ctx, dout);
     free(zeros), free(beta), free(w);
     conf_context_destroy(ctx);
 }
