@@ -237,6 +237,16 @@ ADV_HD void advk_bbot_thomas_factors(int64_t L, double *cp, double *inv) {
     }
 }
 
+/* Reflected point 2 x1 - z of one value, and the right-hand side of the line system at
+ * interior face i from the reflected face value (x1f, zf), the reflected values rl, rc of
+ * the cells on either side, and the fixed end faces b0, bL with weights wl = [i = 1]/4,
+ * wr = [i = L-1]/4. */
+ADV_HD double advk_bbot_reflect(double x1, double z) { return 2.0 * x1 - z; }
+ADV_HD double advk_bbot_line_rhs(double x1f, double zf, double rl, double rc, double wl,
+                                 double b0, double wr, double bL) {
+    return 2.0 * x1f - zf + 0.5 * (rl + rc) - wl * b0 - wr * bL;
+}
+
 /* The CPU's inner loops with the sums d2 and x1sq vectorise with partial sums (an order of
  * addition of their own); GPU threads add one line each. */
 #if defined(__CUDACC__)
@@ -273,10 +283,10 @@ ADV_HD void advk_bbot_thomas_factors(int64_t L, double *cp, double *inv) {
             for (int64_t j = 0; j < nb; ++j) {                                                \
                 const int64_t f = i * S + j * jf, fp = f - S;                                 \
                 const int64_t cc = i * S + j * jc, cl = cc - S;                               \
-                const double rhs = 2.0 * (double)x1u[f] - (double)zu[f] +                     \
-                                   0.5 * ((2.0 * (double)x1v[cl] - (double)zv[cl]) +          \
-                                          (2.0 * (double)x1v[cc] - (double)zv[cc])) -         \
-                                   wl * (double)x1u[j * jf] - wr * (double)x1u[L * S + j * jf]; \
+                const double rhs = advk_bbot_line_rhs(                                        \
+                    (double)x1u[f], (double)zu[f], advk_bbot_reflect((double)x1v[cl], (double)zv[cl]), \
+                    advk_bbot_reflect((double)x1v[cc], (double)zv[cc]), wl, (double)x1u[j * jf], \
+                    wr, (double)x1u[L * S + j * jf]);                                         \
                 x2u[f] = (T)((rhs - wp * (double)x2u[fp]) * ci);                              \
             }                                                                                 \
         }                                                                                     \

@@ -12,6 +12,7 @@
 namespace {
 
 const int BLOCK = 256;
+const int LINES_BLOCK = 64; // threads per block of the line projection
 
 unsigned grid_for(int64_t work) {
     int64_t blocks = (work + BLOCK - 1) / BLOCK;
@@ -25,7 +26,8 @@ __device__ __forceinline__ int64_t global_id() {
 }
 __device__ __forceinline__ int64_t global_stride() { return (int64_t)gridDim.x * blockDim.x; }
 
-// Sum of v over the block, valid in thread 0 (every thread of the block must call it).
+// Sum of v over the block (at most BLOCK threads, a multiple of 32), valid in thread 0 (every
+// thread of the block must call it).
 __device__ double block_sum(double v) {
     __shared__ double warp_sums[BLOCK / 32];
     for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
@@ -34,7 +36,7 @@ __device__ double block_sum(double v) {
     __syncthreads();
     double total = 0.0;
     if (threadIdx.x == 0)
-        for (int w = 0; w < BLOCK / 32; ++w) total += warp_sums[w];
+        for (int w = 0; w < (int)(blockDim.x / 32); ++w) total += warp_sums[w];
     __syncthreads(); // warp_sums may be reused by a following call
     return total;
 }
@@ -53,17 +55,101 @@ __device__ __forceinline__ void centred_at(const advk_bbot_grid *g, const double
                                            double *out) {
     advk_bbot_centred_f64(g, s, c, out);
 }
-__device__ __forceinline__ void lines_at(int64_t L, int64_t S, const double *cp,
-                                         const double *inv, double mu, float *x2u, float *zu,
-                                         const float *x1u, float *zv, const float *x1v,
-                                         double *d2, double *x1sq) {
-    advk_bbot_lines_f32(L, S, 1, 1, 1, cp, inv, mu, x2u, zu, x1u, zv, x1v, d2, x1sq);
-}
-__device__ __forceinline__ void lines_at(int64_t L, int64_t S, const double *cp,
-                                         const double *inv, double mu, double *x2u, double *zu,
-                                         const double *x1u, double *zv, const double *x1v,
-                                         double *d2, double *x1sq) {
-    advk_bbot_lines_f64(L, S, 1, 1, 1, cp, inv, mu, x2u, zu, x1u, zv, x1v, d2, x1sq);
+/* The projection on {V = I(U)} and the relaxed update of one line (faces i S, i = 0..L; cells
+ * i S, i = 0..L-1), with the arithmetic of advk_bbot_lines (nb = 1) and its sums in the same
+ * order. A thread walks a whole line, so each sweep is a chain of L dependent steps: the
+ * inputs of LINE_CHUNK steps are loaded first, so their memory latencies overlap (in
+ * advk_bbot_lines' order a load may not be hoisted above the previous step's store, as the
+ * compiler cannot tell the addresses apart), and the recurrences carry the previous value in
+ * a register. */
+constexpr int LINE_CHUNK = 4;
+
+template <typename T>
+__device__ void project_line(int64_t L, int64_t S, const double *__restrict__ cp,
+                             const double *__restrict__ inv, double mu, T *__restrict__ x2u,
+                             T *__restrict__ zu, const T *__restrict__ x1u, T *__restrict__ zv,
+                             const T *__restrict__ x1v, double *d2, double *x1sq) {
+    const double b0 = (double)x1u[0], bL = (double)x1u[L * S];
+    x2u[0] = x1u[0];
+    x2u[L * S] = x1u[L * S];
+    // Forward sweep over faces 1..L-1: y_i = (rhs_i - y_{i-1}/4) inv_i.
+    double prev = 0.0, rl = advk_bbot_reflect((double)x1v[0], (double)zv[0]);
+    for (int64_t i0 = 1; i0 < L; i0 += LINE_CHUNK) {
+        T xf[LINE_CHUNK], zf[LINE_CHUNK], xc[LINE_CHUNK], zc[LINE_CHUNK];
+        double f[LINE_CHUNK];
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k) {
+            const int64_t i = i0 + k;
+            if (i < L) {
+                xf[k] = x1u[i * S], zf[k] = zu[i * S], xc[k] = x1v[i * S], zc[k] = zv[i * S];
+                f[k] = inv[i];
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k) {
+            const int64_t i = i0 + k;
+            if (i >= L) break;
+            const double wp = i > 1 ? 0.25 : 0.0, wl = i == 1 ? 0.25 : 0.0, wr = i == L - 1 ? 0.25 : 0.0;
+            const double rc = advk_bbot_reflect((double)xc[k], (double)zc[k]);
+            const double rhs = advk_bbot_line_rhs((double)xf[k], (double)zf[k], rl, rc, wl, b0, wr, bL);
+            const T y = (T)((rhs - wp * prev) * f[k]);
+            x2u[i * S] = y;
+            prev = (double)y;
+            rl = rc;
+        }
+    }
+    // Backward sweep over faces L-2..1: x_i = y_i - cp_i x_{i+1}; prev holds x_{L-1} = y_{L-1}.
+    for (int64_t i0 = L - 2; i0 >= 1; i0 -= LINE_CHUNK) {
+        T y[LINE_CHUNK];
+        double f[LINE_CHUNK];
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k)
+            if (i0 - k >= 1) y[k] = x2u[(i0 - k) * S], f[k] = cp[i0 - k];
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k) {
+            const int64_t i = i0 - k;
+            if (i < 1) break;
+            const T x = (T)((double)y[k] - f[k] * prev);
+            x2u[i * S] = x;
+            prev = (double)x;
+        }
+    }
+    // Faces, then cells (x2.V = I(x2.U)): z += mu (x2 - x1), sums of |x2 - x1|^2 and |x1|^2.
+    double acc_d = 0.0, acc_x = 0.0;
+    for (int64_t i0 = 0; i0 <= L; i0 += LINE_CHUNK) {
+        T a[LINE_CHUNK], b[LINE_CHUNK], c[LINE_CHUNK];
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k)
+            if (i0 + k <= L) a[k] = x1u[(i0 + k) * S], b[k] = x2u[(i0 + k) * S], c[k] = zu[(i0 + k) * S];
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k) {
+            if (i0 + k > L) break;
+            const double x1 = (double)a[k], dd = (double)b[k] - x1;
+            zu[(i0 + k) * S] = (T)((double)c[k] + mu * dd);
+            acc_d += dd * dd;
+            acc_x += x1 * x1;
+        }
+    }
+    for (int64_t i0 = 0; i0 < L; i0 += LINE_CHUNK) {
+        T lo[LINE_CHUNK], hi[LINE_CHUNK], a[LINE_CHUNK], c[LINE_CHUNK];
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k)
+            if (i0 + k < L) {
+                const int64_t i = i0 + k;
+                lo[k] = x2u[i * S], hi[k] = x2u[(i + 1) * S], a[k] = x1v[i * S], c[k] = zv[i * S];
+            }
+#pragma unroll
+        for (int k = 0; k < LINE_CHUNK; ++k) {
+            if (i0 + k >= L) break;
+            const double v2 = 0.5 * ((double)lo[k] + (double)hi[k]);
+            const double v1 = (double)a[k], dv = v2 - v1;
+            zv[(i0 + k) * S] = (T)((double)c[k] + mu * dv);
+            acc_d += dv * dv;
+            acc_x += v1 * v1;
+        }
+    }
+    *d2 += acc_d;
+    *x1sq += acc_x;
 }
 __device__ __forceinline__ void velocity_at(const advk_bbot_grid *g, const float *vel, double t,
                                             const float *x, float *out) {
@@ -191,7 +277,7 @@ __global__ void lines_kernel(advk_bbot_grid g, int c, const double *cp, const do
     for (int64_t line = global_id(); line < nlines; line += global_stride()) {
         const int64_t o = line / S, s = line % S;
         const int64_t fb = g.offU[c] + o * (L + 1) * S + s, cb = g.offV[c] + o * L * S + s;
-        lines_at(L, S, cp, inv, mu, x2u + fb, z + fb, x1 + fb, z + cb, x1 + cb, &d2, &x1sq);
+        project_line(L, S, cp, inv, mu, x2u + fb, z + fb, x1 + fb, z + cb, x1 + cb, &d2, &x1sq);
     }
     block_add(sums + ADVK_BBOT_SLOT_D2, d2);
     block_add(sums + ADVK_BBOT_SLOT_X1SQ, x1sq);
@@ -324,12 +410,17 @@ cudaError_t advk_bbot_prox(int precision, advk_bbot_grid g, double gamma, const 
 cudaError_t advk_bbot_lines(int precision, advk_bbot_grid g, int c, const double *cp,
                             const double *inv, double mu, void *x2u, void *z, const void *x1,
                             double *sums, cudaStream_t stream) {
+    // One thread per line, and lines are few (8k-16k at 128^2 x 64): small blocks spread them
+    // over every SM, whose memory pipelines then share the outstanding loads.
     const int64_t nlines = g.cells / g.L[c];
+    const unsigned blocks = (unsigned)((nlines + LINES_BLOCK - 1) / LINES_BLOCK < 65535 * 8
+                                           ? (nlines + LINES_BLOCK - 1) / LINES_BLOCK
+                                           : 65535 * 8);
     if (precision == 1)
-        lines_kernel<double><<<grid_for(nlines), BLOCK, 0, stream>>>(
+        lines_kernel<double><<<blocks, LINES_BLOCK, 0, stream>>>(
             g, c, cp, inv, mu, (double *)x2u, (double *)z, (const double *)x1, sums);
     else
-        lines_kernel<float><<<grid_for(nlines), BLOCK, 0, stream>>>(
+        lines_kernel<float><<<blocks, LINES_BLOCK, 0, stream>>>(
             g, c, cp, inv, mu, (float *)x2u, (float *)z, (const float *)x1, sums);
     return cudaGetLastError();
 }
