@@ -279,7 +279,8 @@ ADVI_CPU_CLONES static void FN(process_group)(const FN(keyset) *ks, const REAL *
 static void FN(fold_state)(REAL *dst, const REAL *src, int64_t e) {
     REAL fa, fb;
     CAT(adv_merge_state, SFX)(&dst[0], &dst[1], src[0], src[1], &fa, &fb);
-    for (int64_t c = 0; c < e; ++c) dst[2 + c] = CAT(adv_merge_acc, SFX)(fa, dst[2 + c], fb, src[2 + c]);
+    for (int64_t c = 0; c < e; ++c)
+        dst[2 + c] = CAT(adv_merge_acc, SFX)(fa, dst[2 + c], fb, src[2 + c]);
 }
 
 static REAL FN(sum_lanes)(const REAL *lanes) {
