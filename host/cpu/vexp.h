@@ -9,7 +9,7 @@
  *    compiled with -fassociative-math, which would fold (t - shifter) back to x log2(e).
  *  - No clamping: lanes below the underflow threshold (including -Inf, whose intermediate
  *    values are garbage) are forced to exactly 0 by the final mask.
- * Accuracy: ~1.5 ulp in float (degree-5 minimax polynomial), ~2 ulp in double (degree-11
+ * Accuracy: ~1.5 ulp in float (degree-5 minimax polynomial), ~1.3 ulp in double (degree-11
  * minimax polynomial). */
 #ifndef ADVECT_HOST_CPU_VEXP_H
 #define ADVECT_HOST_CPU_VEXP_H
@@ -58,7 +58,7 @@ static inline __attribute__((always_inline)) adv_vf64 adv_vexpv_f64(adv_vf64 x) 
     adv_vf64 r = x - n * 6.93145751953125e-1;
     r = r - n * 1.42860682030941723212e-6;
     /* relative-error minimax fit on |r| <= ln2/2 with 1 + r fixed: 0.03 ulp of double in
-     * exact arithmetic (degree 11; the Taylor series needs degree 13 for the same) */
+     * exact arithmetic (degree 11; the Taylor series needed degree 13) */
     adv_vf64 p = (adv_vf64){0} + 2.500009635115723e-08;
     p = p * r + 2.7630236861148136e-07;
     p = p * r + 2.7557586206860384e-06;
