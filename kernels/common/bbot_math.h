@@ -242,6 +242,14 @@ ADV_HD void advk_bbot_thomas_factors(int64_t L, double *cp, double *inv) {
  * the cells on either side, and the fixed end faces b0, bL with weights wl = [i = 1]/4,
  * wr = [i = L-1]/4. */
 ADV_HD double advk_bbot_reflect(double x1, double z) { return 2.0 * x1 - z; }
+/* One step of each Thomas sweep with the factors above: forward y_i = (rhs_i - wp y_{i-1})
+ * inv_i (wp = 0 at i = 1), backward x_i = y_i - cp_i x_{i+1}; and the relaxed
+ * Douglas-Rachford update z + mu (x2 - x1) of a face or cell. */
+ADV_HD double advk_bbot_sweep_forward(double rhs, double wp, double prev, double inv) {
+    return (rhs - wp * prev) * inv;
+}
+ADV_HD double advk_bbot_sweep_backward(double y, double cp, double next) { return y - cp * next; }
+ADV_HD double advk_bbot_relax(double z, double mu, double d) { return z + mu * d; }
 ADV_HD double advk_bbot_line_rhs(double x1f, double zf, double rl, double rc, double wl,
                                  double b0, double wr, double bL) {
     return 2.0 * x1f - zf + 0.5 * (rl + rc) - wl * b0 - wr * bL;
@@ -287,14 +295,14 @@ ADV_HD double advk_bbot_line_rhs(double x1f, double zf, double rl, double rc, do
                     (double)x1u[f], (double)zu[f], advk_bbot_reflect((double)x1v[cl], (double)zv[cl]), \
                     advk_bbot_reflect((double)x1v[cc], (double)zv[cc]), wl, (double)x1u[j * jf], \
                     wr, (double)x1u[L * S + j * jf]);                                         \
-                x2u[f] = (T)((rhs - wp * (double)x2u[fp]) * ci);                              \
+                x2u[f] = (T)advk_bbot_sweep_forward(rhs, wp, (double)x2u[fp], ci);            \
             }                                                                                 \
         }                                                                                     \
         for (int64_t i = L - 2; i >= 1; --i) {                                                \
             const double ci = cp[i];                                                          \
             for (int64_t j = 0; j < nb; ++j) {                                                \
                 const int64_t f = i * S + j * jf;                                             \
-                x2u[f] = (T)((double)x2u[f] - ci * (double)x2u[f + S]);                       \
+                x2u[f] = (T)advk_bbot_sweep_backward((double)x2u[f], ci, (double)x2u[f + S]); \
             }                                                                                 \
         }                                                                                     \
         double acc_d = 0.0, acc_x = 0.0;                                                      \
@@ -303,7 +311,7 @@ ADV_HD double advk_bbot_line_rhs(double x1f, double zf, double rl, double rc, do
             for (int64_t j = 0; j < nb; ++j) {                                                \
                 const int64_t f = i * S + j * jf;                                             \
                 const double x1 = (double)x1u[f], dd = (double)x2u[f] - x1;                   \
-                zu[f] = (T)((double)zu[f] + mu * dd);                                         \
+                zu[f] = (T)advk_bbot_relax((double)zu[f], mu, dd);                            \
                 acc_d += dd * dd;                                                             \
                 acc_x += x1 * x1;                                                             \
             }                                                                                 \
@@ -314,7 +322,7 @@ ADV_HD double advk_bbot_line_rhs(double x1f, double zf, double rl, double rc, do
                 const int64_t f = i * S + j * jf, cc = i * S + j * jc;                        \
                 const double v2 = 0.5 * ((double)x2u[f] + (double)x2u[f + S]);                \
                 const double v1 = (double)x1v[cc], dv = v2 - v1;                              \
-                zv[cc] = (T)((double)zv[cc] + mu * dv);                                       \
+                zv[cc] = (T)advk_bbot_relax((double)zv[cc], mu, dv);                          \
                 acc_d += dv * dv;                                                             \
                 acc_x += v1 * v1;                                                             \
             }                                                                                 \
@@ -358,12 +366,14 @@ ADVK_BBOT_LINES(double, f64)
         for (int64_t i = 1; i < L; ++i) {                                                     \
             const double ci = inv[i], wp = i > 1 ? 0.25 : 0.0;                                \
             for (int64_t j = 0; j < nb; ++j)                                                  \
-                x2u[j * F + i] = (T)((rhs[j * F + i] - wp * (double)x2u[j * F + i - 1]) * ci); \
+                x2u[j * F + i] =                                                              \
+                    (T)advk_bbot_sweep_forward(rhs[j * F + i], wp, (double)x2u[j * F + i - 1], ci); \
         }                                                                                     \
         for (int64_t i = L - 2; i >= 1; --i) {                                                \
             const double ci = cp[i];                                                          \
             for (int64_t j = 0; j < nb; ++j)                                                  \
-                x2u[j * F + i] = (T)((double)x2u[j * F + i] - ci * (double)x2u[j * F + i + 1]); \
+                x2u[j * F + i] = (T)advk_bbot_sweep_backward((double)x2u[j * F + i], ci,      \
+                                                             (double)x2u[j * F + i + 1]);     \
         }                                                                                     \
         double acc_d = 0.0, acc_x = 0.0;                                                      \
         for (int64_t j = 0; j < nb; ++j) {                                                    \
@@ -372,7 +382,7 @@ ADVK_BBOT_LINES(double, f64)
             ADVK_SIMD_SUMS                                                                    \
             for (int64_t i = 0; i <= L; ++i) { /* faces */                                   \
                 const double x1 = (double)fu[i], dd = (double)u2[i] - x1;                     \
-                fz[i] = (T)((double)fz[i] + mu * dd);                                         \
+                fz[i] = (T)advk_bbot_relax((double)fz[i], mu, dd);                            \
                 acc_d += dd * dd;                                                             \
                 acc_x += x1 * x1;                                                             \
             }                                                                                 \
@@ -380,7 +390,7 @@ ADVK_BBOT_LINES(double, f64)
             for (int64_t i = 0; i < L; ++i) { /* cells: x2.V = I(x2.U) */                    \
                 const double v2 = 0.5 * ((double)u2[i] + (double)u2[i + 1]);                  \
                 const double v1 = (double)cu[i], dv = v2 - v1;                                \
-                cz[i] = (T)((double)cz[i] + mu * dv);                                         \
+                cz[i] = (T)advk_bbot_relax((double)cz[i], mu, dv);                            \
                 acc_d += dv * dv;                                                             \
                 acc_x += v1 * v1;                                                             \
             }                                                                                 \

@@ -92,7 +92,7 @@ __device__ void project_line(int64_t L, int64_t S, const double *__restrict__ cp
             const double wp = i > 1 ? 0.25 : 0.0, wl = i == 1 ? 0.25 : 0.0, wr = i == L - 1 ? 0.25 : 0.0;
             const double rc = advk_bbot_reflect((double)xc[k], (double)zc[k]);
             const double rhs = advk_bbot_line_rhs((double)xf[k], (double)zf[k], rl, rc, wl, b0, wr, bL);
-            const T y = (T)((rhs - wp * prev) * f[k]);
+            const T y = (T)advk_bbot_sweep_forward(rhs, wp, prev, f[k]);
             x2u[i * S] = y;
             prev = (double)y;
             rl = rc;
@@ -109,7 +109,7 @@ __device__ void project_line(int64_t L, int64_t S, const double *__restrict__ cp
         for (int k = 0; k < LINE_CHUNK; ++k) {
             const int64_t i = i0 - k;
             if (i < 1) break;
-            const T x = (T)((double)y[k] - f[k] * prev);
+            const T x = (T)advk_bbot_sweep_backward((double)y[k], f[k], prev);
             x2u[i * S] = x;
             prev = (double)x;
         }
@@ -125,7 +125,7 @@ __device__ void project_line(int64_t L, int64_t S, const double *__restrict__ cp
         for (int k = 0; k < LINE_CHUNK; ++k) {
             if (i0 + k > L) break;
             const double x1 = (double)a[k], dd = (double)b[k] - x1;
-            zu[(i0 + k) * S] = (T)((double)c[k] + mu * dd);
+            zu[(i0 + k) * S] = (T)advk_bbot_relax((double)c[k], mu, dd);
             acc_d += dd * dd;
             acc_x += x1 * x1;
         }
@@ -143,7 +143,7 @@ __device__ void project_line(int64_t L, int64_t S, const double *__restrict__ cp
             if (i0 + k >= L) break;
             const double v2 = 0.5 * ((double)lo[k] + (double)hi[k]);
             const double v1 = (double)a[k], dv = v2 - v1;
-            zv[(i0 + k) * S] = (T)((double)c[k] + mu * dv);
+            zv[(i0 + k) * S] = (T)advk_bbot_relax((double)c[k], mu, dv);
             acc_d += dv * dv;
             acc_x += v1 * v1;
         }
