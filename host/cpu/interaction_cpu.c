@@ -22,6 +22,11 @@
 #define ADV_CPU_SEG_KEYS_LOW_D 4096 /* d <= 16 */
 #define ADV_CPU_SEG_KEYS 2048
 #define ADV_CPU_TILE_GROUPS 16 /* query groups sweeping the key segments together */
+/* SQDIST by the centred expansion (one FMA per coordinate) from this dimension on, when
+ * λ R^2 <= ADV_CPU_EXPAND_MAX_RANGE for the keys' radius R (see expand_sqdist): below it the
+ * difference costs little next to the exp. */
+#define ADV_CPU_EXPAND_MIN_DIM 16
+#define ADV_CPU_EXPAND_MAX_RANGE 16.0
 
 enum { SCORE_SQDIST, SCORE_DOT, SCORE_ROWS }; /* score kinds of the inner loops */
 

@@ -139,8 +139,11 @@ static void describe(char *buf, size_t size, adv_precision p, adv_kernel kernel,
              c->lambda, c->gamma);
 }
 
-/* Compares lse (B x N) and out (B x N x e), either may be NULL, with the reference. */
-static void check_against_reference(adv_precision p, const ref_problem *prob, const double *lse,
+/* Compares lse (B x N) and out (B x N x e), either may be NULL, with the reference. The score
+ * scale S of the tolerance comes from scale_prob: prob itself, or the same problem moved
+ * back to the origin when prob's data are translated (the sum is translation invariant). */
+static void check_against_reference(adv_precision p, const ref_problem *prob,
+                                    const ref_problem *scale_prob, const double *lse,
                                     const double *out, const char *label) {
     const size_t rows = (size_t)prob->batch * (size_t)prob->n, e = (size_t)prob->e;
     double *ref_lse = tu_calloc(rows, sizeof(double));
@@ -148,7 +151,7 @@ static void check_against_reference(adv_precision p, const ref_problem *prob, co
     double *S = tu_calloc(rows, sizeof(double));
     double *W = tu_calloc(rows, sizeof(double));
     ref_interaction(prob, ref_lse, ref_out);
-    ref_score_scale(prob, S);
+    ref_score_scale(scale_prob, S);
     ref_value_scale(prob, W);
     const double u = tu_unit_roundoff(p);
     const double sum_err = u * ((double)prob->m + 64.0);
@@ -198,8 +201,9 @@ static void check_against_reference(adv_precision p, const ref_problem *prob, co
  * through `plan` when given, else through the one-shot adv_interaction_sum, and checks the
  * results against the reference. */
 static void run_checked(adv_context *ctx, adv_interaction_plan *plan,
-                        const adv_interaction_desc *desc, const conf_data *data, int want_lse,
-                        int want_out, const void *w_override, const char *label) {
+                        const adv_interaction_desc *desc, const conf_data *data,
+                        const ref_problem *scale_prob, int want_lse, int want_out,
+                        const void *w_override, const char *label) {
     const adv_precision p = desc->precision;
     const size_t rows = (size_t)desc->batch * (size_t)desc->n_queries;
     const size_t e = (size_t)desc->value_dim;
@@ -219,7 +223,7 @@ static void run_checked(adv_context *ctx, adv_interaction_plan *plan,
     if (out) conf_download(ctx, p, dout, out, rows * e);
     if (lse) cr_expect_eq(tu_count_nan(lse, rows), 0, "%s: NaN left in lse", label);
     if (out) cr_expect_eq(tu_count_nan(out, rows * e), 0, "%s: NaN left in out", label);
-    check_against_reference(p, &data->prob, lse, out, label);
+    check_against_reference(p, &data->prob, scale_prob ? scale_prob : &data->prob, lse, out, label);
     free(lse);
     free(out);
     conf_free(ctx, dlse);
@@ -234,7 +238,7 @@ static void run_case(adv_context *ctx, adv_precision p, adv_kernel kernel, const
     conf_data data;
     data_make(ctx, p, kernel, c, seed, &data);
     adv_interaction_desc desc = make_desc(p, kernel, c);
-    run_checked(ctx, NULL, &desc, &data, want_lse, want_out, NULL, label);
+    run_checked(ctx, NULL, &desc, &data, NULL, want_lse, want_out, NULL, label);
     data_free(ctx, &data);
 }
 
@@ -342,10 +346,10 @@ static void run_plan_reuse(adv_precision p) {
         conf_data a, b;
         data_make(ctx, p, (adv_kernel)kernel, &c, 4000, &a);
         data_make(ctx, p, (adv_kernel)kernel, &c, 4001, &b);
-        run_checked(ctx, plan, &desc, &a, 1, 1, NULL, label);
-        run_checked(ctx, plan, &desc, &b, 1, 1, NULL, label);
-        run_checked(ctx, plan, &desc, &a, 1, 0, NULL, label);
-        run_checked(ctx, plan, &desc, &b, 0, 1, NULL, label);
+        run_checked(ctx, plan, &desc, &a, NULL, 1, 1, NULL, label);
+        run_checked(ctx, plan, &desc, &b, NULL, 1, 1, NULL, label);
+        run_checked(ctx, plan, &desc, &a, NULL, 1, 0, NULL, label);
+        run_checked(ctx, plan, &desc, &b, NULL, 0, 1, NULL, label);
         data_free(ctx, &a);
         data_free(ctx, &b);
         cr_expect_eq(adv_interaction_plan_destroy(plan), ADV_OK);
@@ -367,7 +371,7 @@ static void run_vak_ignores_w(adv_precision p) {
         data_make(ctx, p, (adv_kernel)kernel, &c, 5000, &data);
         void *nan_w = conf_alloc_poisoned(ctx, p, (size_t)(c.batch * c.m * c.d));
         adv_interaction_desc desc = make_desc(p, (adv_kernel)kernel, &c);
-        run_checked(ctx, NULL, &desc, &data, 1, 1, nan_w, label);
+        run_checked(ctx, NULL, &desc, &data, NULL, 1, 1, nan_w, label);
         conf_free(ctx, nan_w);
         data_free(ctx, &data);
     }
@@ -396,7 +400,7 @@ static void run_lambda_zero(adv_precision p) {
         conf_data data;
         data_make(ctx, p, kernel, c, 6000 + k, &data);
         adv_interaction_desc desc = make_desc(p, kernel, c);
-        run_checked(ctx, NULL, &desc, &data, 1, 1, NULL, label);
+        run_checked(ctx, NULL, &desc, &data, NULL, 1, 1, NULL, label);
         if (c->beta != BETA_NONE) {
             data_free(ctx, &data);
             continue;
@@ -471,10 +475,10 @@ static void sum_from_host(adv_context *ctx, const adv_interaction_desc *desc, co
  * scores of order -1e10). lse is compared with the score tolerance d u S (S ~ 2 lambda), out
  * with 4 u |w| (an exact one-hot up to the final division). Batch 2 also carries a -Inf key
  * and batch 3 is entirely -Inf (lse = -Inf, out = 0 even at this lambda). */
-static void run_huge_lambda(adv_precision p) {
+static void run_huge_lambda(adv_precision p, int64_t d) {
     adv_context *ctx = conf_context();
     const double u = tu_unit_roundoff(p), lambda = 1e12, gamma = 0.75;
-    const int64_t B = 3, G = 5, M = G * G * G, N = 97, d = 3, e = 2;
+    const int64_t B = 3, G = 5, M = G * G * G, N = 97, e = 2;
     tu_rng r;
     tu_rng_seed(&r, 7000 + (uint64_t)p);
     double *y = tu_calloc((size_t)(B * M * d), sizeof(double));
@@ -485,8 +489,9 @@ static void run_huge_lambda(adv_precision p) {
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t j = 0; j < M; ++j) {
             const int64_t c3[3] = {j % G, (j / G) % G, j / (G * G)};
-            for (int64_t k = 0; k < d; ++k)
-                y[(b * M + j) * d + k] = -1.0 + 0.5 * (double)c3[k] + tu_rng_uniform(&r, -0.01, 0.01);
+            for (int64_t k = 0; k < d; ++k) // beyond 3 dimensions: all keys near -1 + 0.1 k
+                y[(b * M + j) * d + k] = -1.0 + (k < 3 ? 0.5 * (double)c3[k] : 0.1 * (double)k) +
+                                         tu_rng_uniform(&r, -0.01, 0.01);
             for (int64_t k = 0; k < e; ++k) w[(b * M + j) * e + k] = tu_rng_uniform(&r, -2.0, 2.0);
             beta[b * M + j] = b == 2 ? -INFINITY : tu_rng_uniform(&r, -1.0, 0.0);
         }
@@ -568,14 +573,146 @@ static void run_huge_lambda(adv_precision p) {
         }
     }
     cr_expect(bad_empty + bad_lse + bad_out == 0,
-              "huge lambda %s: %zu empty rows, %zu lse and %zu out entries wrong; first: %s",
-              tu_precision_name(p), bad_empty, bad_lse, bad_out, first_bad);
+              "huge lambda %s d=%lld: %zu empty rows, %zu lse and %zu out entries wrong; first: %s",
+              tu_precision_name(p), (long long)d, bad_empty, bad_lse, bad_out, first_bad);
     free(x), free(y), free(w), free(beta), free(nearest), free(ref_lse), free(S), free(lse), free(out);
     conf_context_destroy(ctx);
 }
 
-Test(interaction, huge_lambda_f32) { run_huge_lambda(ADV_FLOAT32); }
-Test(interaction, huge_lambda_f64) { run_huge_lambda(ADV_FLOAT64); }
+/* d = 16 as well: at this λ an engine must keep direct differences there too (the expansion
+ * |x|^2 - 2<x,y> + |y|^2 would lose every digit of the nearest key's distance). */
+Test(interaction, huge_lambda_f32) {
+    run_huge_lambda(ADV_FLOAT32, 3);
+    run_huge_lambda(ADV_FLOAT32, 16);
+}
+Test(interaction, huge_lambda_f64) {
+    run_huge_lambda(ADV_FLOAT64, 3);
+    run_huge_lambda(ADV_FLOAT64, 16);
+}
+
+/* Data far from the origin: queries and keys 1000 (float32) or 1e6 (float64) away from it in
+ * every coordinate, spread over [-1, 1] around that point. The sum is translation invariant
+ * (gamma = 1), so the tolerance is that of the same problem moved back to the origin. An
+ * engine that forms |x|^2 - 2<x,y> + |y|^2 from the raw coordinates at d >= 16 is off by
+ * ~d u λ |x|^2 (several nats in float32) and fails; direct differences or a centred
+ * expansion pass. λ = 0.25 (moderate: λ R^2 ~ 4) and 40 (large); M crosses key segments. */
+static void run_translated(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const double offset = p == ADV_FLOAT32 ? 1000.0 : 1e6;
+    const int64_t dims[] = {16, 17, 33};
+    const double lambdas[] = {0.25, 40.0};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; ++di)
+        for (size_t li = 0; li < sizeof lambdas / sizeof lambdas[0]; ++li) {
+            const conf_case c = {131, 4099, dims[di], 3, dims[di] == 17, 2, BETA_RANDOM,
+                                 lambdas[li], 1.0, 0};
+            char label[256];
+            describe(label, sizeof label, p, ADV_KERNEL_SQDIST, &c, "translated");
+            conf_data data;
+            data_make(ctx, p, ADV_KERNEL_SQDIST, &c, 900 + di * 2 + li, &data);
+            const size_t nx = (size_t)(c.batch * c.n * c.d), ny = (size_t)(c.batch * c.m * c.d);
+            double *x0 = tu_calloc(nx, sizeof(double)), *y0 = tu_calloc(ny, sizeof(double));
+            for (size_t k = 0; k < nx; ++k) data.x[k] += offset;
+            for (size_t k = 0; k < ny; ++k) data.y[k] += offset;
+            tu_round_to_precision(data.x, nx, p);
+            tu_round_to_precision(data.y, ny, p);
+            for (size_t k = 0; k < nx; ++k) x0[k] = data.x[k] - offset; // exact in double
+            for (size_t k = 0; k < ny; ++k) y0[k] = data.y[k] - offset;
+            ref_problem at_origin = data.prob;
+            at_origin.x = x0, at_origin.y = y0;
+            conf_free(ctx, data.dx);
+            conf_free(ctx, data.dy);
+            data.dx = conf_upload(ctx, p, data.x, nx);
+            data.dy = conf_upload(ctx, p, data.y, ny);
+            adv_interaction_desc desc = make_desc(p, ADV_KERNEL_SQDIST, &c);
+            run_checked(ctx, NULL, &desc, &data, &at_origin, 1, 1, NULL, label);
+            free(x0), free(y0);
+            data_free(ctx, &data);
+        }
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, translated_data_f32) { run_translated(ADV_FLOAT32); }
+Test(interaction, translated_data_f64) { run_translated(ADV_FLOAT64); }
+
+/* Near ties at large λ in d = 16 and 33: keys come in twins 1e-3 apart, each query sits 1e-3
+ * from a twin pair, and λ = 2e5 makes the two weights differ by O(1): the result depends on
+ * distances of ~1e-5 between points of norm ~3. Direct differences compute them to a
+ * relative d u, so the tolerance here is that of the scores that matter, measured from the
+ * row's nearest key: ds = u (2 d S + 64) with S = λ min_j |x - y_j|^2 + 100 (terms more than
+ * e^-100 below the top do not count). The expansion |x|^2 - 2<x,y> + |y|^2, with an absolute
+ * error ~d u λ |y|^2 (~1.5 nats in float32), fails. */
+static void run_close_pairs(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const double u = tu_unit_roundoff(p), lambda = 2e5, h = 1e-3;
+    const int64_t dims[] = {16, 33};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; ++di) {
+        const int64_t d = dims[di], K = 61, M = 2 * K, N = 97, e = 2;
+        tu_rng r;
+        tu_rng_seed(&r, 8100 + (uint64_t)d + (uint64_t)p);
+        double *y = tu_calloc((size_t)(M * d), sizeof(double));
+        double *x = tu_calloc((size_t)(N * d), sizeof(double));
+        double *w = tu_calloc((size_t)(M * e), sizeof(double));
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t c = 0; c < d; ++c) {
+                y[k * d + c] = tu_rng_uniform(&r, -1.0, 1.0);
+                y[(K + k) * d + c] = y[k * d + c] + tu_rng_uniform(&r, -h, h);
+            }
+        for (int64_t i = 0; i < N; ++i) {
+            const int64_t k = tu_rng_int(&r, 0, K - 1);
+            for (int64_t c = 0; c < d; ++c) x[i * d + c] = y[k * d + c] + tu_rng_uniform(&r, -h, h);
+        }
+        tu_fill_uniform(w, (size_t)(M * e), -2.0, 2.0, 8200 + (uint64_t)d);
+        tu_round_to_precision(y, (size_t)(M * d), p);
+        tu_round_to_precision(x, (size_t)(N * d), p);
+        tu_round_to_precision(w, (size_t)(M * e), p);
+        const ref_problem prob = {.kernel = ADV_KERNEL_SQDIST, .batch = 1, .n = N, .m = M, .d = d,
+                                  .e = e, .lambda = lambda, .gamma = 1.0, .x = x, .y = y, .w = w};
+        double *ref_lse = tu_calloc((size_t)N, sizeof(double));
+        double *ref_out = tu_calloc((size_t)(N * e), sizeof(double));
+        ref_interaction(&prob, ref_lse, ref_out);
+        adv_interaction_desc desc;
+        adv_interaction_default_desc(&desc);
+        desc.precision = p;
+        desc.n_queries = N;
+        desc.n_keys = M;
+        desc.dim = d;
+        desc.value_dim = e;
+        desc.lambda = lambda;
+        double *lse = tu_calloc((size_t)N, sizeof(double));
+        double *out = tu_calloc((size_t)(N * e), sizeof(double));
+        sum_from_host(ctx, &desc, x, y, NULL, w, lse, out);
+        size_t bad = 0;
+        char first_bad[256] = "";
+        for (int64_t i = 0; i < N; ++i) {
+            double nearest = INFINITY;
+            for (int64_t j = 0; j < M; ++j) {
+                double d2 = 0.0;
+                for (int64_t c = 0; c < d; ++c) {
+                    const double t = x[i * d + c] - y[j * d + c];
+                    d2 += t * t;
+                }
+                nearest = d2 < nearest ? d2 : nearest;
+            }
+            const double ds = u * (2.0 * (double)d * (lambda * nearest + 100.0) + 64.0);
+            const double sum_err = u * ((double)M + 64.0);
+            int ok = tu_close(lse[i], ref_lse[i], ds + sum_err, 0.0);
+            for (int64_t c = 0; c < e; ++c)
+                ok = ok && tu_close(out[i * e + c], ref_out[i * e + c], 2.0 * 2.0 * (ds + sum_err), 0.0);
+            if (!ok && bad++ == 0)
+                snprintf(first_bad, sizeof first_bad,
+                         "row %lld: lse %.9g (expected %.9g), out[0] %.9g (expected %.9g), "
+                         "score tolerance %.3g", (long long)i, lse[i], ref_lse[i], out[i * e],
+                         ref_out[i * e], ds);
+        }
+        cr_expect(bad == 0, "close pairs %s d=%lld lambda=%g: %zu rows wrong; first: %s",
+                  tu_precision_name(p), (long long)d, lambda, bad, first_bad);
+        free(x), free(y), free(w), free(ref_lse), free(ref_out), free(lse), free(out);
+    }
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, close_pairs_at_large_lambda_f32) { run_close_pairs(ADV_FLOAT32); }
+Test(interaction, close_pairs_at_large_lambda_f64) { run_close_pairs(ADV_FLOAT64); }
 
 /* A row's result does not depend on the other rows of the call: the same 5 queries alone
  * (few queries: keys split over threads / key-split blocks on a GPU) and as the first and
