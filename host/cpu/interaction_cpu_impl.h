@@ -56,28 +56,26 @@ typedef struct {
 } FN(keyset);
 
 /* Distances (SQDIST; SCORE_ROWS: |x_q - a_q y|^2 with a per-query key scale, one FMA per
- * difference) or dot products of the QB queries with two vectors of keys (yT: the first
- * key's coordinate 0, row stride KB) into a[q] and b[q]. Two key vectors give 2·QB
- * independent FMA chains, enough to hide the FMA latency. */
+ * difference) or dot products of the QB queries with KV vectors of keys (yT: the first key's
+ * coordinate 0, row stride KB) into a[q][v]. KV key vectors give KV·QB independent FMA
+ * chains, enough to hide the FMA latency. */
 static inline __attribute__((always_inline)) void FN(pair_scores)(
     int mode, int64_t D, const REAL *restrict xg, const REAL *restrict ra,
-    const REAL *restrict yT, VEC a[ADV_CPU_QB], VEC b[ADV_CPU_QB]) {
-    for (int q = 0; q < ADV_CPU_QB; ++q) a[q] = b[q] = (VEC){0};
+    const REAL *restrict yT, VEC a[ADV_CPU_QB][ADV_CPU_KV]) {
+    for (int q = 0; q < ADV_CPU_QB; ++q)
+        for (int v = 0; v < ADV_CPU_KV; ++v) a[q][v] = (VEC){0};
     for (int64_t k = 0; k < D; ++k) {
-        const VEC ya = FN(vload)(yT + k * ADV_CPU_KB), yb = FN(vload)(yT + k * ADV_CPU_KB + VL);
+        VEC yv[ADV_CPU_KV];
+        for (int v = 0; v < ADV_CPU_KV; ++v) yv[v] = FN(vload)(yT + k * ADV_CPU_KB + v * VL);
         for (int q = 0; q < ADV_CPU_QB; ++q) {
             const REAL c = xg[q * D + k];
-            if (mode == SCORE_DOT) {
-                a[q] += c * ya;
-                b[q] += c * yb;
-            } else if (mode == SCORE_ROWS) {
-                const VEC ta = c - ra[q] * ya, tb = c - ra[q] * yb;
-                a[q] += ta * ta;
-                b[q] += tb * tb;
-            } else {
-                const VEC ta = c - ya, tb = c - yb;
-                a[q] += ta * ta;
-                b[q] += tb * tb;
+            for (int v = 0; v < ADV_CPU_KV; ++v) {
+                if (mode == SCORE_DOT) {
+                    a[q][v] += c * yv[v];
+                } else {
+                    const VEC t = mode == SCORE_ROWS ? c - ra[q] * yv[v] : c - yv[v];
+                    a[q][v] += t * t;
+                }
             }
         }
     }
@@ -93,28 +91,27 @@ static inline __attribute__((always_inline)) void FN(block_scores)(
     const REAL *restrict ra, const REAL *restrict rl, int64_t i0, int64_t j0,
     REAL (*restrict sc)[ADV_CPU_KB], VEC mx[ADV_CPU_QB]) {
     REAL sign[ADV_CPU_QB]; // score = beta + sign * (distance or dot product)
+    _Static_assert(ADV_CPU_KB % (ADV_CPU_KV * 64 / sizeof(REAL)) == 0, "key block of whole chunks");
     for (int q = 0; q < ADV_CPU_QB; ++q)
         sign[q] = mode == SCORE_DOT ? ks->lambda : (mode == SCORE_ROWS ? -rl[q] : -ks->lambda);
     for (int q = 0; q < ADV_CPU_QB; ++q) mx[q] = (VEC){0} - (REAL)INFINITY;
-    for (int ch = 0; ch < ADV_CPU_KB; ch += 2 * VL) {
-        VEC a[ADV_CPU_QB], b[ADV_CPU_QB];
-        FN(pair_scores)(mode, D, xg, ra, ks->yT + j0 * D + ch, a, b);
-        const VEC ba = FN(vload)(ks->bp + j0 + ch), bb = FN(vload)(ks->bp + j0 + ch + VL);
-        for (int q = 0; q < ADV_CPU_QB; ++q) {
-            a[q] = ba + sign[q] * a[q];
-            b[q] = bb + sign[q] * b[q];
+    for (int ch = 0; ch < ADV_CPU_KB; ch += ADV_CPU_KV * VL) {
+        VEC a[ADV_CPU_QB][ADV_CPU_KV];
+        FN(pair_scores)(mode, D, xg, ra, ks->yT + j0 * D + ch, a);
+        for (int v = 0; v < ADV_CPU_KV; ++v) {
+            const VEC bv = FN(vload)(ks->bp + j0 + ch + v * VL);
+            for (int q = 0; q < ADV_CPU_QB; ++q) a[q][v] = bv + sign[q] * a[q][v];
         }
-        if (ks->causal && j0 + ch + 2 * VL - 1 > i0)
+        if (ks->causal && j0 + ch + ADV_CPU_KV * VL - 1 > i0)
             for (int q = 0; q < ADV_CPU_QB; ++q)
-                for (int l = 0; l < VL; ++l) {
-                    if (j0 + ch + l > i0 + q) a[q][l] = -(REAL)INFINITY;
-                    if (j0 + ch + VL + l > i0 + q) b[q][l] = -(REAL)INFINITY;
-                }
-        for (int q = 0; q < ADV_CPU_QB; ++q) {
-            FN(vstore)(sc[q] + ch, a[q]);
-            FN(vstore)(sc[q] + ch + VL, b[q]);
-            mx[q] = FN(vmax)(mx[q], FN(vmax)(a[q], b[q]));
-        }
+                for (int v = 0; v < ADV_CPU_KV; ++v)
+                    for (int l = 0; l < VL; ++l)
+                        if (j0 + ch + v * VL + l > i0 + q) a[q][v][l] = -(REAL)INFINITY;
+        for (int q = 0; q < ADV_CPU_QB; ++q)
+            for (int v = 0; v < ADV_CPU_KV; ++v) {
+                FN(vstore)(sc[q] + ch + v * VL, a[q][v]);
+                mx[q] = FN(vmax)(mx[q], a[q][v]);
+            }
     }
 }
 
