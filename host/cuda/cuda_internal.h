@@ -56,6 +56,14 @@ cudaError_t advk_interaction_merge(const advk_interaction_args *a, int splits,
 cudaError_t advk_sq_norms(int precision, const void *x, int64_t rows, int64_t d, double scale,
                           void *norms, cudaStream_t stream);
 
+/* SQDIST on the GEMM path works on centred copies (the sum is translation invariant, and the
+ * expansion |x|^2 - 2<x,y> + |y|^2 loses what the data's distance from the origin costs):
+ * for `entries` batch entries, center[entry] = the midpoint of its keys' bounding box (entries
+ * x d), xc = gamma x - center (entries x n x d), yc = y - center (entries x m x d). */
+cudaError_t advk_center_sqdist(int precision, const void *x, int64_t n, const void *y, int64_t m,
+                               int64_t entries, int64_t d, double gamma, void *center, void *xc,
+                               void *yc, cudaStream_t stream);
+
 /* One (batch chunk, query tile, key tile) step of the GEMM path (large d). */
 typedef struct advk_tile {
     int64_t b0, bc;  /* batch entries [b0, b0 + bc) */
@@ -63,8 +71,9 @@ typedef struct advk_tile {
     int64_t k0, kc;  /* keys [k0, k0 + kc) */
     int64_t tq, tk;  /* workspace layout: scores[(bb * tq + i) * tk + j], states[bb * tq + i] */
     int first;       /* first key tile of this query tile: states start empty, out rows zeroed */
-    void *scores;    /* in: <gamma x_i, y_j> (SQDIST) or <x_i, y_j> (DOT); out: exp(s_ij - m_i) */
-    const void *xnorm, *ynorm; /* SQDIST: |gamma x|^2 of bc*N rows, |y|^2 of bc*M rows */
+    void *scores;    /* in: <gamma x_i - c, y_j - c> (SQDIST) or <x_i, y_j> (DOT);
+                        out: exp(s_ij - m_i) */
+    const void *xnorm, *ynorm; /* SQDIST: |gamma x - c|^2 of bc*N rows, |y - c|^2 of bc*M rows */
     void *m, *s;     /* running maximum and sum per query row, bc * tq each */
 } advk_tile;
 

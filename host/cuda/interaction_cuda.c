@@ -47,6 +47,7 @@ typedef struct cuda_plan {
     void *scores;         /* bchunk x tq x tk */
     void *mstate, *sstate; /* bchunk x tq each */
     void *xnorm, *ynorm;  /* SQDIST: bchunk x N and bchunk x M */
+    void *center, *xc, *yc; /* SQDIST: bchunk x d; centred queries and keys (advk_center_sqdist) */
 } cuda_plan;
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -61,7 +62,8 @@ static adv_status alloc_reals(adv_context *ctx, void **ptr, int64_t count, size_
 }
 
 static void release(adv_context *ctx, cuda_plan *cp) {
-    void *bufs[] = {cp->partial, cp->scores, cp->mstate, cp->sstate, cp->xnorm, cp->ynorm};
+    void *bufs[] = {cp->partial, cp->scores, cp->mstate, cp->sstate, cp->xnorm,
+                    cp->ynorm,   cp->center, cp->xc,     cp->yc};
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; ++k)
         if (bufs[k]) (void)advi_cuda_free(ctx, bufs[k]);
     if (cp->blas) (void)cublasDestroy(cp->blas);
@@ -123,8 +125,12 @@ static adv_status plan_init_on_device(adv_interaction_plan *plan, cuda_plan *cp)
     if (st == ADV_OK) st = alloc_reals(ctx, &cp->mstate, cp->bchunk * cp->tq, elem, "row maximum");
     if (st == ADV_OK) st = alloc_reals(ctx, &cp->sstate, cp->bchunk * cp->tq, elem, "row sum");
     if (st == ADV_OK && d->kernel == ADV_KERNEL_SQDIST) {
+        const int64_t D = d->dim;
         st = alloc_reals(ctx, &cp->xnorm, cp->bchunk * N, elem, "query norm");
         if (st == ADV_OK) st = alloc_reals(ctx, &cp->ynorm, cp->bchunk * M, elem, "key norm");
+        if (st == ADV_OK) st = alloc_reals(ctx, &cp->center, cp->bchunk * D, elem, "key centre");
+        if (st == ADV_OK) st = alloc_reals(ctx, &cp->xc, cp->bchunk * N * D, elem, "centred queries");
+        if (st == ADV_OK) st = alloc_reals(ctx, &cp->yc, cp->bchunk * M * D, elem, "centred keys");
     }
     if (st != ADV_OK) return st;
     ADVI_CUBLAS_CHECK(ctx, cublasCreate(&cp->blas));
@@ -188,7 +194,8 @@ static cublasStatus_t gemm_strided(cublasHandle_t h, int f64, cublasOperation_t 
 }
 
 /* Large-d path. For each chunk of batch entries, query tile and key tile:
- *   scores(j, i) = <gamma x_i, y_j>            GEMM: (kc x d) (d x qc), column-major view
+ *   scores(j, i) = <x_i, y_j> (DOT), or <gamma x_i - c, y_j - c> (SQDIST, centred copies)
+ *                                              GEMM: (kc x d) (d x qc), column-major view
  *   update: scores -> exp(s_ij - m_i), (m, s) updated, out rows rescaled
  *   out_i += sum_j scores(j, i) w_j            GEMM: (e x kc) (kc x qc), accumulating in out
  * and after the last key tile lse and out are finalised in place. */
@@ -206,12 +213,18 @@ static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
 
     for (int64_t b0 = 0; b0 < B; b0 += cp->bchunk) {
         const int64_t bc = min64(cp->bchunk, B - b0);
+        // The chunk's queries and keys as the GEMMs read them: SQDIST uses the centred copies
+        // gamma x - c and y - c (chunk-relative, row stride N*D / M*D as the inputs).
+        const char *xs = sq ? (const char *)cp->xc : x + (size_t)(b0 * N * D) * elem;
+        const char *ys = sq ? (const char *)cp->yc : y + (size_t)(b0 * M * D) * elem;
         if (sq) {
-            err = advk_sq_norms(a->precision, x + (size_t)(b0 * N * D) * elem, bc * N, D, a->gamma,
-                                cp->xnorm, stream);
+            err = advk_center_sqdist(a->precision, x + (size_t)(b0 * N * D) * elem, N,
+                                     y + (size_t)(b0 * M * D) * elem, M, bc, D, a->gamma,
+                                     cp->center, cp->xc, cp->yc, stream);
+            if (err != cudaSuccess) return advi_cuda_error(ctx, err, "centring kernel launch");
+            err = advk_sq_norms(a->precision, xs, bc * N, D, 1.0, cp->xnorm, stream);
             if (err != cudaSuccess) return advi_cuda_error(ctx, err, "query norm kernel launch");
-            err = advk_sq_norms(a->precision, y + (size_t)(b0 * M * D) * elem, bc * M, D, 1.0,
-                                cp->ynorm, stream);
+            err = advk_sq_norms(a->precision, ys, bc * M, D, 1.0, cp->ynorm, stream);
             if (err != cudaSuccess) return advi_cuda_error(ctx, err, "key norm kernel launch");
         }
         for (int64_t q0 = 0; q0 < N; q0 += cp->tq) {
@@ -225,8 +238,8 @@ static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
                 t.kc = min64(cp->tk, kend - k0);
                 t.first = k0 == 0;
                 bst = gemm_strided(cp->blas, f64, CUBLAS_OP_T, CUBLAS_OP_N, (int)t.kc, (int)qc,
-                                   (int)D, sq ? a->gamma : 1.0, y + (size_t)((b0 * M + k0) * D) * elem,
-                                   (int)D, (long long)(M * D), x + (size_t)((b0 * N + q0) * D) * elem,
+                                   (int)D, 1.0, ys + (size_t)(k0 * D) * elem,
+                                   (int)D, (long long)(M * D), xs + (size_t)(q0 * D) * elem,
                                    (int)D, (long long)(N * D), 0.0, cp->scores, (int)cp->tk,
                                    (long long)(cp->tq * cp->tk), (int)bc);
                 if (bst != CUBLAS_STATUS_SUCCESS)

@@ -489,6 +489,45 @@ __global__ void sq_norms_kernel(const T *x, int64_t rows, int64_t d, T scale, T 
     }
 }
 
+/* One block per (batch entry, coordinate): center[entry][k] = midpoint of the entry's keys'
+ * bounding box along k, the centre the CPU engine uses for its expanded SQDIST. */
+template <typename T>
+__global__ void key_center_kernel(const T *y, int64_t m, int64_t d, T *center) {
+    const int64_t entry = blockIdx.x / d, k = blockIdx.x % d;
+    const T *ye = y + entry * m * d;
+    T lo = (T)INFINITY, hi = -(T)INFINITY;
+    for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+        const T v = ye[j * d + k];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    __shared__ T los[32], his[32];
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    lo = -warp_max(-lo);
+    hi = warp_max(hi);
+    if (lane == 0) los[wid] = lo, his[wid] = hi;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < nw; ++w) {
+            lo = los[w] < lo ? los[w] : lo;
+            hi = his[w] > hi ? his[w] : hi;
+        }
+        center[blockIdx.x] = (T)(0.5 * ((double)lo + (double)hi));
+    }
+}
+
+/* dst = scale * src - center[entry] for `entries` batch entries of per_entry rows of d. */
+template <typename T>
+__global__ void center_rows_kernel(const T *src, int64_t per_entry, int64_t entries, int64_t d,
+                                   T scale, const T *center, T *dst) {
+    const int64_t total = entries * per_entry * d;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += stride) {
+        const int64_t entry = t / (per_entry * d), k = t % d;
+        dst[t] = scale * src[t] - center[entry * d + k];
+    }
+}
+
 template <typename T> struct TileParams {
     const T *beta, *xn, *yn;
     T *scores, *m, *s, *out, *lse;
@@ -527,7 +566,8 @@ template <typename T> TileParams<T> tile_params(const advk_interaction_args *a, 
 }
 
 /* One warp per query row of the tile: scores from the GEMM tile (SQDIST via
- * |gamma x|^2 + |y|^2 - 2<gamma x, y>, clamped at 0), the row maximum, one rescale of (s, acc)
+ * |x'|^2 + |y'|^2 - 2<x', y'>, clamped at 0, for the centred x' = gamma x - c and y' = y - c),
+ * the row maximum, one rescale of (s, acc)
  * and the softmax terms written back for the value GEMM. */
 template <typename T> __global__ void tile_update_kernel(const TileParams<T> p) {
     using O = Ops<T>;
@@ -605,6 +645,23 @@ cudaError_t launch_sq_norms(const void *x, int64_t rows, int64_t d, double scale
 }
 
 template <typename T>
+cudaError_t launch_center(const void *x, int64_t n, const void *y, int64_t m, int64_t entries,
+                          int64_t d, double gamma, void *center, void *xc, void *yc,
+                          cudaStream_t stream) {
+    if (entries * d > INT32_MAX) return cudaErrorInvalidValue;
+    key_center_kernel<T><<<(unsigned)(entries * d), 256, 0, stream>>>((const T *)y, m, d, (T *)center);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    center_rows_kernel<T><<<grid_size(ceil_div(entries * n * d, 256), 1 << 16), 256, 0, stream>>>(
+        (const T *)x, n, entries, d, (T)gamma, (const T *)center, (T *)xc);
+    err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    center_rows_kernel<T><<<grid_size(ceil_div(entries * m * d, 256), 1 << 16), 256, 0, stream>>>(
+        (const T *)y, m, entries, d, (T)1, (const T *)center, (T *)yc);
+    return cudaGetLastError();
+}
+
+template <typename T>
 cudaError_t launch_tile_update(const advk_interaction_args *a, const advk_tile *t,
                                cudaStream_t stream) {
     const TileParams<T> p = tile_params<T>(a, t);
@@ -665,6 +722,15 @@ extern "C" cudaError_t advk_sq_norms(int precision, const void *x, int64_t rows,
                                      double scale, void *norms, cudaStream_t stream) {
     if (precision == 1) return launch_sq_norms<double>(x, rows, d, scale, norms, stream);
     return launch_sq_norms<float>(x, rows, d, scale, norms, stream);
+}
+
+extern "C" cudaError_t advk_center_sqdist(int precision, const void *x, int64_t n, const void *y,
+                                          int64_t m, int64_t entries, int64_t d, double gamma,
+                                          void *center, void *xc, void *yc,
+                                          cudaStream_t stream) {
+    if (precision == 1)
+        return launch_center<double>(x, n, y, m, entries, d, gamma, center, xc, yc, stream);
+    return launch_center<float>(x, n, y, m, entries, d, gamma, center, xc, yc, stream);
 }
 
 extern "C" cudaError_t advk_interaction_tile_update(const advk_interaction_args *a,

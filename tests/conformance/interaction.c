@@ -593,13 +593,14 @@ Test(interaction, huge_lambda_f64) {
 /* Data far from the origin: queries and keys 1000 (float32) or 1e6 (float64) away from it in
  * every coordinate, spread over [-1, 1] around that point. The sum is translation invariant
  * (gamma = 1), so the tolerance is that of the same problem moved back to the origin. An
- * engine that forms |x|^2 - 2<x,y> + |y|^2 from the raw coordinates at d >= 16 is off by
- * ~d u λ |x|^2 (several nats in float32) and fails; direct differences or a centred
- * expansion pass. λ = 0.25 (moderate: λ R^2 ~ 4) and 40 (large); M crosses key segments. */
+ * engine that forms |x|^2 - 2<x,y> + |y|^2 from the raw coordinates (the CPU expansion at
+ * d >= 16, the CUDA GEMM path at d >= 64) is off by ~d u λ |x|^2 (several nats in float32)
+ * and fails; direct differences or a centred expansion pass. λ = 0.25 (moderate: λ R^2 ~ 4)
+ * and 40 (large); M crosses key segments. */
 static void run_translated(adv_precision p) {
     adv_context *ctx = conf_context();
     const double offset = p == ADV_FLOAT32 ? 1000.0 : 1e6;
-    const int64_t dims[] = {16, 17, 33};
+    const int64_t dims[] = {16, 17, 33, 64, 80};
     const double lambdas[] = {0.25, 40.0};
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; ++di)
         for (size_t li = 0; li < sizeof lambdas / sizeof lambdas[0]; ++li) {
