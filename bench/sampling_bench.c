@@ -13,10 +13,11 @@
  *
  * interaction_share: the interaction sum alone (adv_interaction_execute with the field's own
  * shapes: queries = the particles chunk by chunk, keys = a_t y, values = y, beta = log w) is
- * timed once per case; share = (its fastest repetition) x (field evaluations per particle) /
- * (the sampler's fastest repetition): minima, because noise bursts hit the two timings at
- * different moments. It is an estimate (the engine's time at one lambda stands for every
- * step), so it can exceed 1 slightly.
+ * timed at each time t_k = k/K of the uniform K-step grid (λ and the key scale of that step:
+ * the engine's cost depends on λ R^2, see docs/api.md), the faster of two runs each after a
+ * warm-up, and averaged; share = that mean x (field evaluations per particle) / (the sampler's fastest
+ * repetition). It is an estimate (methods with stages evaluate between grid times, and
+ * noise bursts hit the two timings at different moments), so it can exceed 1 slightly.
  *
  * Exit status: 0 all cases validated; 1 some case failed validation; 2 usage or library
  * error; 3 the requested backend is unavailable. */
@@ -316,10 +317,10 @@ static void print_row(const options *o, adv_backend be, const char *method, int6
 }
 
 /* Times the interaction sum alone with the shapes of one field evaluation over all N
- * particles in chunks (see the file comment). Returns the fastest repetition's seconds, or -1
- * on error. */
+ * particles in chunks, at every time of the uniform grid (see the file comment). Returns the
+ * mean seconds per evaluation, or -1 on error. */
 static double time_interaction(adv_context *ctx, const options *o, int64_t n, int64_t N, int64_t d,
-                               case_buffers *b, int reps, adv_status *st) {
+                               case_buffers *b, adv_status *st) {
     const adv_precision p = o->precision;
     const size_t es = p == ADV_FLOAT64 ? 8 : 4;
     const int64_t chunk = o->chunk < N ? o->chunk : N, tail = N % chunk;
@@ -331,28 +332,36 @@ static double time_interaction(adv_context *ctx, const options *o, int64_t n, in
     desc.n_keys = n;
     desc.dim = d;
     desc.value_dim = d;
-    desc.lambda = 2.0; /* t = 1/2: 1/(2 b^2) */
     desc.check_finite = 0;
-    double result = -1.0;
-    for (int i = 0; i < (tail ? 2 : 1); ++i) {
-        desc.n_queries = i ? tail : chunk;
-        if ((*st = adv_interaction_plan_create(ctx, &desc, &plans[i]))) goto done;
-    }
-    double *t = b->times;
-    for (int r = -1; r < reps; ++r) { /* r = -1: warm-up */
-        double a = now_s();
-        for (int64_t first = 0; first < N; first += chunk) {
-            int last = first + chunk > N;
-            const char *zq = (const char *)b->zd + (size_t)(first * d) * es;
-            char *oq = (char *)b->outd + (size_t)(first * d) * es;
-            if ((*st = adv_interaction_execute(plans[last], zq, b->keysd, b->lwd, b->yd, NULL, oq)))
-                goto done;
+    double result = -1.0, total = 0.0;
+    for (int k = -1; k < o->steps; ++k) { /* k = -1: warm-up at t = 1/2 */
+        // keysd holds (1/2) y. At t, the field's keys are t y with λ = 1/(2 (1 - t)^2); the
+        // same scores come from the keys (1/2) y with λ (2t)^2 / (2 (1 - t)^2).
+        const double t = k < 0 ? 0.5 : (double)k / (double)o->steps;
+        desc.lambda = 4.0 * t * t / (2.0 * (1.0 - t) * (1.0 - t));
+        for (int i = 0; i < (tail ? 2 : 1); ++i) {
+            adv_interaction_plan_destroy(plans[i]);
+            plans[i] = NULL;
+            desc.n_queries = i ? tail : chunk;
+            if ((*st = adv_interaction_plan_create(ctx, &desc, &plans[i]))) goto done;
         }
-        if ((*st = adv_context_synchronize(ctx))) goto done;
-        if (r >= 0) t[r] = now_s() - a;
+        double fastest = INFINITY;
+        for (int run = 0; run < 2; ++run) {
+            double a = now_s();
+            for (int64_t first = 0; first < N; first += chunk) {
+                int last = first + chunk > N;
+                const char *zq = (const char *)b->zd + (size_t)(first * d) * es;
+                char *oq = (char *)b->outd + (size_t)(first * d) * es;
+                if ((*st = adv_interaction_execute(plans[last], zq, b->keysd, b->lwd, b->yd, NULL,
+                                                   oq)))
+                    goto done;
+            }
+            if ((*st = adv_context_synchronize(ctx))) goto done;
+            fastest = fmin(fastest, now_s() - a);
+        }
+        if (k >= 0) total += fastest;
     }
-    result = t[0];
-    for (int r = 1; r < reps; ++r) result = fmin(result, t[r]);
+    result = total / (double)o->steps;
 done:
     adv_interaction_plan_destroy(plans[0]);
     adv_interaction_plan_destroy(plans[1]);
@@ -560,7 +569,7 @@ static int run_case(adv_context *ctx, const options *o, int mi, int64_t n, int64
     const double evals = (double)stats.particle_evaluations / (double)N;
     double share = NAN;
     if (method != ADV_METHOD_DOPRI5) {
-        double t_int = time_interaction(ctx, o, n, N, d, &b, reps, &st);
+        double t_int = time_interaction(ctx, o, n, N, d, &b, &st);
         if (t_int < 0.0) goto lib_error;
         share = t_int * evals / tmin; // fastest against fastest: the least disturbed by noise
         fprintf(stderr, "# interaction sum alone (N=%lld x n=%lld, d=%lld): %.4g s x %.0f "
