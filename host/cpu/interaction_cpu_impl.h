@@ -318,7 +318,7 @@ static void FN(pack_keys)(const REAL *y, const REAL *w, const REAL *beta, int64_
                 wT[(blk * e + c) * ADV_CPU_KB + jj] = in ? w[j * e + c] : 0;
         if (wR)
             for (int64_t c = 0; c < ep; ++c) wR[j * ep + c] = in && c < e ? w[j * e + c] : 0;
-        const double b = beta ? (double)beta[j] : 0;
+        const double b = in && beta ? (double)beta[j] : 0;
         bp[j] = in ? (REAL)(center ? b - (double)lambda * norm2 : b) : -(REAL)INFINITY;
     }
 }
@@ -335,19 +335,24 @@ static void FN(pack_keys)(const REAL *y, const REAL *w, const REAL *beta, int64_
  * that make up the softmax. Large λ (sampling near t = 1) keeps direct differences. The
  * choice depends on the keys and λ only, never on the queries: rows stay independent of the
  * call. Returns 1 and fills center (d entries) when the expansion is taken. */
-static int FN(expand_sqdist)(const adv_interaction_desc *desc, const REAL *y, REAL *center) {
+static int FN(expand_sqdist)(const adv_interaction_desc *desc, const REAL *y, int threads,
+                             REAL *center, REAL *lo) {
     const int64_t M = desc->n_keys, d = desc->dim;
     if (desc->kernel != ADV_KERNEL_SQDIST || d < ADV_CPU_EXPAND_MIN_DIM) return 0;
-    for (int64_t k = 0; k < d; ++k) {
-        REAL lo = y[k], hi = y[k];
-        for (int64_t j = 1; j < M; ++j) {
+    REAL *hi = center; // the upper corner, then the centre in place
+    for (int64_t k = 0; k < d; ++k) lo[k] = hi[k] = y[k];
+    const int par = (double)M * (double)d > 1e5; // two passes over the keys, threaded when long
+#pragma omp parallel for num_threads(threads) if (par) reduction(min : lo[:d]) reduction(max : hi[:d])
+    for (int64_t j = 1; j < M; ++j)
+        for (int64_t k = 0; k < d; ++k) {
             const REAL v = y[j * d + k];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
+            lo[k] = v < lo[k] ? v : lo[k];
+            hi[k] = v > hi[k] ? v : hi[k];
         }
-        center[k] = (REAL)(0.5 * ((double)lo + (double)hi));
-    }
+    for (int64_t k = 0; k < d; ++k) center[k] = (REAL)(0.5 * ((double)lo[k] + (double)hi[k]));
     double r2 = 0;
+    int finite = 1;
+#pragma omp parallel for num_threads(threads) if (par) reduction(max : r2) reduction(&& : finite)
     for (int64_t j = 0; j < M; ++j) {
         double n2 = 0;
         for (int64_t k = 0; k < d; ++k) {
@@ -355,9 +360,10 @@ static int FN(expand_sqdist)(const adv_interaction_desc *desc, const REAL *y, RE
             n2 += t * t;
         }
         r2 = n2 > r2 ? n2 : r2;
+        finite = finite && isfinite(n2);
     }
-    // Non-finite keys (finiteness check off) fail the test and keep direct differences.
-    return fabs(desc->lambda) * r2 <= ADV_CPU_EXPAND_MAX_RANGE;
+    // Non-finite keys (finiteness check off) keep direct differences.
+    return finite && fabs(desc->lambda) * r2 <= ADV_CPU_EXPAND_MAX_RANGE;
 }
 
 /* row_a, row_lambda (B x N, or both NULL): SQDIST with a per-query key scale and λ,
@@ -396,7 +402,7 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     const int64_t value_stride = gemm ? ep : e * VL; // value sums per query in scratch
 
     size_t bytes_keys =
-        ((size_t)Mpad * (size_t)(d + (pack_transposed ? e : 0) + ep + 1) + (size_t)d) * sizeof(REAL);
+        ((size_t)Mpad * (size_t)(d + (pack_transposed ? e : 0) + ep + 1) + 2 * (size_t)d) * sizeof(REAL);
     size_t bytes_states = (size_t)(ngroups * ADV_CPU_QB) * (size_t)stored * (size_t)state * sizeof(REAL);
     const size_t per_thread =
         (size_t)ADV_CPU_QB * (size_t)(d + 3 + VL + value_stride + state);
@@ -413,7 +419,7 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
     }
     REAL *yT = keys, *bp = keys + Mpad * d, *extra = bp + Mpad;
     REAL *wT = pack_transposed ? extra : yT, *wR = gemm ? extra : NULL;
-    REAL *center = extra + Mpad * ((pack_transposed ? e : 0) + ep); // d entries
+    REAL *center = extra + Mpad * ((pack_transposed ? e : 0) + ep); // d entries, then d scratch
     const REAL gamma = desc->kernel == ADV_KERNEL_SQDIST ? (REAL)desc->gamma : (REAL)1;
     FN(keyset) ks = {desc->kernel == ADV_KERNEL_DOT, desc->causal, rows, d, e, ep, gemm,
                      (REAL)desc->lambda, yT, bp, wT, wR};
@@ -431,7 +437,7 @@ static adv_status FN(cpu_interaction)(adv_context *ctx, const adv_interaction_de
         const REAL *betab = beta ? beta + b * M : NULL;
         // Expanded SQDIST (per batch entry: it depends on the entry's keys) runs as a DOT
         // score with scale 2λ against centred keys; queries are centred below.
-        const int expand = may_expand && FN(expand_sqdist)(desc, yb, center);
+        const int expand = may_expand && FN(expand_sqdist)(desc, yb, threads, center, center + d);
         ks.dot = desc->kernel == ADV_KERNEL_DOT || expand;
         ks.lambda = (REAL)(expand ? 2 * desc->lambda : desc->lambda);
 #pragma omp parallel num_threads(threads)
