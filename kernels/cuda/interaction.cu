@@ -45,6 +45,8 @@ template <> struct Ops<float> {
     __device__ static float merge_acc(float fa, float a, float fb, float b) { return adv_merge_acc_f32(fa, a, fb, b); }
     __device__ static float fma(float a, float b, float c) { return fmaf(a, b, c); }
     __device__ static float max(float a, float b) { return fmaxf(a, b); }
+    static constexpr float unit_roundoff = 5.9604645e-8f; // 2^-24
+    static constexpr float negligible = 104.0f; // exp(-104): far below float's smallest normal
 };
 template <> struct Ops<double> {
     __device__ static double sq_score(double b, double l, double d2) { return adv_sqdist_score_f64(b, l, d2); }
@@ -59,6 +61,8 @@ template <> struct Ops<double> {
     __device__ static double merge_acc(double fa, double a, double fb, double b) { return adv_merge_acc_f64(fa, a, fb, b); }
     __device__ static double fma(double a, double b, double c) { return ::fma(a, b, c); }
     __device__ static double max(double a, double b) { return fmax(a, b); }
+    static constexpr double unit_roundoff = 1.1102230246251565e-16; // 2^-53
+    static constexpr double negligible = 746.0; // exp(-746) is 0 in double
 };
 
 template <typename T> __device__ __forceinline__ T neg_inf() { return -(T)INFINITY; }
@@ -530,10 +534,11 @@ __global__ void center_rows_kernel(const T *src, int64_t per_entry, int64_t entr
 
 template <typename T> struct TileParams {
     const T *beta, *xn, *yn;
+    const T *x, *y; // the caller's queries and keys (SQDIST refinement)
     T *scores, *m, *s, *out, *lse;
-    int64_t N, M, e;
+    int64_t N, M, d, e;
     int64_t b0, bc, q0, qc, k0, kc, tq, tk;
-    T lambda;
+    T lambda, gamma;
     int kernel, causal, first;
 };
 
@@ -542,6 +547,10 @@ template <typename T> TileParams<T> tile_params(const advk_interaction_args *a, 
     p.beta = (const T *)a->beta;
     p.xn = (const T *)t->xnorm;
     p.yn = (const T *)t->ynorm;
+    p.x = (const T *)a->x;
+    p.y = (const T *)a->y;
+    p.d = a->d;
+    p.gamma = (T)a->gamma;
     p.scores = (T *)t->scores;
     p.m = (T *)t->m;
     p.s = (T *)t->s;
@@ -565,10 +574,40 @@ template <typename T> TileParams<T> tile_params(const advk_interaction_args *a, 
     return p;
 }
 
-/* One warp per query row of the tile: scores from the GEMM tile (SQDIST via
- * |x'|^2 + |y'|^2 - 2<x', y'>, clamped at 0, for the centred x' = gamma x - c and y' = y - c),
- * the row maximum, one rescale of (s, acc)
- * and the softmax terms written back for the value GEMM. */
+/* SQDIST on the GEMM path: the expanded distance |x'|^2 + |y'|^2 - 2<x', y'> of the centred
+ * copies, clamped at 0 (d2), and a bound on its rounding error in score units (err): the
+ * GEMM's dot product and the two norms are each off by at most ~d u (|x'|^2 + |y'|^2) / 2. */
+template <typename T>
+__device__ __forceinline__ void expanded_score(const TileParams<T> &p, T xn, T yn, T g, T bj,
+                                               T &v, T &d2, T &err) {
+    using O = Ops<T>;
+    d2 = O::max((T)0, O::fma((T)-2, g, xn + yn));
+    v = O::sq_score(bj, p.lambda, d2);
+    err = fabs(p.lambda) * (T)(p.d + 4) * O::unit_roundoff * (xn + yn);
+}
+
+/* |gamma x_i - y_j|^2 by direct differences from the caller's arrays, as the direct kernel
+ * computes it: one lane, d coordinates (rare: see tile_update_kernel). */
+template <typename T>
+__device__ T direct_sq_distance(const TileParams<T> &p, int64_t b, int64_t qg, int64_t kg) {
+    const T *xr = p.x + (b * p.N + qg) * p.d, *yr = p.y + (b * p.M + kg) * p.d;
+    T acc = 0;
+    for (int64_t k = 0; k < p.d; ++k) {
+        const T t = Ops<T>::fma(p.gamma, xr[k], -yr[k]);
+        acc = Ops<T>::fma(t, t, acc);
+    }
+    return acc;
+}
+
+/* One warp per query row of the tile: scores from the GEMM tile (SQDIST via the expansion of
+ * the centred copies, see expanded_score), the row maximum, one rescale of (s, acc) and the
+ * softmax terms written back for the value GEMM.
+ * SQDIST refinement: where the expansion's error bound is both significant (above a few ulp
+ * of the score) and much larger than direct differences would make it (the pair is close
+ * compared with the norms: |x'|^2 + |y'|^2 > 8 d2), and the pair can matter (its score may lie
+ * within `negligible` of the row maximum), the distance is recomputed by direct differences.
+ * At small λ nothing qualifies; at large λ (sampling near t = 1) only the few near
+ * neighbours do. A first pass finds the approximate maximum and largest error bound. */
 template <typename T> __global__ void tile_update_kernel(const TileParams<T> p) {
     using O = Ops<T>;
     const int lane = threadIdx.x & 31;
@@ -583,6 +622,19 @@ template <typename T> __global__ void tile_update_kernel(const TileParams<T> p) 
         const T mold = p.first ? neg_inf<T>() : p.m[st];
         const T sold = p.first ? (T)0 : p.s[st];
         const T xn = p.kernel == kSqdist ? p.xn[bb * p.N + qg] : (T)0;
+        T window = neg_inf<T>(); // SQDIST: scores below it cannot matter
+        if (p.kernel == kSqdist) {
+            T amax = neg_inf<T>(), emax = 0;
+            for (int64_t j = lane; j < p.kc; j += 32) {
+                const int64_t kg = p.k0 + j;
+                const T bj = p.beta ? p.beta[b * p.M + kg] : (T)0;
+                T v, d2, err;
+                expanded_score(p, xn, p.yn[bb * p.M + kg], sc[j], bj, v, d2, err);
+                amax = O::max(amax, v);
+                emax = O::max(emax, err);
+            }
+            window = warp_max(amax) - warp_max(emax) - O::negligible;
+        }
         T tmax = neg_inf<T>();
         for (int64_t j = lane; j < p.kc; j += 32) {
             const int64_t kg = p.k0 + j;
@@ -590,8 +642,12 @@ template <typename T> __global__ void tile_update_kernel(const TileParams<T> p) 
             const T bj = p.beta ? p.beta[b * p.M + kg] : (T)0;
             T v;
             if (p.kernel == kSqdist) {
-                const T d2 = O::max((T)0, O::fma((T)-2, g, xn + p.yn[bb * p.M + kg]));
-                v = O::sq_score(bj, p.lambda, d2);
+                const T yn = p.yn[bb * p.M + kg];
+                T d2, err;
+                expanded_score(p, xn, yn, g, bj, v, d2, err);
+                if (err > (T)8 * O::unit_roundoff * (fabs(v) + (T)16) && xn + yn > (T)8 * d2 &&
+                    v + err >= window)
+                    v = O::sq_score(bj, p.lambda, direct_sq_distance(p, b, qg, kg));
             } else {
                 v = O::dot_score(bj, p.lambda, g);
                 if (p.causal && kg > qg) v = neg_inf<T>();

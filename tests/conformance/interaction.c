@@ -635,17 +635,17 @@ static void run_translated(adv_precision p) {
 Test(interaction, translated_data_f32) { run_translated(ADV_FLOAT32); }
 Test(interaction, translated_data_f64) { run_translated(ADV_FLOAT64); }
 
-/* Near ties at large λ in d = 16 and 33: keys come in twins 1e-3 apart, each query sits 1e-3
+/* Near ties at large λ in d = 16, 33, 64 and 80: keys come in twins 1e-3 apart, each query sits 1e-3
  * from a twin pair, and λ = 2e5 makes the two weights differ by O(1): the result depends on
  * distances of ~1e-5 between points of norm ~3. Direct differences compute them to a
  * relative d u, so the tolerance here is that of the scores that matter, measured from the
  * row's nearest key: ds = u (2 d S + 64) with S = λ min_j |x - y_j|^2 + 100 (terms more than
  * e^-100 below the top do not count). The expansion |x|^2 - 2<x,y> + |y|^2, with an absolute
- * error ~d u λ |y|^2 (~1.5 nats in float32), fails. */
+ * error ~d u λ |y|^2 (~1.5 nats in float32), fails unless the close pairs are recomputed. */
 static void run_close_pairs(adv_precision p) {
     adv_context *ctx = conf_context();
     const double u = tu_unit_roundoff(p), lambda = 2e5, h = 1e-3;
-    const int64_t dims[] = {16, 33};
+    const int64_t dims[] = {16, 33, 64, 80}; // on CUDA, 64 and 80 take the GEMM path
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; ++di) {
         const int64_t d = dims[di], K = 61, M = 2 * K, N = 97, e = 2;
         tu_rng r;
