@@ -576,14 +576,17 @@ template <typename T> TileParams<T> tile_params(const advk_interaction_args *a, 
 
 /* SQDIST on the GEMM path: the expanded distance |x'|^2 + |y'|^2 - 2<x', y'> of the centred
  * copies, clamped at 0 (d2), and a bound on its rounding error in score units (err): the
- * GEMM's dot product and the two norms are each off by at most ~d u (|x'|^2 + |y'|^2) / 2. */
+ * GEMM's dot product is off by at most d u |x'| |y'| <= d u (|x'|^2 + |y'|^2) / 2 (twice that
+ * in 2<x', y'>), each norm by d u |.|^2, plus the final additions. As a true bound it makes
+ * the window test of tile_update_kernel safe: a pair whose score plus err lies below the
+ * approximate maximum minus the largest err minus `negligible` cannot matter. */
 template <typename T>
 __device__ __forceinline__ void expanded_score(const TileParams<T> &p, T xn, T yn, T g, T bj,
                                                T &v, T &d2, T &err) {
     using O = Ops<T>;
     d2 = O::max((T)0, O::fma((T)-2, g, xn + yn));
     v = O::sq_score(bj, p.lambda, d2);
-    err = fabs(p.lambda) * (T)(p.d + 4) * O::unit_roundoff * (xn + yn);
+    err = fabs(p.lambda) * (T)(2 * p.d + 4) * O::unit_roundoff * (xn + yn);
 }
 
 /* |gamma x_i - y_j|^2 by direct differences from the caller's arrays, as the direct kernel
