@@ -15,8 +15,8 @@
  * shapes: queries = the particles chunk by chunk, keys = a_t y, values = y, beta = log w) is
  * timed at each time t_k = k/K of the uniform K-step grid (λ and the key scale of that step:
  * the engine's cost depends on λ R^2, see docs/api.md), the faster of two runs each after a
- * warm-up, and averaged; share = that mean x (field evaluations per particle) / (the sampler's fastest
- * repetition). It is an estimate (methods with stages evaluate between grid times, and
+ * warm-up, and averaged; share = that mean x (field evaluations per particle) / (the
+ * sampler's fastest repetition). It is an estimate (methods with stages evaluate between grid times, and
  * noise bursts hit the two timings at different moments), so it can exceed 1 slightly.
  *
  * Exit status: 0 all cases validated; 1 some case failed validation; 2 usage or library
@@ -571,7 +571,7 @@ static int run_case(adv_context *ctx, const options *o, int mi, int64_t n, int64
     if (method != ADV_METHOD_DOPRI5) {
         double t_int = time_interaction(ctx, o, n, N, d, &b, &st);
         if (t_int < 0.0) goto lib_error;
-        share = t_int * evals / tmin; // fastest against fastest: the least disturbed by noise
+        share = t_int * evals / tmin; // per-time minima against the fastest run: noise hurts least
         fprintf(stderr, "# interaction sum alone (N=%lld x n=%lld, d=%lld): %.4g s x %.0f "
                 "evaluations = %.4g s of %.4g s\n", (long long)N, (long long)n, (long long)d,
                 t_int, evals, t_int * evals, tmin);

@@ -14,9 +14,7 @@
 #include <string.h>
 
 #define ADV_CPU_QB 4   /* queries per register block */
-#ifndef ADV_CPU_KV
 #define ADV_CPU_KV 4   /* key vectors per register block of scores */
-#endif
 #define ADV_CPU_KB 512 /* keys per block: scores of QB queries stay in L1 */
 #define ADV_CPU_LANE_VALUES 4 /* value dims summed in lanes over keys; more: per component */
 /* Keys per segment, the fixed unit of the reduction order: whole blocks that stay in L2 with

@@ -334,11 +334,11 @@ static void FN(pack_keys)(const REAL *y, const REAL *w, const REAL *beta, int64_
  * no more than the d u·87 that direct differences already carry on the terms down to e^-87
  * that make up the softmax. Large λ (sampling near t = 1) keeps direct differences. The
  * choice depends on the keys and λ only, never on the queries: rows stay independent of the
- * call. Returns 1 and fills center (d entries) when the expansion is taken. */
+ * call. For SQDIST with d >= ADV_CPU_EXPAND_MIN_DIM (the caller's may_expand): fills center
+ * (d entries; lo is d entries of scratch) and returns 1 when the expansion is taken. */
 static int FN(expand_sqdist)(const adv_interaction_desc *desc, const REAL *y, int threads,
                              REAL *center, REAL *lo) {
     const int64_t M = desc->n_keys, d = desc->dim;
-    if (desc->kernel != ADV_KERNEL_SQDIST || d < ADV_CPU_EXPAND_MIN_DIM) return 0;
     REAL *hi = center; // the upper corner, then the centre in place
     for (int64_t k = 0; k < d; ++k) lo[k] = hi[k] = y[k];
     const int par = (double)M * (double)d > 1e5; // two passes over the keys, threaded when long

@@ -589,8 +589,8 @@ __device__ __forceinline__ void expanded_score(const TileParams<T> &p, T xn, T y
     err = fabs(p.lambda) * (T)(2 * p.d + 4) * O::unit_roundoff * (xn + yn);
 }
 
-/* |gamma x_i - y_j|^2 by direct differences from the caller's arrays, as the direct kernel
- * computes it: one lane, d coordinates (rare: see tile_update_kernel). */
+/* |gamma x_i - y_j|^2 by direct differences (gamma x - y as one FMA) from the caller's arrays:
+ * one lane, d coordinates (rare: see tile_update_kernel). */
 template <typename T>
 __device__ T direct_sq_distance(const TileParams<T> &p, int64_t b, int64_t qg, int64_t kg) {
     const T *xr = p.x + (b * p.N + qg) * p.d, *yr = p.y + (b * p.M + kg) * p.d;

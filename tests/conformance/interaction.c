@@ -520,16 +520,8 @@ static void run_huge_lambda(adv_precision p, int64_t d) {
     ref_interaction(&prob, ref_lse, NULL);
     ref_score_scale(&prob, S);
 
-    adv_interaction_desc desc;
-    adv_interaction_default_desc(&desc);
-    desc.precision = p;
-    desc.batch = B;
-    desc.n_queries = N;
-    desc.n_keys = M;
-    desc.dim = d;
-    desc.value_dim = e;
-    desc.lambda = lambda;
-    desc.gamma = gamma;
+    const conf_case c = {N, M, d, e, 0, B, BETA_RANDOM, lambda, gamma, 0};
+    const adv_interaction_desc desc = make_desc(p, ADV_KERNEL_SQDIST, &c);
     double *lse = tu_calloc((size_t)(B * N), sizeof(double));
     double *out = tu_calloc((size_t)(B * N * e), sizeof(double));
     sum_from_host(ctx, &desc, x, y, beta, w, lse, out);
@@ -671,14 +663,8 @@ static void run_close_pairs(adv_precision p) {
         double *ref_lse = tu_calloc((size_t)N, sizeof(double));
         double *ref_out = tu_calloc((size_t)(N * e), sizeof(double));
         ref_interaction(&prob, ref_lse, ref_out);
-        adv_interaction_desc desc;
-        adv_interaction_default_desc(&desc);
-        desc.precision = p;
-        desc.n_queries = N;
-        desc.n_keys = M;
-        desc.dim = d;
-        desc.value_dim = e;
-        desc.lambda = lambda;
+        const conf_case c = {N, M, d, e, 0, 1, BETA_NONE, lambda, 1.0, 0};
+        const adv_interaction_desc desc = make_desc(p, ADV_KERNEL_SQDIST, &c);
         double *lse = tu_calloc((size_t)N, sizeof(double));
         double *out = tu_calloc((size_t)(N * e), sizeof(double));
         sum_from_host(ctx, &desc, x, y, NULL, w, lse, out);
@@ -736,13 +722,8 @@ static void run_rows_independent(adv_precision p) {
         xb[i] = xs[i];
         xb[(big - small) * d + i] = xs[i];
     }
-    adv_interaction_desc desc;
-    adv_interaction_default_desc(&desc);
-    desc.precision = p;
-    desc.n_keys = M;
-    desc.dim = d;
-    desc.value_dim = e;
-    desc.lambda = 3.0;
+    const conf_case c = {small, M, d, e, 0, 1, BETA_RANDOM, 3.0, 1.0, 0};
+    adv_interaction_desc desc = make_desc(p, ADV_KERNEL_SQDIST, &c);
     double lse_small[5], out_small[10];
     double *lse_big = tu_calloc((size_t)big, sizeof(double));
     double *out_big = tu_calloc((size_t)(big * e), sizeof(double));
@@ -798,14 +779,8 @@ static void run_far_terms(adv_precision p) {
         want[b] = num / den;
         want_lse[b] = log(den);
     }
-    adv_interaction_desc desc;
-    adv_interaction_default_desc(&desc);
-    desc.precision = p;
-    desc.batch = B;
-    desc.n_queries = N;
-    desc.n_keys = M;
-    desc.dim = d;
-    desc.value_dim = e;
+    const conf_case c = {N, M, d, e, 0, B, BETA_RANDOM, 1.0, 1.0, 0};
+    const adv_interaction_desc desc = make_desc(p, ADV_KERNEL_SQDIST, &c);
     double lse[6], out[6];
     sum_from_host(ctx, &desc, zeros, zeros, beta, w, lse, out);
     const double tol = 16.0 * tu_unit_roundoff(p);
