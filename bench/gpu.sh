@@ -111,10 +111,11 @@ if os.path.exists(os.path.join(res, "keops.csv")) and not keops:
 samp = [r for r in read("sampling.csv") if "method" in r]
 if samp:
     print("advect sampling on the GPU (f32, K steps, n data, N particles, d), median:")
-    by = {}
+    by, inter = {}, {}
     for r in samp:
         ok = num(r["median_s"]) == num(r["median_s"])
         by[(r["n_data"], r["n_particles"], r["d"], r["method"])] = num(r["median_s"])
+        inter[(r["n_data"], r["n_particles"], r["d"], r["method"])] = num(r["interactions_per_s"])
         print(f"  {r['method']:<6} n={r['n_data']} N={r['n_particles']} d={r['d']} K={r['steps']}: "
               + (f"{num(r['median_s']):.4g} s, {num(r['particle_steps_per_s']):.3g} particle-steps/s, "
                  f"{num(r['interactions_per_s']) / 1e12:.3g}e12 interactions/s, "
@@ -123,6 +124,10 @@ if samp:
         e = by.get((n, big_n, d, "euler"))
         if m == "sde" and e and e == e and t == t:
             print(f"  Euler-Maruyama / Euler step time, n={n} N={big_n} d={d}: {t / e:.3f} (target <= 1.15)")
+        ie, ik = inter.get((n, big_n, d, "euler")), inter.get((n, big_n, d, m))
+        if m == "dopri5" and ie and ie == ie and ik == ik:
+            print(f"  DOPRI5 / Euler interactions per second (per-particle times), n={n} N={big_n} "
+                  f"d={d}: {ik / ie:.2f}")
 pois = read("poisson.csv", 11)
 if pois:
     print("advect Poisson solve on the GPU, median ms (max relative error):")
@@ -223,9 +228,13 @@ fi
 # ---- 3. configure and build ----
 gen=()
 [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+# nvcc optimises a file's kernels on all cores (interaction.cu alone is most of the build:
+# 104 s on one core, 65 s on two, sm_90 only).
+cuda_flags=""
+nvcc --help 2>/dev/null | grep -q -- '--split-compile' && cuda_flags="--split-compile=0"
 configure() {
     timeout -k 5 "$(step_time 90)" cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-        -DADVECT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DADVECT_BUILD_BENCH=ON \
+        -DADVECT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_FLAGS="$cuda_flags" -DADVECT_BUILD_BENCH=ON \
         -DADVECT_BUILD_TESTS="$1" -DADVECT_BENCH_COMMIT="$commit" >>"$results/build.log" 2>&1
 }
 say "configure (tests $tests${why:+: $why})"
@@ -296,6 +305,12 @@ timeout -k 5 "$(step_time 30)" "$build/bench/sampling_bench" --device cuda --dat
     >"$results/sampling.csv" 2>"$results/sampling.log"
 rc=$?
 [ "$rc" != 0 ] && status=1 && say "sampling benchmark exited $rc (124: timeout)"
+say "sampling benchmark: dopri5 (per-particle times, the engine's per-row mode); n=1e4, N=1e5, d=2"
+timeout -k 5 "$(step_time 20)" "$build/bench/sampling_bench" --device cuda --data-sizes 1e4 \
+    --particles 1e5 --dims 2 --methods dopri5 --steps 20 --reps 5 --no-header \
+    >>"$results/sampling.csv" 2>>"$results/sampling.log"
+rc=$?
+[ "$rc" != 0 ] && status=1 && say "dopri5 sampling benchmark exited $rc (124: timeout)"
 grep -E 'FAILED|sampling_bench:' "$results/sampling.log" | head -5
 
 # ---- 5c. grid solvers: Poisson solves, Benamou-Brenier per iteration (target at 128^2 x 64) ----

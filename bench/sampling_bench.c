@@ -301,7 +301,7 @@ static void ref_integrate(const reference *r, adv_method m, const double *grid, 
 
 typedef struct case_buffers {
     void *yh, *zh, *z0h, *ch, *wh, *lwh;          /* host */
-    void *yd, *zd, *outd, *cd, *keysd, *lwd;       /* context memory */
+    void *yd, *zd, *outd, *cd, *keysd, *lwd, *td;  /* context memory */
     double *zref, *work, *s, *times, *grid;
     int64_t *rows;
 } case_buffers;
@@ -417,7 +417,7 @@ static int run_case(adv_context *ctx, const options *o, int mi, int64_t n, int64
 
     if ((st = adv_malloc(ctx, by, &b.yd)) || (st = adv_malloc(ctx, bz, &b.zd)) ||
         (st = adv_malloc(ctx, bz, &b.outd)) || (st = adv_malloc(ctx, by, &b.keysd)) ||
-        (st = adv_malloc(ctx, (size_t)n * es, &b.lwd)) ||
+        (st = adv_malloc(ctx, (size_t)n * es, &b.lwd)) || (st = adv_malloc(ctx, (size_t)N * es, &b.td)) ||
         (st = adv_malloc(ctx, (size_t)(CHECK_ROWS * d) * es, &b.cd)) ||
         (st = adv_memcpy(ctx, b.yd, b.yh, by, ADV_COPY_HOST_TO_CONTEXT)) ||
         (st = adv_memcpy(ctx, b.keysd, b.wh, by, ADV_COPY_HOST_TO_CONTEXT)) ||
@@ -462,6 +462,31 @@ static int run_case(adv_context *ctx, const options *o, int mi, int64_t n, int64
             for (int64_t k = 0; k < d; ++k) {
                 double e = fabs(get(b.zh, p, (size_t)(b.rows[c] * d + k)) - D[k]) / yscale;
                 if (!(e <= err_field)) err_field = e; /* NaN propagates */
+            }
+        }
+    }
+
+    /* (1b) the same at per-particle times (the engine's per-row mode, which DOPRI5 uses),
+     * t_i in [0.05, 0.8]. */
+    {
+        for (int64_t i = 0; i < N; ++i) set(b.zh, p, (size_t)i, 0.05 + 0.75 * (double)(i % 17) / 16.0);
+        if ((st = adv_memcpy(ctx, b.td, b.zh, (size_t)N * es, ADV_COPY_HOST_TO_CONTEXT)) ||
+            (st = adv_field_eval_times(field, b.td, N, b.zd, NULL, NULL, b.outd)))
+            goto lib_error;
+        double *ti = b.work + 5 * d; /* the row's time as the library reads it */
+        reference ref = {b.yh, p, n, d, b.s};
+        for (int c = 0; c < n_rows; ++c) {
+            set(ti, p, 0, 0.05 + 0.75 * (double)(b.rows[c] % 17) / 16.0);
+            const double t = get(ti, p, 0);
+            double *zr = b.zref, *D = b.work;
+            for (int64_t k = 0; k < d; ++k) zr[k] = get(b.z0h, p, (size_t)(b.rows[c] * d + k));
+            ref_denoiser(&ref, t, zr, D);
+            if ((st = adv_memcpy(ctx, b.ch, (const char *)b.outd + (size_t)(b.rows[c] * d) * es,
+                                 (size_t)d * es, ADV_COPY_CONTEXT_TO_HOST)))
+                goto lib_error;
+            for (int64_t k = 0; k < d; ++k) {
+                double e = fabs(get(b.ch, p, (size_t)k) - D[k]) / yscale;
+                if (!(e <= err_field)) err_field = e;
             }
         }
     }
@@ -588,7 +613,7 @@ done:
     adv_sampler_destroy(check);
     adv_sampler_destroy(sampler);
     adv_field_destroy(field);
-    void *dev[] = {b.yd, b.zd, b.outd, b.cd, b.keysd, b.lwd};
+    void *dev[] = {b.yd, b.zd, b.outd, b.cd, b.keysd, b.lwd, b.td};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; ++i)
         if (dev[i]) adv_free(ctx, dev[i]);
     free(b.yh), free(b.zh), free(b.z0h), free(b.ch), free(b.wh), free(b.lwh);

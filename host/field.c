@@ -666,6 +666,46 @@ static adv_status tmp_scratch(adv_field *f, int64_t n, int64_t per, double **tmp
     return st;
 }
 
+/* The field's interaction plan (SQDIST, particles against the data) for n rows. */
+static adv_status field_plan(adv_field *f, int64_t n) {
+    if (f->plan && f->plan_n == n) return ADV_OK;
+    if (f->plan) adv_interaction_plan_destroy(f->plan);
+    f->plan = NULL;
+    adv_interaction_desc desc;
+    advi_empirical_desc(&desc, f->precision, n, f->n, f->d);
+    adv_status st = adv_interaction_plan_create(f->ctx, &desc, &f->plan);
+    if (st == ADV_OK) f->plan_n = n;
+    return st;
+}
+
+/* Empirical denoiser at per-particle times: the engine's per-row mode, then the direct loop
+ * for the rows whose λ is past ADVI_LAMBDA_DIRECT (landing on t = 1 exactly). */
+static adv_status empirical_rows(adv_field *f, const double *times, int64_t n, const void *z,
+                                 void *den) {
+    const advi_sampling_ops *ops = advi_sampling_ops_of(f->ctx);
+    double *h = coef_host(f, n, 3), *dev = NULL, *tmp = NULL;
+    if (!h) return advi_fail(f->ctx, ADV_ERR_OUT_OF_MEMORY, "coefficient staging");
+    int64_t n_direct = 0;
+    for (int64_t i = 0; i < n; ++i) { // columns: a, the engine's λ, λ
+        double ab[4];
+        advi_schedule_eval(&f->sched, times[i], ab);
+        const double lambda = ab[1] > 0.0 ? 1.0 / (2.0 * ab[1] * ab[1] * f->sigma * f->sigma) : HUGE_VAL;
+        const int direct = !(lambda <= ADVI_LAMBDA_DIRECT);
+        h[i] = ab[0];
+        h[n + i] = direct ? 0.0 : lambda; // any finite λ: the row is redone below
+        h[2 * n + i] = lambda;
+        n_direct += direct;
+    }
+    adv_status st = coef_upload(f, n, 3, &dev);
+    if (st == ADV_OK) st = tmp_scratch(f, n, f->d, &tmp);
+    if (st == ADV_OK) st = field_plan(f, n);
+    if (st == ADV_OK) st = ops->empirical_rows(f->plan, z, f->data, f->logw, dev, dev + n, den, tmp);
+    if (st == ADV_OK && n_direct > 0)
+        st = ops->empirical_direct(f->ctx, f->precision, n, f->d, z, f->n, f->data, f->logw, 0.0,
+                                   ADVI_LAMBDA_DIRECT, dev, dev + 2 * n, den, tmp);
+    return st;
+}
+
 /* Empirical denoiser at a common time through the interaction engine. */
 static adv_status empirical_engine(adv_field *f, double a, double lambda, int64_t n, const void *z,
                                    void *den) {
@@ -686,15 +726,7 @@ static adv_status empirical_engine(adv_field *f, double a, double lambda, int64_
     }
     // The interaction engine reduces each row in an order fixed by the keys alone, so a
     // particle's result is the same bits for any chunk size and thread count (CPU).
-    const int64_t nq = n;
-    if (!f->plan || f->plan_n != nq) {
-        if (f->plan) adv_interaction_plan_destroy(f->plan);
-        f->plan = NULL;
-        adv_interaction_desc desc;
-        advi_empirical_desc(&desc, f->precision, nq, f->n, f->d);
-        if ((st = adv_interaction_plan_create(ctx, &desc, &f->plan)) != ADV_OK) return st;
-        f->plan_n = nq;
-    }
+    if ((st = field_plan(f, n)) != ADV_OK) return st;
     // lambda and gamma are read at execution; the plan's other resources do not depend on them.
     f->plan->desc.lambda = lambda;
     f->plan->desc.gamma = 1.0;
@@ -790,20 +822,8 @@ adv_status advi_field_eval(adv_field *f, double t, const double *times, int64_t 
                                        NULL, D, tmp);
         }
         if (st != ADV_OK) return st;
-    } else {
-        double *h = coef_host(f, n, 2), *dev = NULL, *tmp = NULL;
-        if (!h) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "coefficient staging");
-        for (int64_t i = 0; i < n; ++i) {
-            double ab[4];
-            advi_schedule_eval(&f->sched, times[i], ab);
-            h[i] = ab[0];
-            h[n + i] = ab[1] > 0.0 ? 1.0 / (2.0 * ab[1] * ab[1] * f->sigma * f->sigma) : HUGE_VAL;
-        }
-        if ((st = coef_upload(f, n, 2, &dev)) != ADV_OK) return st;
-        if ((st = tmp_scratch(f, n, f->d, &tmp)) != ADV_OK) return st;
-        if ((st = ops->empirical_direct(ctx, p, n, f->d, z, f->n, f->data, f->logw, 0.0, 0.0, dev,
-                                        dev + n, D, tmp)) != ADV_OK)
-            return st;
+    } else if ((st = empirical_rows(f, times, n, z, D)) != ADV_OK) {
+        return st;
     }
     if (!want_v && !want_s) return ADV_OK;
     if (!times) {

@@ -36,13 +36,21 @@ typedef struct advi_sampling_ops {
     /* out[k] = a * in[k], k < count. */
     adv_status (*scale)(adv_context *ctx, adv_precision p, size_t count, void *out, double a,
                         const void *in);
-    /* Empirical denoiser with a common (a, q) past ADVI_LAMBDA_DIRECT, or per-particle
-     * avec/qvec (non-NULL): a direct per-particle loop (advf_empirical_point); the CPU sends
-     * per-particle rows below the threshold through its interaction engine instead. */
+    /* Empirical denoiser by the direct per-particle loop (advf_empirical_point): every row
+     * with a common (a, q) past ADVI_LAMBDA_DIRECT, or with per-particle avec/qvec (non-NULL)
+     * the rows whose qvec[i] is above q only (q = -1: every row; the others are untouched). */
     adv_status (*empirical_direct)(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
                                    const void *z, int64_t nd, const void *y, const void *logw,
                                    double a, double q, const double *avec, const double *qvec,
                                    void *den, double *tmp);
+    /* Empirical denoiser at per-particle times through the interaction engine's per-row mode:
+     * scores logw_j - qvec_i |z_i - avec_i y_j|^2 (every qvec_i finite), values y. `plan` is
+     * the field's plan for these rows (advi_empirical_desc), whose sizes it takes. Where the
+     * backend has no per-row mode for d (CUDA, d > ADVK_DIRECT_MAX_DIM), every row takes the
+     * direct loop instead (tmp as for empirical_direct). */
+    adv_status (*empirical_rows)(adv_interaction_plan *plan, const void *z, const void *y,
+                                 const void *logw, const double *avec, const double *qvec,
+                                 void *den, double *tmp);
     /* Gaussian-family field (kind ADV_FIELD_GAUSSIAN / _OT / _GMM) at time t or per-particle
      * times tvec (non-NULL); outputs may be NULL. par: the field's parameter block. */
     adv_status (*gauss)(adv_context *ctx, adv_precision p, int kind, const double *par,
@@ -94,6 +102,9 @@ adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, in
                                            const void *z, int64_t nd, const void *y,
                                            const void *logw, double a, double q, const double *avec,
                                            const double *qvec, void *den, double *tmp);
+adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, const void *z,
+                                         const void *y, const void *logw, const double *avec,
+                                         const double *qvec, void *den, double *tmp);
 adv_status advi_cpu_field_gauss(adv_context *ctx, adv_precision p, int kind, const double *par,
                                 int64_t d, int64_t k0, int64_t k1, int any_regular, int64_t n,
                                 const void *z, double t, const double *tvec, void *vel,

@@ -16,11 +16,14 @@ adv_status advi_cpu_field_scale(adv_context *ctx, adv_precision p, size_t count,
     return ADV_OK;
 }
 
-/* Rows [0, n) with rows_mask[i] (or all when NULL) by the direct per-particle loop. */
-static adv_status empirical_points(adv_context *ctx, int prec, int64_t n, int64_t d,
-                                   const void *z, int64_t nd, const void *y, const void *logw,
-                                   double a, double q, const double *avec, const double *qvec,
-                                   const unsigned char *rows_mask, void *den) {
+/* The direct per-particle loop over every row, or with per-particle avec/qvec over the rows
+ * whose qvec[i] is above q. */
+adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
+                                           const void *z, int64_t nd, const void *y,
+                                           const void *logw, double a, double q, const double *avec,
+                                           const double *qvec, void *den, double *tmp) {
+    (void)tmp;
+    const int prec = p == ADV_FLOAT64;
     int fail = 0;
 #pragma omp parallel num_threads(advi_cpu_threads(ctx)) if (n > 64)
     {
@@ -31,7 +34,7 @@ static adv_status empirical_points(adv_context *ctx, int prec, int64_t n, int64_
         }
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n; ++i) {
-            if (!acc || (rows_mask && !rows_mask[i])) continue;
+            if (!acc || (qvec && !(qvec[i] > q))) continue;
             advf_empirical_point(prec, d, z, i, nd, y, logw, avec ? avec[i] : a, qvec ? qvec[i] : q,
                                  acc, den);
         }
@@ -40,41 +43,16 @@ static adv_status empirical_points(adv_context *ctx, int prec, int64_t n, int64_
     return fail ? advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "empirical field scratch") : ADV_OK;
 }
 
-/* Per-particle times (avec, qvec) go through the interaction engine with a per-row key scale
- * and λ: the same vectorised arithmetic as the common-time path, and bitwise independent of
- * threads and chunking like it. Rows whose q is past ADVI_LAMBDA_DIRECT (landing exactly on
- * t = 1) are then redone by the direct loop, as is everything with a common time (q past the
- * threshold: the field takes the engine itself below it). */
-adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
-                                           const void *z, int64_t nd, const void *y,
-                                           const void *logw, double a, double q, const double *avec,
-                                           const double *qvec, void *den, double *tmp) {
+/* Per-particle times through the interaction engine with a per-row key scale and λ: the
+ * same vectorised arithmetic as the common-time path, and bitwise independent of threads
+ * and chunking like it. */
+adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, const void *z,
+                                         const void *y, const void *logw, const double *avec,
+                                         const double *qvec, void *den, double *tmp) {
     (void)tmp;
-    const int prec = p == ADV_FLOAT64;
-    if (!avec || !qvec || n == 0)
-        return empirical_points(ctx, prec, n, d, z, nd, y, logw, a, q, avec, qvec, NULL, den);
-    double *lam = malloc((size_t)n * sizeof *lam);
-    unsigned char *direct = malloc((size_t)n);
-    if (!lam || !direct) {
-        free(lam);
-        free(direct);
-        return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "empirical field scratch");
-    }
-    int64_t n_direct = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        direct[i] = !(qvec[i] <= ADVI_LAMBDA_DIRECT);
-        lam[i] = direct[i] ? 0.0 : qvec[i]; // direct rows: any finite λ, the result is redone
-        n_direct += direct[i];
-    }
-    adv_interaction_desc desc;
-    advi_empirical_desc(&desc, p, n, nd, d);
+    adv_interaction_desc desc = plan->desc;
     desc.values_are_keys = 1; // D = sum of softmax weights times the unscaled data
-    adv_status st = advi_cpu_interaction_rows(ctx, &desc, z, y, logw, NULL, avec, lam, NULL, den);
-    if (st == ADV_OK && n_direct > 0)
-        st = empirical_points(ctx, prec, n, d, z, nd, y, logw, a, q, avec, qvec, direct, den);
-    free(lam);
-    free(direct);
-    return st;
+    return advi_cpu_interaction_rows(plan->ctx, &desc, z, y, logw, NULL, avec, qvec, NULL, den);
 }
 
 adv_status advi_cpu_field_gauss(adv_context *ctx, adv_precision p, int kind, const double *par,

@@ -62,7 +62,7 @@ const advi_sampling_ops *advi_cpu_sampling_ops(void) {
         cpu_lincomb,          cpu_lincomb_pp,
         cpu_add_noise,        cpu_rms_norm,
         cpu_masked_copy,      advi_cpu_field_scale,
-        advi_cpu_field_empirical_direct, advi_cpu_field_gauss,
-        advi_cpu_field_sample};
+        advi_cpu_field_empirical_direct, advi_cpu_field_empirical_rows,
+        advi_cpu_field_gauss,  advi_cpu_field_sample};
     return &ops;
 }

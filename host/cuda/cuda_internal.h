@@ -28,6 +28,10 @@ typedef struct advk_interaction_args {
     double lambda, gamma;
     const void *x, *y, *beta, *w;
     void *lse, *out;
+    /* Per-row mode (direct kernel, SQDIST only; both NULL otherwise): B x N doubles, scores
+     * beta_j - row_lambda_i |x_i - row_a_i y_j|^2 (lambda = 1 and gamma unused, see
+     * direct_kernel). The empirical field at per-particle times. */
+    const double *row_a, *row_lambda;
 } advk_interaction_args;
 
 /* Largest dim the direct (tiled) kernel handles; the plan sends d >= 64 to the GEMM path. */
@@ -175,6 +179,15 @@ static inline void advi_device_leave(advi_device_guard *g) {
     // Restoring cannot meaningfully fail once entering succeeded; ignore its status.
     if (g->changed) (void)cudaSetDevice(g->previous);
 }
+
+/* The interaction engine's per-row mode on a CUDA plan (host/cuda/interaction_cuda.c), the
+ * twin of advi_cpu_interaction_rows: SQDIST scores beta_j - row_lambda_i |x_i - row_a_i y_j|^2,
+ * values y (d = value_dim <= ADVK_DIRECT_MAX_DIM, no causal mask; desc lambda and gamma
+ * unused), device arrays, asynchronous. No argument checks beyond that: callers pass a
+ * validated problem. */
+adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, const void *x, const void *y,
+                                      const void *beta, const double *row_a,
+                                      const double *row_lambda, void *out);
 
 /* The context's stream as a CUDA stream (NULL: the legacy default stream). */
 static inline cudaStream_t advi_cuda_stream(const adv_context *ctx) {

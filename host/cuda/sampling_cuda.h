@@ -42,6 +42,8 @@ cudaError_t advk_masked_copy(int prec, int64_t n, int64_t d, void *dst, const vo
 /* ---- kernels/cuda/field.cu ---- */
 cudaError_t advk_field_scale(int prec, size_t count, void *out, double a, const void *in,
                              cudaStream_t stream);
+/* Direct per-particle empirical posterior: every row at (a, q), or with avec/qvec the rows
+ * whose qvec[i] is above q. */
 cudaError_t advk_empirical_direct(int prec, int64_t n, int64_t d, const void *z, int64_t nd,
                                   const void *y, const void *logw, double a, double q,
                                   const double *avec, const double *qvec, void *den,

@@ -29,8 +29,9 @@ __global__ void empirical_kernel(int prec, int64_t n, int64_t d, const void *z, 
                                  const double *avec, const double *qvec, void *den, double *tmp) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
-        advf_empirical_point(prec, d, z, i, nd, y, logw, avec ? avec[i] : a, qvec ? qvec[i] : q,
-                             tmp + i * d, den);
+        if (!qvec || qvec[i] > q) // per-particle: the rows above q only
+            advf_empirical_point(prec, d, z, i, nd, y, logw, avec ? avec[i] : a,
+                                 qvec ? qvec[i] : q, tmp + i * d, den);
 }
 
 __global__ void gauss_kernel(int prec, int kind, const double *par, int64_t d, int64_t k0,

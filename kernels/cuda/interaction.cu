@@ -136,6 +136,7 @@ template <typename T> struct DirectParams {
     T *pm, *ps, *pacc; // partial states when splits > 1
     int64_t B, N, M, d, e;
     T lambda, gamma;
+    const double *row_a, *row_lambda; // per-row mode (SQDIST), or NULL
     int causal;
     int splits;            // 1, or one block per key group (partial states, merged later)
     int64_t keys_per_group; // the fixed unit of the reduction order (whole key tiles)
@@ -150,8 +151,9 @@ template <bool MASK, typename T, int KERNEL, int DP, int SP, int EC, int QPT, in
 __device__ __forceinline__ void fold_tile(const T (&q)[QPT][DP], const int64_t (&qi)[QPT],
                                           T (&m)[QPT], T (&s)[QPT],
                                           T (&acc)[QPT][EC > 0 ? EC : 1], const T *sy,
-                                          const T *sb, const T *sv, T lambda, int kv,
-                                          int64_t t0, int causal) {
+                                          const T *sb, const T *sv, T lambda,
+                                          const T (&neg_a)[QPT], int kv, int64_t t0,
+                                          int causal) {
     using O = Ops<T>;
     T sc[QPT][KT];
     T tmax[QPT];
@@ -167,7 +169,9 @@ __device__ __forceinline__ void fold_tile(const T (&q)[QPT][DP], const int64_t (
 #pragma unroll
             for (int k = 0; k < DP; ++k) {
                 if (KERNEL == kSqdist) {
-                    const T diff = q[u][k] - sy[j * SP + k]; // direct differences: no cancellation
+                    // Direct differences (no cancellation), x - a y in one FMA: a = 1 (the
+                    // same bits as x - y) except in the per-row mode.
+                    const T diff = O::fma(neg_a[u], sy[j * SP + k], q[u][k]);
                     r = O::fma(diff, diff, r);
                 } else {
                     r = O::fma(q[u][k], sy[j * SP + k], r);
@@ -241,15 +245,26 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
             const T *yb = p.y + b * p.M * p.d;
             const T *betab = p.beta ? p.beta + b * p.M : nullptr;
             const T *wb = EC > 0 ? p.w + b * p.M * p.e : nullptr;
-            const T qscale = KERNEL == kSqdist ? p.gamma : (T)1;
+            // Per-row mode: lambda_i |x - a_i y|^2 = |r x - r a_i y|^2 with r = sqrt(lambda_i),
+            // so a row needs one key scale, -r a_i, and the score's lambda is 1 (p.lambda).
+            const bool per_row = KERNEL == kSqdist && p.row_a;
+            const T gamma = KERNEL == kSqdist ? p.gamma : (T)1;
 
             T q[QPT][DP];
             int64_t qi[QPT];
             T m[QPT], s[QPT], acc[QPT][ECA];
+            T neg_a[QPT]; // the row's key scale, negated (-1 outside the per-row mode)
 #pragma unroll
             for (int u = 0; u < QPT; ++u) {
                 qi[u] = q0 + u * TB + tid;
                 const bool in = qi[u] < p.N;
+                T qscale = gamma;
+                neg_a[u] = (T)-1;
+                if (per_row && in) {
+                    const double r = sqrt(p.row_lambda[b * p.N + qi[u]]);
+                    qscale = (T)r;
+                    neg_a[u] = (T)(-r * p.row_a[b * p.N + qi[u]]);
+                }
 #pragma unroll
                 for (int k = 0; k < DP; ++k)
                     q[u][k] = (in && k < p.d) ? qscale * xb[qi[u] * p.d + k] : (T)0;
@@ -310,10 +325,10 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
                 const bool mask = kv < KT || (p.causal && t0 + KT - 1 > q0);
                 if (!unmasked_copy<T>(DP) || mask)
                     fold_tile<true, T, KERNEL, DP, SP, EC, QPT, KT>(q, qi, m, s, acc, sy, sb, sv,
-                                                                   p.lambda, kv, t0, p.causal);
+                                                                   p.lambda, neg_a, kv, t0, p.causal);
                 else if constexpr (unmasked_copy<T>(DP))
                     fold_tile<false, T, KERNEL, DP, SP, EC, QPT, KT>(q, qi, m, s, acc, sy, sb, sv,
-                                                                    p.lambda, kv, t0, p.causal);
+                                                                    p.lambda, neg_a, kv, t0, p.causal);
             }
 
             if (p.splits == 1) merge_group(); // the last group (an empty one changes nothing)
@@ -364,6 +379,8 @@ cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kp
     p.e = EC > 0 ? a->e : 0;
     p.lambda = (T)a->lambda;
     p.gamma = (T)a->gamma;
+    p.row_a = a->row_a;
+    p.row_lambda = a->row_lambda;
     p.causal = a->causal;
     p.splits = splits > 1 ? splits : 1;
     p.keys_per_group = kpg;
@@ -766,6 +783,9 @@ extern "C" cudaError_t advk_interaction_direct(const advk_interaction_args *a, i
                                                int64_t keys_per_group, void *partial,
                                                cudaStream_t stream) {
     if (a->d < 1 || a->d > ADVK_DIRECT_MAX_DIM || splits < 1) return cudaErrorInvalidValue;
+    if ((a->row_a != nullptr) != (a->row_lambda != nullptr) ||
+        (a->row_a && (a->kernel != kSqdist || a->lambda != 1.0)))
+        return cudaErrorInvalidValue;
     if (keys_per_group < 1 || keys_per_group % kGroupKeyQuantum != 0) return cudaErrorInvalidValue;
     if (a->precision == 1) return dispatch_kernel<double>(a, splits, keys_per_group, partial, stream);
     return dispatch_kernel<float>(a, splits, keys_per_group, partial, stream);

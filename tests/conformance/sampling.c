@@ -133,7 +133,9 @@ static const emp_case EMP_CASES[] = {
     {1, 1, 1, ADV_SCHEDULE_LINEAR, 0},   {37, 7, 3, ADV_SCHEDULE_COSINE, 1},
     {130, 300, 2, ADV_SCHEDULE_VP, 0},   {19, 61, 65, ADV_SCHEDULE_VE, 1},
     {64, 257, 5, ADV_SCHEDULE_LINEAR, 1},
-    {131, 4099, 3, ADV_SCHEDULE_COSINE, 1}}; /* data past one engine key segment (4096 at d = 3) */
+    {131, 4099, 3, ADV_SCHEDULE_COSINE, 1}, /* data past one engine key segment (4096 at d = 3) */
+    {29, 2100, 64, ADV_SCHEDULE_VP, 1},     /* CUDA: per-row mode at the direct kernel's largest d */
+    {300, 3000, 17, ADV_SCHEDULE_LINEAR, 0}};
 
 Test(sampling_fields, empirical_f64) {
     for (size_t k = 0; k < sizeof EMP_CASES / sizeof EMP_CASES[0]; ++k) check_empirical(ADV_FLOAT64, &EMP_CASES[k]);
