@@ -231,7 +231,8 @@ gen=()
 # nvcc optimises a file's kernels on all cores (interaction.cu alone is most of the build:
 # 104 s on one core, 65 s on two, sm_90 only).
 cuda_flags=""
-nvcc --help 2>/dev/null | grep -q -- '--split-compile' && cuda_flags="--split-compile=0"
+# (grep reads all of the help: with -q it could stop early and fail the pipe under pipefail)
+nvcc --help 2>/dev/null | grep -- '--split-compile' >/dev/null && cuda_flags="--split-compile=0"
 configure() {
     timeout -k 5 "$(step_time 90)" cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
         -DADVECT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_FLAGS="$cuda_flags" -DADVECT_BUILD_BENCH=ON \

@@ -244,6 +244,7 @@ static void ref_integrate(const reference *r, adv_method m, const double *grid, 
            *Dprev = work + 5 * d;
     double h_prev = 0.0;
     int has_prev = 0;
+    for (int64_t k = 0; k < d; ++k) Dprev[k] = 0.0; // read (times c = 0) before the first D
     for (int64_t s = 0; s < K; ++s) {
         const double t = grid[s], u = grid[s + 1], h = u - t;
         const int exp_step = m == ADV_METHOD_DDIM || m == ADV_METHOD_DPM2M || s == K - 1;
@@ -473,11 +474,11 @@ static int run_case(adv_context *ctx, const options *o, int mi, int64_t n, int64
         if ((st = adv_memcpy(ctx, b.td, b.zh, (size_t)N * es, ADV_COPY_HOST_TO_CONTEXT)) ||
             (st = adv_field_eval_times(field, b.td, N, b.zd, NULL, NULL, b.outd)))
             goto lib_error;
-        double *ti = b.work + 5 * d; /* the row's time as the library reads it */
+        double ti = 0.0; /* storage for the row's time as the library reads it */
         reference ref = {b.yh, p, n, d, b.s};
         for (int c = 0; c < n_rows; ++c) {
-            set(ti, p, 0, 0.05 + 0.75 * (double)(b.rows[c] % 17) / 16.0);
-            const double t = get(ti, p, 0);
+            set(&ti, p, 0, 0.05 + 0.75 * (double)(b.rows[c] % 17) / 16.0);
+            const double t = get(&ti, p, 0);
             double *zr = b.zref, *D = b.work;
             for (int64_t k = 0; k < d; ++k) zr[k] = get(b.z0h, p, (size_t)(b.rows[c] * d + k));
             ref_denoiser(&ref, t, zr, D);

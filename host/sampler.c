@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define DEFAULT_CHUNK 65536
-#define NBUF_MAX 10
+#define NBUF_MAX 12
 #define FAC_MIN 0.2
 #define FAC_MAX 10.0
 
@@ -53,12 +53,12 @@ struct adv_sampler {
     advi_buffer work;         /* NBUF_MAX (or fewer) chunk x d buffers */
     void *buf[NBUF_MAX];
     advi_buffer zbuf;         /* staged chunk (CUDA, particles on the host) */
-    advi_buffer dvec;         /* context doubles: hvec[cs], err[cs]; then mask[cs] bytes */
+    advi_buffer dvec;         /* context: hvec[cs], err[cs] doubles, idx[cs] int64, mask[cs] bytes */
     void *zc;                 /* the chunk being integrated */
     void *host_rows;          /* host staging of one chunk (snapshots, checkpoints) */
     /* DOPRI5 host controller of the current chunk */
     double *dt, *dh, *derrp, *derr, *dhv, *dtt;
-    int64_t *dnacc, *dnrej;
+    int64_t *dnacc, *dnrej, *didx;
     unsigned char *dstatus, *dmask, *dland;
 };
 
@@ -267,9 +267,9 @@ adv_status adv_sampler_create(adv_field *field, const adv_sampler_opts *opts, ad
 
 static void free_controller(adv_sampler *s) {
     free(s->dt), free(s->dh), free(s->derrp), free(s->derr), free(s->dhv), free(s->dtt);
-    free(s->dnacc), free(s->dnrej), free(s->dstatus), free(s->dmask), free(s->dland);
+    free(s->dnacc), free(s->dnrej), free(s->didx), free(s->dstatus), free(s->dmask), free(s->dland);
     s->dt = s->dh = s->derrp = s->derr = s->dhv = s->dtt = NULL;
-    s->dnacc = s->dnrej = NULL;
+    s->dnacc = s->dnrej = s->didx = NULL;
     s->dstatus = s->dmask = s->dland = NULL;
 }
 
@@ -295,7 +295,7 @@ adv_status adv_sampler_time_grid(const adv_sampler *s, double *times) {
 
 static int nbuf_of(const adv_sampler *s) {
     switch (s->o.method) {
-    case ADV_METHOD_DOPRI5: return 10; // k1..k7, stage input, new point, error
+    case ADV_METHOD_DOPRI5: return 12; // k1..k7, stage input, new point, error; compacted z, k1
     case ADV_METHOD_DDIM:
     case ADV_METHOD_DPM2M:
     case ADV_METHOD_SDE: return 2;
@@ -311,7 +311,8 @@ static adv_status alloc_run(adv_sampler *s) {
     if (st != ADV_OK) return st;
     for (int j = 0; j < nb; ++j) s->buf[j] = (char *)s->work.ptr + (size_t)j * cs * s->row;
     if (s->staged && (st = advi_buffer_reserve(ctx, &s->zbuf, cs * s->row)) != ADV_OK) return st;
-    if ((st = advi_buffer_reserve(ctx, &s->dvec, cs * (2 * sizeof(double) + 1))) != ADV_OK) return st;
+    if ((st = advi_buffer_reserve(ctx, &s->dvec, cs * (2 * sizeof(double) + sizeof(int64_t) + 1))) != ADV_OK)
+        return st;
     free(s->host_rows);
     s->host_rows = malloc(cs * s->row);
     if (!s->host_rows) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "host staging");
@@ -325,11 +326,12 @@ static adv_status alloc_run(adv_sampler *s) {
         s->dtt = malloc(cs * sizeof(double));
         s->dnacc = malloc(cs * sizeof(int64_t));
         s->dnrej = malloc(cs * sizeof(int64_t));
+        s->didx = malloc(cs * sizeof(int64_t));
         s->dstatus = malloc(cs);
         s->dmask = malloc(cs);
         s->dland = malloc(cs);
         if (!s->dt || !s->dh || !s->derrp || !s->derr || !s->dhv || !s->dtt || !s->dnacc ||
-            !s->dnrej || !s->dstatus || !s->dmask || !s->dland)
+            !s->dnrej || !s->didx || !s->dstatus || !s->dmask || !s->dland)
             return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "controller state");
     }
     return ADV_OK;
@@ -337,8 +339,9 @@ static adv_status alloc_run(adv_sampler *s) {
 
 static double *dev_hvec(adv_sampler *s) { return (double *)s->dvec.ptr; }
 static double *dev_err(adv_sampler *s) { return (double *)s->dvec.ptr + s->cs; }
+static int64_t *dev_idx(adv_sampler *s) { return (int64_t *)((double *)s->dvec.ptr + 2 * s->cs); }
 static unsigned char *dev_mask(adv_sampler *s) {
-    return (unsigned char *)((double *)s->dvec.ptr + 2 * s->cs);
+    return (unsigned char *)(dev_idx(s) + s->cs);
 }
 
 static void chunk_rows(const adv_sampler *s, int64_t *first, int64_t *cnt) {
@@ -447,7 +450,10 @@ static adv_status dp_init(adv_sampler *s, int64_t cnt) {
 }
 
 /* One accept/reject round of the chunk's active particles towards the segment end T. Sets
- * *segment_done when no particle is active. */
+ * *segment_done when no particle is active. When some particles are not active (done with
+ * the segment, or failed), the active ones are gathered to the front of the stage buffers:
+ * a round costs its active particles only, and each row's arithmetic is unchanged (rows are
+ * independent), so the bits do not depend on which particles share a round. */
 static adv_status dp_round(adv_sampler *s, int64_t cnt, double T, int *segment_done) {
     adv_context *ctx = s->ctx;
     const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
@@ -457,35 +463,51 @@ static adv_status dp_round(adv_sampler *s, int64_t cnt, double T, int *segment_d
     const double t_end = s->grid[s->k_ode];
     void **k = s->buf, *y = s->buf[7], *ynew = s->buf[8], *err = s->buf[9];
     adv_status st;
-    int64_t active = 0;
+    // Active rows didx[0..na); dhv is indexed like them.
+    int64_t na = 0;
     for (int64_t i = 0; i < cnt; ++i) {
-        int act = s->dstatus[i] == P_ACTIVE && s->dt[i] < T;
+        const int act = s->dstatus[i] == P_ACTIVE && s->dt[i] < T;
         s->dland[i] = act && s->dh[i] >= T - s->dt[i];
-        s->dhv[i] = act ? (s->dland[i] ? T - s->dt[i] : s->dh[i]) : 0.0;
-        active += act;
+        if (!act) continue;
+        s->didx[na] = i;
+        s->dhv[na] = s->dland[i] ? T - s->dt[i] : s->dh[i];
+        ++na;
     }
-    *segment_done = active == 0;
-    if (active == 0) return ADV_OK;
-    if ((st = advi_upload(ctx, dev_hvec(s), s->dhv, (size_t)cnt * sizeof(double))) != ADV_OK) return st;
+    *segment_done = na == 0;
+    if (na == 0) return ADV_OK;
+    const int64_t *idx = NULL; // context-memory row indices when compacted
+    void *base = s->zc, *k1 = k[0];
+    if (na < cnt) {
+        idx = dev_idx(s);
+        base = s->buf[10];
+        k1 = s->buf[11];
+        if ((st = advi_upload(ctx, dev_idx(s), s->didx, (size_t)na * sizeof(int64_t))) != ADV_OK ||
+            (st = ops->copy_rows(ctx, p, na, s->d, base, NULL, s->zc, idx, NULL)) != ADV_OK ||
+            (st = ops->copy_rows(ctx, p, na, s->d, k1, NULL, k[0], idx, NULL)) != ADV_OK)
+            return st;
+    }
+    if ((st = advi_upload(ctx, dev_hvec(s), s->dhv, (size_t)na * sizeof(double))) != ADV_OK) return st;
+    const void *kk[7] = {k1, k[1], k[2], k[3], k[4], k[5], k[6]};
     for (int j = 1; j < 7; ++j) {
         void *in = j == 6 ? ynew : y; // stage 7 is evaluated at the 5th-order solution (FSAL)
-        if ((st = ops->lincomb(ctx, p, cnt, s->d, in, 1.0, s->zc, 0.0, dev_hvec(s), j, tb->a[j],
-                               (const void *const *)k)) != ADV_OK)
+        if ((st = ops->lincomb(ctx, p, na, s->d, in, 1.0, base, 0.0, dev_hvec(s), j, tb->a[j], kk)) != ADV_OK)
             return st;
-        for (int64_t i = 0; i < cnt; ++i) s->dtt[i] = j == 6 && s->dland[i] ? T : s->dt[i] + tb->c[j] * s->dhv[i];
-        if ((st = eval_count(s, 0.0, s->dtt, cnt, in, k[j], NULL, NULL)) != ADV_OK) return st;
+        for (int64_t r = 0; r < na; ++r) {
+            const int64_t i = s->didx[r];
+            s->dtt[r] = j == 6 && s->dland[i] ? T : s->dt[i] + tb->c[j] * s->dhv[r];
+        }
+        if ((st = eval_count(s, 0.0, s->dtt, na, in, k[j], NULL, NULL)) != ADV_OK) return st;
     }
-    if ((st = ops->lincomb(ctx, p, cnt, s->d, err, 0.0, NULL, 0.0, dev_hvec(s), 7, tb->e,
-                           (const void *const *)k)) != ADV_OK ||
-        (st = ops->rms_norm(ctx, p, cnt, s->d, err, s->zc, ynew, s->o.atol, s->o.rtol, dev_err(s))) != ADV_OK ||
-        (st = advi_download(ctx, s->derr, dev_err(s), (size_t)cnt * sizeof(double))) != ADV_OK)
+    if ((st = ops->lincomb(ctx, p, na, s->d, err, 0.0, NULL, 0.0, dev_hvec(s), 7, tb->e, kk)) != ADV_OK ||
+        (st = ops->rms_norm(ctx, p, na, s->d, err, base, ynew, s->o.atol, s->o.rtol, dev_err(s))) != ADV_OK ||
+        (st = advi_download(ctx, s->derr, dev_err(s), (size_t)na * sizeof(double))) != ADV_OK)
         return st;
-    for (int64_t i = 0; i < cnt; ++i) {
-        s->dmask[i] = 0;
-        if (!(s->dhv[i] > 0.0)) continue;
-        double e = s->derr[i], hv = s->dhv[i], hn;
+    for (int64_t r = 0; r < na; ++r) {
+        const int64_t i = s->didx[r];
+        double e = s->derr[r], hv = s->dhv[r], hn;
+        s->dmask[r] = 0;
         if (e <= 1.0) { // accept (a NaN error fails this test and is rejected)
-            s->dmask[i] = 1;
+            s->dmask[r] = 1;
             s->dt[i] = s->dland[i] ? T : s->dt[i] + hv;
             s->dnacc[i]++;
             s->stats.accepted++;
@@ -505,9 +527,10 @@ static adv_status dp_round(adv_sampler *s, int64_t cnt, double T, int *segment_d
         else if (s->dh[i] < s->o.h_min || s->dnacc[i] + s->dnrej[i] >= s->o.max_steps)
             s->dstatus[i] = P_FAILED;
     }
-    if ((st = advi_upload(ctx, dev_mask(s), s->dmask, (size_t)cnt)) != ADV_OK ||
-        (st = ops->masked_copy(ctx, p, cnt, s->d, s->zc, ynew, dev_mask(s))) != ADV_OK ||
-        (st = ops->masked_copy(ctx, p, cnt, s->d, k[0], k[6], dev_mask(s))) != ADV_OK)
+    // Accepted rows: the new point and its derivative (FSAL) go back to their particles.
+    if ((st = advi_upload(ctx, dev_mask(s), s->dmask, (size_t)na)) != ADV_OK ||
+        (st = ops->copy_rows(ctx, p, na, s->d, s->zc, idx, ynew, NULL, dev_mask(s))) != ADV_OK ||
+        (st = ops->copy_rows(ctx, p, na, s->d, k[0], idx, k[6], NULL, dev_mask(s))) != ADV_OK)
         return st;
     return ADV_OK;
 }
@@ -543,7 +566,7 @@ static adv_status exp_step(adv_sampler *s, int64_t cnt, double t, double u, int 
         return st;
     if (rows_mask) {
         if ((st = advi_upload(ctx, dev_mask(s), rows_mask, (size_t)cnt)) != ADV_OK ||
-            (st = ops->masked_copy(ctx, p, cnt, s->d, s->zc, dst, dev_mask(s))) != ADV_OK)
+            (st = ops->copy_rows(ctx, p, cnt, s->d, s->zc, NULL, dst, NULL, dev_mask(s))) != ADV_OK)
             return st;
     }
     if (multistep) {

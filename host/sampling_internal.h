@@ -30,9 +30,11 @@ typedef struct advi_sampling_ops {
     adv_status (*rms_norm)(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
                            const void *x, const void *y, const void *y2, double atol,
                            double rtol, double *out);
-    /* dst row i = src row i where mask[i] != 0. */
-    adv_status (*masked_copy)(adv_context *ctx, adv_precision p, int64_t n, int64_t d, void *dst,
-                              const void *src, const unsigned char *mask);
+    /* For r < n with mask[r] != 0 (every r when mask is NULL): dst row dst_idx[r] = src row
+     * src_idx[r]; a NULL index array stands for r itself (gathers, scatters, masked copies). */
+    adv_status (*copy_rows)(adv_context *ctx, adv_precision p, int64_t n, int64_t d, void *dst,
+                            const int64_t *dst_idx, const void *src, const int64_t *src_idx,
+                            const unsigned char *mask);
     /* out[k] = a * in[k], k < count. */
     adv_status (*scale)(adv_context *ctx, adv_precision p, size_t count, void *out, double a,
                         const void *in);

@@ -48,12 +48,16 @@ static adv_status cpu_rms_norm(adv_context *ctx, adv_precision p, int64_t n, int
     return ADV_OK;
 }
 
-static adv_status cpu_masked_copy(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
-                                  void *dst, const void *src, const unsigned char *mask) {
+static adv_status cpu_copy_rows(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
+                                void *dst, const int64_t *dst_idx, const void *src,
+                                const int64_t *src_idx, const unsigned char *mask) {
     const size_t row = (size_t)d * advi_real_size(p);
 #pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (n * d > 16384)
-    for (int64_t i = 0; i < n; ++i)
-        if (mask[i]) memcpy((char *)dst + (size_t)i * row, (const char *)src + (size_t)i * row, row);
+    for (int64_t r = 0; r < n; ++r) {
+        if (mask && !mask[r]) continue;
+        const size_t to = (size_t)(dst_idx ? dst_idx[r] : r), from = (size_t)(src_idx ? src_idx[r] : r);
+        memcpy((char *)dst + to * row, (const char *)src + from * row, row);
+    }
     return ADV_OK;
 }
 
@@ -61,7 +65,7 @@ const advi_sampling_ops *advi_cpu_sampling_ops(void) {
     static const advi_sampling_ops ops = {
         cpu_lincomb,          cpu_lincomb_pp,
         cpu_add_noise,        cpu_rms_norm,
-        cpu_masked_copy,      advi_cpu_field_scale,
+        cpu_copy_rows,        advi_cpu_field_scale,
         advi_cpu_field_empirical_direct, advi_cpu_field_empirical_rows,
         advi_cpu_field_gauss,  advi_cpu_field_sample};
     return &ops;

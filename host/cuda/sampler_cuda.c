@@ -61,17 +61,19 @@ static adv_status cuda_rms_norm(adv_context *ctx, adv_precision p, int64_t n, in
            advk_rms_norm(p == ADV_FLOAT64, n, d, x, y, y2, atol, rtol, out, advi_cuda_stream(ctx)));
 }
 
-static adv_status cuda_masked_copy(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
-                                   void *dst, const void *src, const unsigned char *mask) {
-    ADVI_CUDA_LAUNCH(ctx, "advk_masked_copy",
-           advk_masked_copy(p == ADV_FLOAT64, n, d, dst, src, mask, advi_cuda_stream(ctx)));
+static adv_status cuda_copy_rows(adv_context *ctx, adv_precision p, int64_t n, int64_t d,
+                                 void *dst, const int64_t *dst_idx, const void *src,
+                                 const int64_t *src_idx, const unsigned char *mask) {
+    ADVI_CUDA_LAUNCH(ctx, "advk_copy_rows",
+           advk_copy_rows(p == ADV_FLOAT64, n, d, dst, dst_idx, src, src_idx, mask,
+                          advi_cuda_stream(ctx)));
 }
 
 const advi_sampling_ops *advi_cuda_sampling_ops(void) {
     static const advi_sampling_ops ops = {
         cuda_lincomb,          cuda_lincomb_pp,
         cuda_add_noise,        cuda_rms_norm,
-        cuda_masked_copy,      advi_cuda_field_scale,
+        cuda_copy_rows,        advi_cuda_field_scale,
         advi_cuda_field_empirical_direct, advi_cuda_field_empirical_rows,
         advi_cuda_field_gauss, advi_cuda_field_sample};
     return &ops;

@@ -36,8 +36,9 @@ cudaError_t advk_add_noise(int prec, int64_t n, int64_t d, void *z, double scale
 cudaError_t advk_rms_norm(int prec, int64_t n, int64_t d, const void *x, const void *y,
                           const void *y2, double atol, double rtol, double *out,
                           cudaStream_t stream);
-cudaError_t advk_masked_copy(int prec, int64_t n, int64_t d, void *dst, const void *src,
-                             const unsigned char *mask, cudaStream_t stream);
+cudaError_t advk_copy_rows(int prec, int64_t n, int64_t d, void *dst, const int64_t *dst_idx,
+                           const void *src, const int64_t *src_idx, const unsigned char *mask,
+                           cudaStream_t stream);
 
 /* ---- kernels/cuda/field.cu ---- */
 cudaError_t advk_field_scale(int prec, size_t count, void *out, double a, const void *in,

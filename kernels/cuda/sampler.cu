@@ -51,12 +51,14 @@ __global__ void rms_kernel(int prec, int64_t n, int64_t d, const void *x, const 
         out[i] = advs_rms_row(prec, d, i, x, y, y2, atol, rtol);
 }
 
-__global__ void masked_copy_kernel(int prec, int64_t n, int64_t d, void *dst, const void *src,
-                                   const unsigned char *mask) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        if (!mask[i]) continue;
-        for (int64_t k = 0; k < d; ++k) advf_st(dst, prec, i * d + k, advf_ld(src, prec, i * d + k));
+__global__ void copy_rows_kernel(int prec, int64_t n, int64_t d, void *dst, const int64_t *dst_idx,
+                                 const void *src, const int64_t *src_idx,
+                                 const unsigned char *mask) {
+    for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < n;
+         r += (int64_t)gridDim.x * blockDim.x) {
+        if (mask && !mask[r]) continue;
+        const int64_t to = dst_idx ? dst_idx[r] : r, from = src_idx ? src_idx[r] : r;
+        for (int64_t k = 0; k < d; ++k) advf_st(dst, prec, to * d + k, advf_ld(src, prec, from * d + k));
     }
 }
 
@@ -90,8 +92,11 @@ extern "C" cudaError_t advk_rms_norm(int prec, int64_t n, int64_t d, const void 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t advk_masked_copy(int prec, int64_t n, int64_t d, void *dst, const void *src,
-                                        const unsigned char *mask, cudaStream_t stream) {
-    masked_copy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(prec, n, d, dst, src, mask);
+extern "C" cudaError_t advk_copy_rows(int prec, int64_t n, int64_t d, void *dst,
+                                      const int64_t *dst_idx, const void *src,
+                                      const int64_t *src_idx, const unsigned char *mask,
+                                      cudaStream_t stream) {
+    copy_rows_kernel<<<blocks_for(n), kThreads, 0, stream>>>(prec, n, d, dst, dst_idx, src, src_idx,
+                                                             mask);
     return cudaGetLastError();
 }
