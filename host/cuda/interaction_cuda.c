@@ -267,43 +267,26 @@ static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
     return ADV_OK;
 }
 
+/* One execution on the plan's path. With row_a (the per-row mode, see
+ * advi_cuda_interaction_rows) the direct kernel runs whatever the path: a GEMM-path plan
+ * (64 <= d <= ADVK_DIRECT_MAX_DIM) has no split workspace, so one block per query tile. */
 static adv_status execute_on_device(adv_interaction_plan *plan, const void *x, const void *y,
-                                    const void *beta, const void *w, void *lse, void *out) {
+                                    const void *beta, const void *w, void *lse, void *out,
+                                    const double *row_a, const double *row_lambda) {
     adv_context *ctx = plan->ctx;
     const cuda_plan *cp = plan->backend_state;
     const adv_interaction_desc *d = &plan->desc;
     advk_interaction_args a = {(int)d->precision, (int)d->kernel, d->causal,
                                d->batch, d->n_queries, d->n_keys, d->dim,
-                               out ? d->value_dim : 0, d->lambda, d->gamma,
-                               x, y, beta, out ? w : NULL, lse, out, NULL, NULL};
-    if (cp->path == PATH_GEMM) return execute_gemm(ctx, cp, &a);
-    cudaStream_t stream = advi_cuda_stream(ctx);
-    cudaError_t err = advk_interaction_direct(&a, cp->splits, cp->keys_per_group, cp->partial, stream);
-    if (err != cudaSuccess) return advi_cuda_error(ctx, err, "interaction kernel launch");
-    if (cp->splits > 1) {
-        err = advk_interaction_merge(&a, cp->splits, cp->partial, stream);
-        if (err != cudaSuccess) return advi_cuda_error(ctx, err, "split-key merge kernel launch");
-    }
-    return ADV_OK;
-}
-
-/* The direct kernel in its per-row mode (see advi_cuda_interaction_rows). A GEMM-path plan
- * (64 <= d <= ADVK_DIRECT_MAX_DIM) has no split workspace: one block per query tile then. */
-static adv_status execute_rows_on_device(adv_interaction_plan *plan, const void *x,
-                                         const void *y, const void *beta, const double *row_a,
-                                         const double *row_lambda, void *out) {
-    adv_context *ctx = plan->ctx;
-    const cuda_plan *cp = plan->backend_state;
-    const adv_interaction_desc *d = &plan->desc;
-    advk_interaction_args a = {(int)d->precision, (int)d->kernel, 0,
-                               d->batch, d->n_queries, d->n_keys, d->dim, d->value_dim,
-                               1.0, 1.0, x, y, beta, y, NULL, out, row_a, row_lambda};
+                               out ? d->value_dim : 0, row_a ? 1.0 : d->lambda, d->gamma,
+                               x, y, beta, out ? w : NULL, lse, out, row_a, row_lambda};
+    if (cp->path == PATH_GEMM && !row_a) return execute_gemm(ctx, cp, &a);
     const int direct = cp->path == PATH_DIRECT;
     const int splits = direct ? cp->splits : 1;
     const int64_t kpg = direct ? cp->keys_per_group : advk_interaction_group_keys(d->n_keys);
     cudaStream_t stream = advi_cuda_stream(ctx);
     cudaError_t err = advk_interaction_direct(&a, splits, kpg, cp->partial, stream);
-    if (err != cudaSuccess) return advi_cuda_error(ctx, err, "per-row interaction kernel launch");
+    if (err != cudaSuccess) return advi_cuda_error(ctx, err, "interaction kernel launch");
     if (splits > 1) {
         err = advk_interaction_merge(&a, splits, cp->partial, stream);
         if (err != cudaSuccess) return advi_cuda_error(ctx, err, "split-key merge kernel launch");
@@ -311,20 +294,18 @@ static adv_status execute_rows_on_device(adv_interaction_plan *plan, const void 
     return ADV_OK;
 }
 
-adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, const void *x, const void *y,
-                                      const void *beta, const double *row_a,
-                                      const double *row_lambda, void *out) {
+/* Enters the context's device and runs one execution: the public one, or the per-row mode
+ * when row_a is set. */
+static adv_status execute(adv_interaction_plan *plan, const void *x, const void *y,
+                          const void *beta, const void *w, void *lse, void *out,
+                          const double *row_a, const double *row_lambda) {
     adv_context *ctx = plan->ctx;
-    const adv_interaction_desc *d = &plan->desc;
     if (!plan->backend_state)
         return advi_fail(ctx, ADV_ERR_INTERNAL, "CUDA interaction plan has no backend state");
-    if (d->kernel != ADV_KERNEL_SQDIST || d->causal || d->dim > ADVK_DIRECT_MAX_DIM ||
-        d->value_dim != d->dim || !row_a || !row_lambda || !out)
-        return advi_fail(ctx, ADV_ERR_INTERNAL, "per-row interaction mode: unsupported problem");
     advi_device_guard g;
     adv_status st = advi_device_enter(ctx, ctx->device_id, &g);
     if (st != ADV_OK) return st;
-    st = execute_rows_on_device(plan, x, y, beta, row_a, row_lambda, out);
+    st = execute_on_device(plan, x, y, beta, w, lse, out, row_a, row_lambda);
     advi_device_leave(&g);
     return st;
 }
@@ -332,13 +313,15 @@ adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, const void *x,
 adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, const void *x,
                                          const void *y, const void *beta, const void *w,
                                          void *lse, void *out) {
-    adv_context *ctx = plan->ctx;
-    if (!plan->backend_state)
-        return advi_fail(ctx, ADV_ERR_INTERNAL, "CUDA interaction plan has no backend state");
-    advi_device_guard g;
-    adv_status st = advi_device_enter(ctx, ctx->device_id, &g);
-    if (st != ADV_OK) return st;
-    st = execute_on_device(plan, x, y, beta, w, lse, out);
-    advi_device_leave(&g);
-    return st;
+    return execute(plan, x, y, beta, w, lse, out, NULL, NULL);
+}
+
+adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, const void *x, const void *y,
+                                      const void *beta, const double *row_a,
+                                      const double *row_lambda, void *out) {
+    const adv_interaction_desc *d = &plan->desc;
+    if (d->kernel != ADV_KERNEL_SQDIST || d->causal || d->dim > ADVK_DIRECT_MAX_DIM ||
+        d->value_dim != d->dim || !row_a || !row_lambda || !out)
+        return advi_fail(plan->ctx, ADV_ERR_INTERNAL, "per-row interaction mode: unsupported problem");
+    return execute(plan, x, y, beta, y, NULL, out, row_a, row_lambda);
 }
