@@ -108,17 +108,26 @@ adv_status adv_schedule_default(adv_schedule *s, adv_schedule_kind kind) {
     return ADV_OK;
 }
 
-void advi_schedule_eval(const adv_schedule *s, double t, double ab[4]) {
+int advi_schedule_builtin(const adv_schedule *s, int *kind, double *p0, double *p1) {
+    *p0 = *p1 = 0.0;
     switch (s->kind) {
-    case ADV_SCHEDULE_USER:
-        ab[0] = ab[1] = ab[2] = ab[3] = NAN;
-        s->fn(s->user, t, ab);
-        break;
-    case ADV_SCHEDULE_VP: advf_schedule(ADVF_VP, s->beta_min, s->beta_max, t, ab); break;
-    case ADV_SCHEDULE_VE: advf_schedule(ADVF_VE, s->sigma_min, s->sigma_max, t, ab); break;
-    case ADV_SCHEDULE_COSINE: advf_schedule(ADVF_COSINE, 0, 0, t, ab); break;
-    default: advf_schedule(ADVF_LINEAR, 0, 0, t, ab); break;
+    case ADV_SCHEDULE_USER: return 0;
+    case ADV_SCHEDULE_VP: *kind = ADVF_VP, *p0 = s->beta_min, *p1 = s->beta_max; return 1;
+    case ADV_SCHEDULE_VE: *kind = ADVF_VE, *p0 = s->sigma_min, *p1 = s->sigma_max; return 1;
+    case ADV_SCHEDULE_COSINE: *kind = ADVF_COSINE; return 1;
+    default: *kind = ADVF_LINEAR; return 1;
     }
+}
+
+void advi_schedule_eval(const adv_schedule *s, double t, double ab[4]) {
+    int kind;
+    double p0, p1;
+    if (advi_schedule_builtin(s, &kind, &p0, &p1)) {
+        advf_schedule(kind, p0, p1, t, ab);
+        return;
+    }
+    ab[0] = ab[1] = ab[2] = ab[3] = NAN;
+    s->fn(s->user, t, ab);
 }
 
 adv_status advi_schedule_check(adv_context *ctx, const adv_schedule *s) {
@@ -627,11 +636,11 @@ adv_status adv_field_get_info(const adv_field *f, adv_field_info *info) {
 
 /* ---- evaluation ---------------------------------------------------------------------- */
 
-/* Host staging of up to 6 columns of n doubles; returns the host array. Always sized for 6
+/* Host staging of up to 7 columns of n doubles; returns the host array. Always sized for 7
  * columns so that it is never reallocated between the uploads of one evaluation. */
 static double *coef_host(adv_field *f, int64_t n, int cols) {
     (void)cols;
-    size_t need = (size_t)n * 6;
+    size_t need = (size_t)n * 7;
     if (f->coef_host_n < need) {
         free(f->coef_host);
         f->coef_host = malloc(need * sizeof(double));
@@ -647,10 +656,10 @@ static adv_status coef_upload(adv_field *f, int64_t n, int cols, double **dev) {
         *dev = f->coef_host;
         return ADV_OK;
     }
-    // Reserved for 6 columns: a kernel of this evaluation may still read the buffer when the
+    // Reserved for 7 columns: a kernel of this evaluation may still read the buffer when the
     // next columns are uploaded (the copy is ordered after it on the stream; a reallocation
     // would not be).
-    adv_status st = advi_buffer_reserve(f->ctx, &f->coef, (size_t)n * 6 * sizeof(double));
+    adv_status st = advi_buffer_reserve(f->ctx, &f->coef, (size_t)n * 7 * sizeof(double));
     if (st != ADV_OK) return st;
     *dev = f->coef.ptr;
     return advi_upload(f->ctx, f->coef.ptr, f->coef_host, bytes);
@@ -678,31 +687,50 @@ static adv_status field_plan(adv_field *f, int64_t n) {
     return st;
 }
 
-/* Empirical denoiser at per-particle times: the engine's per-row mode, then the direct loop
- * for the rows whose λ is past ADVI_LAMBDA_DIRECT (landing on t = 1 exactly). */
-static adv_status empirical_rows(adv_field *f, const double *times, int64_t n, const void *z,
+/* Per-particle-time coefficients (advf_time_coefs) in context memory, column k at
+ * (*dev)[k n]. A built-in schedule computes them where the field lives, so only the times
+ * travel to a device (one column, not seven); a user callback runs on the host. */
+static adv_status time_coefs(adv_field *f, const double *times, int64_t n, double **dev) {
+    const advi_sampling_ops *ops = advi_sampling_ops_of(f->ctx);
+    double *h = coef_host(f, n, 7);
+    if (!h) return advi_fail(f->ctx, ADV_ERR_OUT_OF_MEMORY, "coefficient staging");
+    int kind;
+    double p0, p1;
+    if (advi_schedule_builtin(&f->sched, &kind, &p0, &p1)) {
+        const double *tv = times;
+        *dev = h;
+        if (f->ctx->backend == ADV_BACKEND_CUDA) {
+            // The times go to column 0: each element is read before its own column-0 entry
+            // is written, by the same thread.
+            memcpy(h, times, (size_t)n * sizeof *h);
+            adv_status st = coef_upload(f, n, 1, dev);
+            if (st != ADV_OK) return st;
+            tv = *dev;
+        }
+        return ops->time_coefs(f->ctx, n, tv, kind, p0, p1, f->sigma, *dev);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        double ab[4], c[7];
+        advi_schedule_eval(&f->sched, times[i], ab);
+        advf_time_coefs(ab, f->sigma, ADVI_LAMBDA_DIRECT, c);
+        for (int k = 0; k < 7; ++k) h[k * n + i] = c[k];
+    }
+    return coef_upload(f, n, 7, dev);
+}
+
+/* Empirical denoiser at per-particle times (coefs from time_coefs): the engine's per-row
+ * mode, then the direct loop for the rows whose λ is past ADVI_LAMBDA_DIRECT (landing on
+ * t = 1 exactly; a pass that finds none costs little). */
+static adv_status empirical_rows(adv_field *f, const double *coefs, int64_t n, const void *z,
                                  void *den) {
     const advi_sampling_ops *ops = advi_sampling_ops_of(f->ctx);
-    double *h = coef_host(f, n, 3), *dev = NULL, *tmp = NULL;
-    if (!h) return advi_fail(f->ctx, ADV_ERR_OUT_OF_MEMORY, "coefficient staging");
-    int64_t n_direct = 0;
-    for (int64_t i = 0; i < n; ++i) { // columns: a, the engine's λ, λ
-        double ab[4];
-        advi_schedule_eval(&f->sched, times[i], ab);
-        const double lambda = ab[1] > 0.0 ? 1.0 / (2.0 * ab[1] * ab[1] * f->sigma * f->sigma) : HUGE_VAL;
-        const int direct = !(lambda <= ADVI_LAMBDA_DIRECT);
-        h[i] = ab[0];
-        h[n + i] = direct ? 0.0 : lambda; // any finite λ: the row is redone below
-        h[2 * n + i] = lambda;
-        n_direct += direct;
-    }
-    adv_status st = coef_upload(f, n, 3, &dev);
-    if (st == ADV_OK) st = tmp_scratch(f, n, f->d, &tmp);
+    double *tmp = NULL;
+    adv_status st = tmp_scratch(f, n, f->d, &tmp);
     if (st == ADV_OK) st = field_plan(f, n);
-    if (st == ADV_OK) st = ops->empirical_rows(f->plan, z, f->data, f->logw, dev, dev + n, den, tmp);
-    if (st == ADV_OK && n_direct > 0)
+    if (st == ADV_OK) st = ops->empirical_rows(f->plan, z, f->data, f->logw, coefs, coefs + n, den, tmp);
+    if (st == ADV_OK)
         st = ops->empirical_direct(f->ctx, f->precision, n, f->d, z, f->n, f->data, f->logw, 0.0,
-                                   ADVI_LAMBDA_DIRECT, dev, dev + 2 * n, den, tmp);
+                                   ADVI_LAMBDA_DIRECT, coefs, coefs + 2 * n, den, tmp);
     return st;
 }
 
@@ -801,6 +829,7 @@ adv_status advi_field_eval(adv_field *f, double t, const double *times, int64_t 
         D = f->den.ptr;
     }
     int want_v = vel != NULL, want_s = score != NULL;
+    double *coefs = NULL; // per-particle-time coefficients (time_coefs), once computed
     if (f->kind == ADV_FIELD_USER) {
         int prov = f->user_outputs;
         void *uv = (prov & ADV_FIELD_VELOCITY) ? vel : NULL;
@@ -822,7 +851,8 @@ adv_status advi_field_eval(adv_field *f, double t, const double *times, int64_t 
                                        NULL, D, tmp);
         }
         if (st != ADV_OK) return st;
-    } else if ((st = empirical_rows(f, times, n, z, D)) != ADV_OK) {
+    } else if ((st = time_coefs(f, times, n, &coefs)) != ADV_OK ||
+               (st = empirical_rows(f, coefs, n, z, D)) != ADV_OK) {
         return st;
     }
     if (!want_v && !want_s) return ADV_OK;
@@ -837,17 +867,11 @@ adv_status advi_field_eval(adv_field *f, double t, const double *times, int64_t 
             return st;
         return ADV_OK;
     }
-    double *h = coef_host(f, n, 4), *dev = NULL;
-    if (!h) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "coefficient staging");
-    for (int64_t i = 0; i < n; ++i) {
-        double ab[4];
-        advi_schedule_eval(&f->sched, times[i], ab);
-        advf_denoiser_coefs(ab, f->sigma, &h[i], &h[n + i], &h[2 * n + i], &h[3 * n + i]);
-    }
-    if ((st = coef_upload(f, n, 4, &dev)) != ADV_OK) return st;
-    if (want_v && (st = ops->lincomb_pp(ctx, p, n, f->d, vel, dev + n, z, dev, D)) != ADV_OK) return st;
-    if (want_s && (st = ops->lincomb_pp(ctx, p, n, f->d, score, dev + 3 * n, z, dev + 2 * n, D)) != ADV_OK)
-        return st;
+    // (A user field's call above used the coefficient buffer for its times: computed after it.)
+    if (!coefs && (st = time_coefs(f, times, n, &coefs)) != ADV_OK) return st;
+    const double *ca = coefs + 3 * n, *cz = coefs + 4 * n, *sa = coefs + 5 * n, *sz = coefs + 6 * n;
+    if (want_v && (st = ops->lincomb_pp(ctx, p, n, f->d, vel, cz, z, ca, D)) != ADV_OK) return st;
+    if (want_s && (st = ops->lincomb_pp(ctx, p, n, f->d, score, sz, z, sa, D)) != ADV_OK) return st;
     return ADV_OK;
 }
 

@@ -53,6 +53,11 @@ typedef struct advi_sampling_ops {
     adv_status (*empirical_rows)(adv_interaction_plan *plan, const void *z, const void *y,
                                  const void *logw, const double *avec, const double *qvec,
                                  void *den, double *tmp);
+    /* Per-particle-time coefficients for a built-in schedule (kind ADVF_LINEAR..ADVF_VE with
+     * parameters p0, p1, see advf_schedule): column k of out (7 x n doubles) holds c[k] of
+     * advf_time_coefs at times[i], with lambda_direct = ADVI_LAMBDA_DIRECT. */
+    adv_status (*time_coefs)(adv_context *ctx, int64_t n, const double *times, int kind,
+                             double p0, double p1, double sigma, double *out);
     /* Gaussian-family field (kind ADV_FIELD_GAUSSIAN / _OT / _GMM) at time t or per-particle
      * times tvec (non-NULL); outputs may be NULL. par: the field's parameter block. */
     adv_status (*gauss)(adv_context *ctx, adv_precision p, int kind, const double *par,
@@ -107,6 +112,8 @@ adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, in
 adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, const void *z,
                                          const void *y, const void *logw, const double *avec,
                                          const double *qvec, void *den, double *tmp);
+adv_status advi_cpu_field_time_coefs(adv_context *ctx, int64_t n, const double *times, int kind,
+                                     double p0, double p1, double sigma, double *out);
 adv_status advi_cpu_field_gauss(adv_context *ctx, adv_precision p, int kind, const double *par,
                                 int64_t d, int64_t k0, int64_t k1, int any_regular, int64_t n,
                                 const void *z, double t, const double *tvec, void *vel,
@@ -171,13 +178,15 @@ struct adv_field {
     /* scratch */
     advi_buffer den;        /* n x d denoiser when the caller does not ask for it */
     advi_buffer tmp;        /* n x 6d doubles (CUDA) */
-    advi_buffer coef;       /* per-particle coefficients: 6 x n doubles */
+    advi_buffer coef;       /* per-particle coefficients: 7 x n doubles */
     double *coef_host;      /* host staging of coef */
     size_t coef_host_n;
 };
 
 /* Schedule evaluation that also serves user callbacks (host). ab = a, b, a', b'. */
 void advi_schedule_eval(const adv_schedule *s, double t, double ab[4]);
+/* A built-in schedule as advf_schedule's kind and parameters; 0 for a user callback. */
+int advi_schedule_builtin(const adv_schedule *s, int *kind, double *p0, double *p1);
 adv_status advi_schedule_check(adv_context *ctx, const adv_schedule *s);
 
 /* Field evaluation without argument checks: a common time t (times == NULL) or per-particle

@@ -55,6 +55,18 @@ adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, const void 
     return advi_cpu_interaction_rows(plan->ctx, &desc, z, y, logw, NULL, avec, qvec, NULL, den);
 }
 
+adv_status advi_cpu_field_time_coefs(adv_context *ctx, int64_t n, const double *times, int kind,
+                                     double p0, double p1, double sigma, double *out) {
+#pragma omp parallel for schedule(static) num_threads(advi_cpu_threads(ctx)) if (n > 16384)
+    for (int64_t i = 0; i < n; ++i) {
+        double ab[4], c[7];
+        advf_schedule(kind, p0, p1, times[i], ab);
+        advf_time_coefs(ab, sigma, ADVI_LAMBDA_DIRECT, c);
+        for (int k = 0; k < 7; ++k) out[k * n + i] = c[k];
+    }
+    return ADV_OK;
+}
+
 adv_status advi_cpu_field_gauss(adv_context *ctx, adv_precision p, int kind, const double *par,
                                 int64_t d, int64_t k0, int64_t k1, int any_regular, int64_t n,
                                 const void *z, double t, const double *tvec, void *vel,

@@ -67,6 +67,7 @@ const advi_sampling_ops *advi_cpu_sampling_ops(void) {
         cpu_add_noise,        cpu_rms_norm,
         cpu_copy_rows,        advi_cpu_field_scale,
         advi_cpu_field_empirical_direct, advi_cpu_field_empirical_rows,
-        advi_cpu_field_gauss,  advi_cpu_field_sample};
+        advi_cpu_field_time_coefs, advi_cpu_field_gauss,
+        advi_cpu_field_sample};
     return &ops;
 }

@@ -33,6 +33,13 @@ adv_status advi_cuda_field_empirical_rows(adv_interaction_plan *plan, const void
                                             d->n_keys, y, logw, 0.0, -1.0, avec, qvec, den, tmp);
 }
 
+adv_status advi_cuda_field_time_coefs(adv_context *ctx, int64_t n, const double *times, int kind,
+                                      double p0, double p1, double sigma, double *out) {
+    ADVI_CUDA_LAUNCH(ctx, "advk_time_coefs",
+           advk_time_coefs(n, times, kind, p0, p1, sigma, ADVI_LAMBDA_DIRECT, out,
+                           advi_cuda_stream(ctx)));
+}
+
 adv_status advi_cuda_field_gauss(adv_context *ctx, adv_precision p, int kind, const double *par,
                                  int64_t d, int64_t k0, int64_t k1, int any_regular, int64_t n,
                                  const void *z, double t, const double *tvec, void *vel,

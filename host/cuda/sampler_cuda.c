@@ -16,6 +16,8 @@ adv_status advi_cuda_field_empirical_direct(adv_context *ctx, adv_precision p, i
 adv_status advi_cuda_field_empirical_rows(adv_interaction_plan *plan, const void *z,
                                           const void *y, const void *logw, const double *avec,
                                           const double *qvec, void *den, double *tmp);
+adv_status advi_cuda_field_time_coefs(adv_context *ctx, int64_t n, const double *times, int kind,
+                                      double p0, double p1, double sigma, double *out);
 adv_status advi_cuda_field_gauss(adv_context *ctx, adv_precision p, int kind, const double *par,
                                  int64_t d, int64_t k0, int64_t k1, int any_regular, int64_t n,
                                  const void *z, double t, const double *tvec, void *vel,
@@ -75,6 +77,7 @@ const advi_sampling_ops *advi_cuda_sampling_ops(void) {
         cuda_add_noise,        cuda_rms_norm,
         cuda_copy_rows,        advi_cuda_field_scale,
         advi_cuda_field_empirical_direct, advi_cuda_field_empirical_rows,
-        advi_cuda_field_gauss, advi_cuda_field_sample};
+        advi_cuda_field_time_coefs, advi_cuda_field_gauss,
+        advi_cuda_field_sample};
     return &ops;
 }

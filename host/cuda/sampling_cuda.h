@@ -43,6 +43,10 @@ cudaError_t advk_copy_rows(int prec, int64_t n, int64_t d, void *dst, const int6
 /* ---- kernels/cuda/field.cu ---- */
 cudaError_t advk_field_scale(int prec, size_t count, void *out, double a, const void *in,
                              cudaStream_t stream);
+/* Per-particle-time coefficients (advf_time_coefs at advf_schedule(kind, p0, p1, times[i])):
+ * column k of out (7 x n doubles); times may be out's column 0. */
+cudaError_t advk_time_coefs(int64_t n, const double *times, int kind, double p0, double p1,
+                            double sigma, double lambda_direct, double *out, cudaStream_t stream);
 /* Direct per-particle empirical posterior: every row at (a, q), or with avec/qvec the rows
  * whose qvec[i] is above q. */
 cudaError_t advk_empirical_direct(int prec, int64_t n, int64_t d, const void *z, int64_t nd,

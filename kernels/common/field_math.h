@@ -84,6 +84,18 @@ ADV_HD void advf_denoiser_coefs(const double ab[4], double sigma, double *ca, do
     *sz = -inv;
 }
 
+/* The coefficients a field in denoiser form needs at one particle's time, from the schedule's
+ * ab = (a, b, a', b') there: c[0] = a; c[2] = lambda = 1/(2 b^2 sigma^2), +Inf at b = 0;
+ * c[1] = the interaction engine's lambda: c[2], or 0 where c[2] is past lambda_direct (that
+ * row is redone by the direct loop); c[3..6] = ca, cz, sa, sz (advf_denoiser_coefs). */
+ADV_HD void advf_time_coefs(const double ab[4], double sigma, double lambda_direct, double c[7]) {
+    const double b = ab[1];
+    c[0] = ab[0];
+    c[2] = b > 0.0 ? 1.0 / (2.0 * b * b * sigma * sigma) : HUGE_VAL;
+    c[1] = c[2] <= lambda_direct ? c[2] : 0.0;
+    advf_denoiser_coefs(ab, sigma, &c[3], &c[4], &c[5], &c[6]);
+}
+
 /* Empirical posterior mean of particle i: pi_j = softmax(logw_j - q |z_i - a y_j|^2),
  * D_i = sum_j pi_j y_j. q = 1/(2 b^2 sigma^2); q = +Inf (b = 0) or a row whose every score
  * underflows to -Inf selects the nearest data point (smallest distance, ties to the larger

@@ -34,6 +34,17 @@ __global__ void empirical_kernel(int prec, int64_t n, int64_t d, const void *z, 
                                  qvec ? qvec[i] : q, tmp + i * d, den);
 }
 
+__global__ void time_coefs_kernel(int64_t n, const double *times, int kind, double p0,
+                                  double p1, double sigma, double lambda_direct, double *out) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        double ab[4], c[7];
+        advf_schedule(kind, p0, p1, times[i], ab); // read before out[i] (times may be column 0)
+        advf_time_coefs(ab, sigma, lambda_direct, c);
+        for (int k = 0; k < 7; ++k) out[k * n + i] = c[k];
+    }
+}
+
 __global__ void gauss_kernel(int prec, int kind, const double *par, int64_t d, int64_t k0,
                              int64_t k1, int any_regular, int64_t n, const void *z, double t,
                              const double *tvec, void *vel, void *score, void *den, double *tmp) {
@@ -88,6 +99,14 @@ extern "C" cudaError_t advk_empirical_direct(int prec, int64_t n, int64_t d, con
                                              void *den, double *tmp, cudaStream_t stream) {
     empirical_kernel<<<blocks_for(n), kThreads, 0, stream>>>(prec, n, d, z, nd, y, logw, a, q, avec,
                                                              qvec, den, tmp);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t advk_time_coefs(int64_t n, const double *times, int kind, double p0,
+                                       double p1, double sigma, double lambda_direct, double *out,
+                                       cudaStream_t stream) {
+    time_coefs_kernel<<<blocks_for(n), kThreads, 0, stream>>>(n, times, kind, p0, p1, sigma,
+                                                              lambda_direct, out);
     return cudaGetLastError();
 }
 

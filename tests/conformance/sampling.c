@@ -137,6 +137,51 @@ static const emp_case EMP_CASES[] = {
     {29, 2100, 64, ADV_SCHEDULE_VP, 1},     /* CUDA: per-row mode at the direct kernel's largest d */
     {300, 3000, 17, ADV_SCHEDULE_LINEAR, 0}};
 
+/* A user schedule with the linear schedule's formulas. */
+static void linear_by_hand(void *user, double t, double ab[4]) {
+    (void)user;
+    ab[0] = t, ab[1] = 1.0 - t, ab[2] = 1.0, ab[3] = -1.0;
+}
+
+/* Per-particle times: a built-in schedule's coefficients are computed where the field lives
+ * (the time_coefs operation), a user schedule's on the host. The same formulas give the same
+ * bits. */
+Test(sampling_fields, per_particle_coefficients_user_vs_builtin) {
+    adv_context *ctx = conf_context();
+    const int64_t N = 57, n = 300;
+    const int d = 3;
+    double y[900], z[171], times[57], out[2][3][171];
+    tu_fill_uniform(y, 900, -2, 2, 61);
+    tu_fill_uniform(z, 171, -2.5, 2.5, 62);
+    for (int64_t i = 0; i < N; ++i) times[i] = i % 9 == 0 ? 1.0 : i % 9 == 1 ? 0.0 : (double)(i % 23) / 23.0;
+    void *dy = conf_upload(ctx, ADV_FLOAT64, y, 900), *dz = conf_upload(ctx, ADV_FLOAT64, z, 171);
+    void *dt = conf_upload(ctx, ADV_FLOAT64, times, 57);
+    for (int u = 0; u < 2; ++u) {
+        adv_empirical_opts eo;
+        adv_empirical_default_opts(&eo);
+        adv_schedule_default(&eo.schedule, u ? ADV_SCHEDULE_USER : ADV_SCHEDULE_LINEAR);
+        eo.schedule.fn = linear_by_hand;
+        adv_field *f = NULL;
+        cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, dy, NULL, n, d, &eo, &f), ADV_OK);
+        void *dv = conf_alloc_poisoned(ctx, ADV_FLOAT64, 171), *ds = conf_alloc_poisoned(ctx, ADV_FLOAT64, 171);
+        void *dd = conf_alloc_poisoned(ctx, ADV_FLOAT64, 171);
+        cr_assert_eq(adv_field_eval_times(f, dt, N, dz, dv, ds, dd), ADV_OK, "%s", adv_context_last_error(ctx));
+        conf_download(ctx, ADV_FLOAT64, dv, out[u][0], 171);
+        conf_download(ctx, ADV_FLOAT64, ds, out[u][1], 171);
+        conf_download(ctx, ADV_FLOAT64, dd, out[u][2], 171);
+        conf_free(ctx, dv), conf_free(ctx, ds), conf_free(ctx, dd);
+        adv_field_destroy(f);
+    }
+    for (int o = 0; o < 3; ++o)
+        for (int k = 0; k < 171; ++k) {
+            cr_expect(isfinite(out[0][o][k]), "output %d [%d] is not finite", o, k);
+            cr_expect(memcmp(&out[0][o][k], &out[1][o][k], sizeof(double)) == 0,
+                      "output %d [%d]: built-in %.17g, user %.17g", o, k, out[0][o][k], out[1][o][k]);
+        }
+    conf_free(ctx, dy), conf_free(ctx, dz), conf_free(ctx, dt);
+    conf_context_destroy(ctx);
+}
+
 Test(sampling_fields, empirical_f64) {
     for (size_t k = 0; k < sizeof EMP_CASES / sizeof EMP_CASES[0]; ++k) check_empirical(ADV_FLOAT64, &EMP_CASES[k]);
 }
