@@ -46,13 +46,14 @@ typedef struct advi_sampling_ops {
                                    double a, double q, const double *avec, const double *qvec,
                                    void *den, double *tmp);
     /* Empirical denoiser at per-particle times through the interaction engine's per-row mode:
-     * scores logw_j - qvec_i |z_i - avec_i y_j|^2 (every qvec_i finite), values y. `plan` is
-     * the field's plan for these rows (advi_empirical_desc), whose sizes it takes. Where the
-     * backend has no per-row mode for d (CUDA, d > ADVK_DIRECT_MAX_DIM), every row takes the
-     * direct loop instead (tmp as for empirical_direct). */
-    adv_status (*empirical_rows)(adv_interaction_plan *plan, const void *z, const void *y,
-                                 const void *logw, const double *avec, const double *qvec,
-                                 void *den, double *tmp);
+     * scores logw_j - qvec_i |z_i - avec_i y_j|^2 (every qvec_i finite), values y, for n rows.
+     * `plan` is a field's plan (advi_empirical_desc) for at least n queries, whose other
+     * sizes it takes. Where the backend has no per-row mode for d (CUDA, d >
+     * ADVK_DIRECT_MAX_DIM), every row takes the direct loop instead (tmp as for
+     * empirical_direct). */
+    adv_status (*empirical_rows)(adv_interaction_plan *plan, int64_t n, const void *z,
+                                 const void *y, const void *logw, const double *avec,
+                                 const double *qvec, void *den, double *tmp);
     /* Per-particle-time coefficients for a built-in schedule (kind ADVF_LINEAR..ADVF_VE with
      * parameters p0, p1, see advf_schedule): column k of out (7 x n doubles) holds c[k] of
      * advf_time_coefs at times[i], with lambda_direct = ADVI_LAMBDA_DIRECT. */
@@ -109,7 +110,7 @@ adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, in
                                            const void *z, int64_t nd, const void *y,
                                            const void *logw, double a, double q, const double *avec,
                                            const double *qvec, void *den, double *tmp);
-adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, const void *z,
+adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, int64_t n, const void *z,
                                          const void *y, const void *logw, const double *avec,
                                          const double *qvec, void *den, double *tmp);
 adv_status advi_cpu_field_time_coefs(adv_context *ctx, int64_t n, const double *times, int kind,
@@ -161,8 +162,12 @@ struct adv_field {
     void *logw;             /* n, log of the normalised weights (precision) */
     double *cdf;            /* n doubles, context memory: cumulative weights for sampling */
     int owns_data;
-    adv_interaction_plan *plan; /* CUDA: plan for plan_n queries (lambda set per call) */
+    adv_interaction_plan *plan; /* common time: plan for plan_n queries (lambda set per call) */
     int64_t plan_n;
+    /* per-particle times: a plan for up to rows_plan_n queries. It only grows, so DOPRI5's
+     * rounds (as many particles as are active) do not re-create it. */
+    adv_interaction_plan *rows_plan;
+    int64_t rows_plan_n;
     double keys_a;          /* the a_t the scaled keys buffer holds (NaN: none) */
     advi_buffer keys;       /* a_t * data */
     /* Gaussian family: parameter block (doubles) on the host and in context memory */

@@ -46,11 +46,12 @@ adv_status advi_cpu_field_empirical_direct(adv_context *ctx, adv_precision p, in
 /* Per-particle times through the interaction engine with a per-row key scale and λ: the
  * same vectorised arithmetic as the common-time path, and bitwise independent of threads
  * and chunking like it. */
-adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, const void *z,
+adv_status advi_cpu_field_empirical_rows(adv_interaction_plan *plan, int64_t n, const void *z,
                                          const void *y, const void *logw, const double *avec,
                                          const double *qvec, void *den, double *tmp) {
     (void)tmp;
     adv_interaction_desc desc = plan->desc;
+    desc.n_queries = n;
     desc.values_are_keys = 1; // D = sum of softmax weights times the unscaled data
     return advi_cpu_interaction_rows(plan->ctx, &desc, z, y, logw, NULL, avec, qvec, NULL, den);
 }

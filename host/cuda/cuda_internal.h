@@ -183,10 +183,11 @@ static inline void advi_device_leave(advi_device_guard *g) {
 /* The interaction engine's per-row mode on a CUDA plan (host/cuda/interaction_cuda.c), the
  * twin of advi_cpu_interaction_rows: SQDIST scores beta_j - row_lambda_i |x_i - row_a_i y_j|^2,
  * values y (d = value_dim <= ADVK_DIRECT_MAX_DIM, no causal mask; desc lambda and gamma
- * unused), device arrays, asynchronous. No argument checks beyond that: callers pass a
+ * unused), for n <= the plan's n_queries rows (the plan's workspace is sized for its own
+ * count), device arrays, asynchronous. No argument checks beyond that: callers pass a
  * validated problem. */
-adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, const void *x, const void *y,
-                                      const void *beta, const double *row_a,
+adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, int64_t n, const void *x,
+                                      const void *y, const void *beta, const double *row_a,
                                       const double *row_lambda, void *out);
 
 /* The context's stream as a CUDA stream (NULL: the legacy default stream). */

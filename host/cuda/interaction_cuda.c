@@ -267,17 +267,18 @@ static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
     return ADV_OK;
 }
 
-/* One execution on the plan's path. With row_a (the per-row mode, see
+/* One execution on the plan's path, for n queries (the plan's own count, or fewer in the
+ * per-row mode: the split workspace has room for them). With row_a (the per-row mode, see
  * advi_cuda_interaction_rows) the direct kernel runs whatever the path: a GEMM-path plan
  * (64 <= d <= ADVK_DIRECT_MAX_DIM) has no split workspace, so one block per query tile. */
-static adv_status execute_on_device(adv_interaction_plan *plan, const void *x, const void *y,
-                                    const void *beta, const void *w, void *lse, void *out,
-                                    const double *row_a, const double *row_lambda) {
+static adv_status execute_on_device(adv_interaction_plan *plan, int64_t n, const void *x,
+                                    const void *y, const void *beta, const void *w, void *lse,
+                                    void *out, const double *row_a, const double *row_lambda) {
     adv_context *ctx = plan->ctx;
     const cuda_plan *cp = plan->backend_state;
     const adv_interaction_desc *d = &plan->desc;
     advk_interaction_args a = {(int)d->precision, (int)d->kernel, d->causal,
-                               d->batch, d->n_queries, d->n_keys, d->dim,
+                               d->batch, n, d->n_keys, d->dim,
                                out ? d->value_dim : 0, row_a ? 1.0 : d->lambda, d->gamma,
                                x, y, beta, out ? w : NULL, lse, out, row_a, row_lambda};
     if (cp->path == PATH_GEMM && !row_a) return execute_gemm(ctx, cp, &a);
@@ -296,7 +297,7 @@ static adv_status execute_on_device(adv_interaction_plan *plan, const void *x, c
 
 /* Enters the context's device and runs one execution: the public one, or the per-row mode
  * when row_a is set. */
-static adv_status execute(adv_interaction_plan *plan, const void *x, const void *y,
+static adv_status execute(adv_interaction_plan *plan, int64_t n, const void *x, const void *y,
                           const void *beta, const void *w, void *lse, void *out,
                           const double *row_a, const double *row_lambda) {
     adv_context *ctx = plan->ctx;
@@ -305,7 +306,7 @@ static adv_status execute(adv_interaction_plan *plan, const void *x, const void 
     advi_device_guard g;
     adv_status st = advi_device_enter(ctx, ctx->device_id, &g);
     if (st != ADV_OK) return st;
-    st = execute_on_device(plan, x, y, beta, w, lse, out, row_a, row_lambda);
+    st = execute_on_device(plan, n, x, y, beta, w, lse, out, row_a, row_lambda);
     advi_device_leave(&g);
     return st;
 }
@@ -313,15 +314,15 @@ static adv_status execute(adv_interaction_plan *plan, const void *x, const void 
 adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, const void *x,
                                          const void *y, const void *beta, const void *w,
                                          void *lse, void *out) {
-    return execute(plan, x, y, beta, w, lse, out, NULL, NULL);
+    return execute(plan, plan->desc.n_queries, x, y, beta, w, lse, out, NULL, NULL);
 }
 
-adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, const void *x, const void *y,
-                                      const void *beta, const double *row_a,
+adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, int64_t n, const void *x,
+                                      const void *y, const void *beta, const double *row_a,
                                       const double *row_lambda, void *out) {
     const adv_interaction_desc *d = &plan->desc;
     if (d->kernel != ADV_KERNEL_SQDIST || d->causal || d->dim > ADVK_DIRECT_MAX_DIM ||
-        d->value_dim != d->dim || !row_a || !row_lambda || !out)
+        d->value_dim != d->dim || !row_a || !row_lambda || !out || n < 1 || n > d->n_queries)
         return advi_fail(plan->ctx, ADV_ERR_INTERNAL, "per-row interaction mode: unsupported problem");
-    return execute(plan, x, y, beta, y, NULL, out, row_a, row_lambda);
+    return execute(plan, n, x, y, beta, y, NULL, out, row_a, row_lambda);
 }

@@ -13,7 +13,7 @@ adv_status advi_cuda_field_empirical_direct(adv_context *ctx, adv_precision p, i
                                             const void *logw, double a, double q,
                                             const double *avec, const double *qvec, void *den,
                                             double *tmp);
-adv_status advi_cuda_field_empirical_rows(adv_interaction_plan *plan, const void *z,
+adv_status advi_cuda_field_empirical_rows(adv_interaction_plan *plan, int64_t n, const void *z,
                                           const void *y, const void *logw, const double *avec,
                                           const double *qvec, void *den, double *tmp);
 adv_status advi_cuda_field_time_coefs(adv_context *ctx, int64_t n, const double *times, int kind,

@@ -169,6 +169,13 @@ Test(sampling_fields, per_particle_coefficients_user_vs_builtin) {
         conf_download(ctx, ADV_FLOAT64, dv, out[u][0], 171);
         conf_download(ctx, ADV_FLOAT64, ds, out[u][1], 171);
         conf_download(ctx, ADV_FLOAT64, dd, out[u][2], 171);
+        // Fewer rows reuse the field's per-row plan (made for N): the same bits per row.
+        void *dd2 = conf_alloc_poisoned(ctx, ADV_FLOAT64, 60);
+        double D2[60];
+        cr_assert_eq(adv_field_eval_times(f, dt, 20, dz, NULL, NULL, dd2), ADV_OK);
+        conf_download(ctx, ADV_FLOAT64, dd2, D2, 60);
+        cr_expect(memcmp(D2, out[u][2], sizeof D2) == 0, "schedule %d: 20 rows differ from the first 20 of %lld", u, (long long)N);
+        conf_free(ctx, dd2);
         conf_free(ctx, dv), conf_free(ctx, ds), conf_free(ctx, dd);
         adv_field_destroy(f);
     }
