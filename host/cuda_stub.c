@@ -44,10 +44,10 @@ adv_status advi_cuda_synchronize(adv_context *ctx) {
 adv_status advi_cuda_interaction_plan_init(adv_interaction_plan *plan) {
     return advi_fail(plan->ctx, ADV_ERR_BACKEND_UNAVAILABLE, NOT_BUILT);
 }
-adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, const void *x,
+adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, int64_t n, const void *x,
                                          const void *y, const void *beta, const void *w,
                                          void *lse, void *out) {
-    (void)x, (void)y, (void)beta, (void)w, (void)lse, (void)out;
+    (void)n, (void)x, (void)y, (void)beta, (void)w, (void)lse, (void)out;
     return advi_fail(plan->ctx, ADV_ERR_BACKEND_UNAVAILABLE, NOT_BUILT);
 }
 void advi_cuda_interaction_plan_fini(adv_interaction_plan *plan) { (void)plan; }

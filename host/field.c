@@ -244,7 +244,6 @@ adv_status adv_field_destroy(adv_field *f) {
     if (f->cdf) advi_ctx_free(ctx, f->cdf);
     if (f->par) advi_ctx_free(ctx, f->par);
     if (f->plan) adv_interaction_plan_destroy(f->plan);
-    if (f->rows_plan) adv_interaction_plan_destroy(f->rows_plan);
     free(f->par_host);
     free(f->coef_host);
     advi_buffer_release(ctx, &f->keys);
@@ -676,17 +675,16 @@ static adv_status tmp_scratch(adv_field *f, int64_t n, int64_t per, double **tmp
     return st;
 }
 
-/* An interaction plan of the field (SQDIST, particles against the data) for n rows, kept in
- * *plan / *plan_n: re-created when n differs, or only when n exceeds it (grow). */
-static adv_status field_plan(adv_field *f, int64_t n, int grow, adv_interaction_plan **plan,
-                             int64_t *plan_n) {
-    if (*plan && (*plan_n == n || (grow && *plan_n > n))) return ADV_OK;
-    if (*plan) adv_interaction_plan_destroy(*plan);
-    *plan = NULL;
+/* The field's interaction plan (SQDIST, particles against the data) for at least n rows:
+ * re-created only when n exceeds what it was made for. */
+static adv_status field_plan(adv_field *f, int64_t n) {
+    if (f->plan && f->plan_n >= n) return ADV_OK;
+    if (f->plan) adv_interaction_plan_destroy(f->plan);
+    f->plan = NULL;
     adv_interaction_desc desc;
     advi_empirical_desc(&desc, f->precision, n, f->n, f->d);
-    adv_status st = adv_interaction_plan_create(f->ctx, &desc, plan);
-    if (st == ADV_OK) *plan_n = n;
+    adv_status st = adv_interaction_plan_create(f->ctx, &desc, &f->plan);
+    if (st == ADV_OK) f->plan_n = n;
     return st;
 }
 
@@ -729,9 +727,8 @@ static adv_status empirical_rows(adv_field *f, const double *coefs, int64_t n, c
     const advi_sampling_ops *ops = advi_sampling_ops_of(f->ctx);
     double *tmp = NULL;
     adv_status st = tmp_scratch(f, n, f->d, &tmp);
-    if (st == ADV_OK) st = field_plan(f, n, 1, &f->rows_plan, &f->rows_plan_n);
-    if (st == ADV_OK)
-        st = ops->empirical_rows(f->rows_plan, n, z, f->data, f->logw, coefs, coefs + n, den, tmp);
+    if (st == ADV_OK) st = field_plan(f, n);
+    if (st == ADV_OK) st = ops->empirical_rows(f->plan, n, z, f->data, f->logw, coefs, coefs + n, den, tmp);
     if (st == ADV_OK)
         st = ops->empirical_direct(f->ctx, f->precision, n, f->d, z, f->n, f->data, f->logw, 0.0,
                                    ADVI_LAMBDA_DIRECT, coefs, coefs + 2 * n, den, tmp);
@@ -758,11 +755,11 @@ static adv_status empirical_engine(adv_field *f, double a, double lambda, int64_
     }
     // The interaction engine reduces each row in an order fixed by the keys alone, so a
     // particle's result is the same bits for any chunk size and thread count (CPU).
-    if ((st = field_plan(f, n, 0, &f->plan, &f->plan_n)) != ADV_OK) return st;
+    if ((st = field_plan(f, n)) != ADV_OK) return st;
     // lambda and gamma are read at execution; the plan's other resources do not depend on them.
     f->plan->desc.lambda = lambda;
     f->plan->desc.gamma = 1.0;
-    return adv_interaction_execute(f->plan, z, keys, f->logw, f->data, NULL, den);
+    return advi_interaction_execute_rows(f->plan, n, z, keys, f->logw, f->data, NULL, den);
 }
 
 /* The user callback for the outputs in `want` (pointers may be NULL). */

@@ -137,9 +137,19 @@ adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, co
                                  arrays[k].allow_neg_inf ? "+Inf" : "Inf");
         }
     }
-    if (ctx->backend == ADV_BACKEND_CUDA)
-        return advi_cuda_interaction_execute(plan, x, y, beta, w, lse, out);
-    return advi_cpu_interaction(ctx, d, x, y, beta, w, lse, out);
+    return advi_interaction_execute_rows(plan, d->n_queries, x, y, beta, w, lse, out);
+}
+
+adv_status advi_interaction_execute_rows(adv_interaction_plan *plan, int64_t n, const void *x,
+                                         const void *y, const void *beta, const void *w,
+                                         void *lse, void *out) {
+    adv_interaction_desc d = plan->desc;
+    d.n_queries = n;
+    if (d.values_are_keys) w = y;
+    if (!out) w = NULL;
+    if (plan->ctx->backend == ADV_BACKEND_CUDA)
+        return advi_cuda_interaction_execute(plan, n, x, y, beta, w, lse, out);
+    return advi_cpu_interaction(plan->ctx, &d, x, y, beta, w, lse, out);
 }
 
 adv_status adv_interaction_sum(adv_context *ctx, const adv_interaction_desc *desc, const void *x,

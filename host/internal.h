@@ -74,6 +74,13 @@ struct adv_poisson_plan {
     void *backend_state;  /* owned by the backend */
 };
 
+/* adv_interaction_execute for the plan's first n <= n_queries queries (arrays laid out for
+ * n), without its argument checks and finiteness scan: for callers inside the library that
+ * keep one plan for varying row counts (the sampling fields). values_are_keys is honoured. */
+adv_status advi_interaction_execute_rows(adv_interaction_plan *plan, int64_t n, const void *x,
+                                         const void *y, const void *beta, const void *w,
+                                         void *lse, void *out);
+
 /* ---- CPU backend (host/cpu/) ---- */
 adv_status advi_cpu_poisson_plan_init(adv_poisson_plan *plan);
 adv_status advi_cpu_poisson_execute(adv_poisson_plan *plan, const void *f, void *u);
@@ -102,7 +109,9 @@ adv_status advi_cuda_memcpy(adv_context *ctx, void *dst, const void *src, size_t
                             adv_copy_kind kind);
 adv_status advi_cuda_synchronize(adv_context *ctx);
 adv_status advi_cuda_interaction_plan_init(adv_interaction_plan *plan);
-adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, const void *x,
+/* Executes the plan for its first n <= n_queries queries (per batch entry; arrays laid out
+ * for n). */
+adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, int64_t n, const void *x,
                                          const void *y, const void *beta, const void *w,
                                          void *lse, void *out);
 void advi_cuda_interaction_plan_fini(adv_interaction_plan *plan);

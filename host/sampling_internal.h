@@ -162,12 +162,11 @@ struct adv_field {
     void *logw;             /* n, log of the normalised weights (precision) */
     double *cdf;            /* n doubles, context memory: cumulative weights for sampling */
     int owns_data;
-    adv_interaction_plan *plan; /* common time: plan for plan_n queries (lambda set per call) */
+    /* Interaction plan for up to plan_n particles (lambda set per call). It only grows, so a
+     * sampler's last, smaller chunk and DOPRI5's rounds (as many particles as are active) do
+     * not re-create it and its device workspace. */
+    adv_interaction_plan *plan;
     int64_t plan_n;
-    /* per-particle times: a plan for up to rows_plan_n queries. It only grows, so DOPRI5's
-     * rounds (as many particles as are active) do not re-create it. */
-    adv_interaction_plan *rows_plan;
-    int64_t rows_plan_n;
     double keys_a;          /* the a_t the scaled keys buffer holds (NaN: none) */
     advi_buffer keys;       /* a_t * data */
     /* Gaussian family: parameter block (doubles) on the host and in context memory */

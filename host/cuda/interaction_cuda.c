@@ -267,8 +267,8 @@ static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
     return ADV_OK;
 }
 
-/* One execution on the plan's path, for n queries (the plan's own count, or fewer in the
- * per-row mode: the split workspace has room for them). With row_a (the per-row mode, see
+/* One execution on the plan's path, for n queries (the plan's own count, or fewer: every
+ * workspace has room for them). With row_a (the per-row mode, see
  * advi_cuda_interaction_rows) the direct kernel runs whatever the path: a GEMM-path plan
  * (64 <= d <= ADVK_DIRECT_MAX_DIM) has no split workspace, so one block per query tile. */
 static adv_status execute_on_device(adv_interaction_plan *plan, int64_t n, const void *x,
@@ -311,10 +311,10 @@ static adv_status execute(adv_interaction_plan *plan, int64_t n, const void *x, 
     return st;
 }
 
-adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, const void *x,
+adv_status advi_cuda_interaction_execute(adv_interaction_plan *plan, int64_t n, const void *x,
                                          const void *y, const void *beta, const void *w,
                                          void *lse, void *out) {
-    return execute(plan, plan->desc.n_queries, x, y, beta, w, lse, out, NULL, NULL);
+    return execute(plan, n, x, y, beta, w, lse, out, NULL, NULL);
 }
 
 adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, int64_t n, const void *x,
