@@ -759,7 +759,7 @@ static adv_status empirical_engine(adv_field *f, double a, double lambda, int64_
     // lambda and gamma are read at execution; the plan's other resources do not depend on them.
     f->plan->desc.lambda = lambda;
     f->plan->desc.gamma = 1.0;
-    return advi_interaction_execute_rows(f->plan, n, z, keys, f->logw, f->data, NULL, den);
+    return advi_interaction_execute_n(f->plan, n, z, keys, f->logw, f->data, NULL, den);
 }
 
 /* The user callback for the outputs in `want` (pointers may be NULL). */

@@ -137,12 +137,12 @@ adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, co
                                  arrays[k].allow_neg_inf ? "+Inf" : "Inf");
         }
     }
-    return advi_interaction_execute_rows(plan, d->n_queries, x, y, beta, w, lse, out);
+    return advi_interaction_execute_n(plan, d->n_queries, x, y, beta, w, lse, out);
 }
 
-adv_status advi_interaction_execute_rows(adv_interaction_plan *plan, int64_t n, const void *x,
-                                         const void *y, const void *beta, const void *w,
-                                         void *lse, void *out) {
+adv_status advi_interaction_execute_n(adv_interaction_plan *plan, int64_t n, const void *x,
+                                      const void *y, const void *beta, const void *w, void *lse,
+                                      void *out) {
     adv_interaction_desc d = plan->desc;
     d.n_queries = n;
     if (d.values_are_keys) w = y;

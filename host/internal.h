@@ -77,9 +77,9 @@ struct adv_poisson_plan {
 /* adv_interaction_execute for the plan's first n <= n_queries queries (arrays laid out for
  * n), without its argument checks and finiteness scan: for callers inside the library that
  * keep one plan for varying row counts (the sampling fields). values_are_keys is honoured. */
-adv_status advi_interaction_execute_rows(adv_interaction_plan *plan, int64_t n, const void *x,
-                                         const void *y, const void *beta, const void *w,
-                                         void *lse, void *out);
+adv_status advi_interaction_execute_n(adv_interaction_plan *plan, int64_t n, const void *x,
+                                      const void *y, const void *beta, const void *w, void *lse,
+                                      void *out);
 
 /* ---- CPU backend (host/cpu/) ---- */
 adv_status advi_cpu_poisson_plan_init(adv_poisson_plan *plan);
