@@ -2,8 +2,9 @@
  * (host/cpu/bbot_cpu.c) and the CUDA kernels (kernels/cuda/bbot.cu): the grid geometry of the
  * staggered space-time variables, the pointwise prox of γ|m|²/f (closed-form cubic root with
  * a Newton polish), the divergence and gradient stencils, the per-line least-squares
- * projection on the averaging constraint (Thomas algorithm with precomputed factors), the
- * centred density/momentum of a cell and the multilinear interpolation of the velocity grid.
+ * projection on the averaging constraint (Thomas algorithm with precomputed factors; by lines
+ * and by tiles of lines, as the CUDA kernel splits it), the centred density/momentum of a
+ * cell and the multilinear interpolation of the velocity grid.
  *
  * Components: c = 0 is time (the density f on the P+1 time faces), c = 1..d the momentum m_a
  * (a = c-1) on the faces normal to space axis a. Every component is viewed as lines along its
@@ -400,6 +401,115 @@ ADVK_BBOT_LINES(double, f64)
     }
 ADVK_BBOT_LINES_ROWS(float, f32)
 ADVK_BBOT_LINES_ROWS(double, f64)
+
+/* The same projection by tiles of lines: the CUDA kernel's split of the work, written here so
+ * that tests/unit/bbot.c runs it on the CPU, step by step, against advk_bbot_lines. A block
+ * takes `tl` consecutive lines l = first .. first + tl - 1 of a component (line l = (o, s),
+ * o = l / S, s = l % S: faces at o (L+1) S + i S + s, cells at o L S + i S + s, relative to
+ * the component's offsets) and a tile A of (L + 1) x ld doubles (ld = tl + 1, so that threads
+ * walking along a line hit different banks). Four steps, separated by barriers:
+ *   bases  (one thread per line)  the lines' face and cell offsets, fb[t] and cb[t];
+ *   load   (one per face)         A[i][t] = right-hand side, or x1 on the two fixed faces;
+ *   solve  (one per line)         both Thomas sweeps on the tile (x2 = A, rounded to T as
+ *                                 advk_bbot_lines stores it);
+ *   face / cell (one per value)   x2.U, z += mu (x2 - x1), the sums.
+ * Only the sweeps are sequential, and they run on the tile instead of global memory; the
+ * other steps enumerate the tile in memory order (along the lines when S = 1, where lines
+ * are contiguous; across them otherwise, where adjacent lines are adjacent), so consecutive
+ * threads touch consecutive addresses. Every value is computed with the arithmetic of
+ * advk_bbot_lines; only the sums add in another order. */
+typedef struct advk_bbot_tile {
+    int64_t L, S;   /* cells along the lines, stride of their axis */
+    int64_t nlines; /* lines of the component */
+    int64_t first;  /* first line of the tile */
+    int tl, ld;     /* lines per tile, leading dimension of A (tl + 1) */
+} advk_bbot_tile;
+
+ADV_HD void advk_bbot_tile_bases(const advk_bbot_tile *tp, int t, int64_t *fb, int64_t *cb) {
+    const int64_t line = tp->first + t, o = line / tp->S, s = line % tp->S;
+    fb[t] = o * (tp->L + 1) * tp->S + s;
+    cb[t] = o * tp->L * tp->S + s;
+}
+
+/* Element e (0 <= e < tl n) of a step over n values per line: line t, index i along it. 0 for
+ * a line past the component's last. */
+ADV_HD int advk_bbot_tile_at(const advk_bbot_tile *tp, int e, int n, int *t, int64_t *i) {
+    if (tp->S == 1) {
+        *t = e / n;
+        *i = e % n;
+    } else {
+        *t = e % tp->tl;
+        *i = e / tp->tl;
+    }
+    return tp->first + *t < tp->nlines;
+}
+
+#define ADVK_BBOT_TILE(T, SFX)                                                                \
+    ADV_HD void advk_bbot_tile_load_##SFX(const advk_bbot_tile *tp, int e, const int64_t *fb, \
+                                          const int64_t *cb, const T *ADVK_RESTRICT x1u,      \
+                                          const T *ADVK_RESTRICT zu,                          \
+                                          const T *ADVK_RESTRICT x1v,                         \
+                                          const T *ADVK_RESTRICT zv, double *A) {             \
+        int t;                                                                                \
+        int64_t i;                                                                            \
+        const int64_t L = tp->L, S = tp->S;                                                   \
+        if (!advk_bbot_tile_at(tp, e, (int)L + 1, &t, &i)) return;                           \
+        const int64_t f = fb[t] + i * S, c = cb[t] + i * S;                                   \
+        A[i * tp->ld + t] =                                                                   \
+            i == 0 || i == L                                                                  \
+                ? (double)x1u[f]                                                              \
+                : advk_bbot_line_rhs(                                                         \
+                      (double)x1u[f], (double)zu[f],                                          \
+                      advk_bbot_reflect((double)x1v[c - S], (double)zv[c - S]),               \
+                      advk_bbot_reflect((double)x1v[c], (double)zv[c]), i == 1 ? 0.25 : 0.0,  \
+                      (double)x1u[fb[t]], i == L - 1 ? 0.25 : 0.0, (double)x1u[fb[t] + L * S]); \
+    }                                                                                         \
+    ADV_HD void advk_bbot_tile_solve_##SFX(const advk_bbot_tile *tp, int t,                   \
+                                           const double *ADVK_RESTRICT cp,                    \
+                                           const double *ADVK_RESTRICT inv, double *A) {      \
+        if (tp->first + t >= tp->nlines) return;                                              \
+        const int64_t L = tp->L, ld = tp->ld;                                                 \
+        double prev = 0.0; /* y_0 enters with weight 0 */                                     \
+        for (int64_t i = 1; i < L; ++i) {                                                     \
+            prev = (double)(T)advk_bbot_sweep_forward(A[i * ld + t], i > 1 ? 0.25 : 0.0, prev, \
+                                                      inv[i]);                                \
+            A[i * ld + t] = prev;                                                             \
+        }                                                                                     \
+        for (int64_t i = L - 2; i >= 1; --i) { /* prev holds x_{L-1} = y_{L-1} */            \
+            prev = (double)(T)advk_bbot_sweep_backward(A[i * ld + t], cp[i], prev);          \
+            A[i * ld + t] = prev;                                                             \
+        }                                                                                     \
+    }                                                                                         \
+    ADV_HD void advk_bbot_tile_face_##SFX(const advk_bbot_tile *tp, int e, const int64_t *fb, \
+                                          double mu, const double *A, T *ADVK_RESTRICT x2u,   \
+                                          T *ADVK_RESTRICT zu, const T *ADVK_RESTRICT x1u,    \
+                                          double *d2, double *x1sq) {                         \
+        int t;                                                                                \
+        int64_t i;                                                                            \
+        if (!advk_bbot_tile_at(tp, e, (int)tp->L + 1, &t, &i)) return;                       \
+        const int64_t f = fb[t] + i * tp->S;                                                  \
+        const double x2 = A[i * tp->ld + t], x1 = (double)x1u[f], dd = x2 - x1;               \
+        x2u[f] = (T)x2;                                                                       \
+        zu[f] = (T)advk_bbot_relax((double)zu[f], mu, dd);                                    \
+        *d2 += dd * dd;                                                                       \
+        *x1sq += x1 * x1;                                                                     \
+    }                                                                                         \
+    ADV_HD void advk_bbot_tile_cell_##SFX(const advk_bbot_tile *tp, int e, const int64_t *cb, \
+                                          double mu, const double *A, T *ADVK_RESTRICT zv,    \
+                                          const T *ADVK_RESTRICT x1v, double *d2,             \
+                                          double *x1sq) {                                     \
+        int t;                                                                                \
+        int64_t i;                                                                            \
+        if (!advk_bbot_tile_at(tp, e, (int)tp->L, &t, &i)) return;                           \
+        const int64_t c = cb[t] + i * tp->S;                                                  \
+        const double v2 = 0.5 * (A[i * tp->ld + t] + A[(i + 1) * tp->ld + t]);                \
+        const double v1 = (double)x1v[c], dv = v2 - v1;                                       \
+        zv[c] = (T)advk_bbot_relax((double)zv[c], mu, dv);                                    \
+        *d2 += dv * dv;                                                                       \
+        *x1sq += v1 * v1;                                                                     \
+    }
+ADVK_BBOT_TILE(float, f32)
+ADVK_BBOT_TILE(double, f64)
 
 /* ---- the grid velocity field -------------------------------------------------------------- */
 

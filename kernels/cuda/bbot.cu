@@ -1,8 +1,8 @@
 /* CUDA kernels of the Benamou-Brenier solver; the GPU twin of host/cpu/bbot_cpu_impl.h. Every
  * per-element formula comes from kernels/common/bbot_math.h (the CPU uses the same ones): one
  * thread per cell for the prox, the divergence and the centred outputs, one per face for the
- * gradient correction, one per line for the projection on the averaging constraint, one per
- * particle for the velocity field. Grid-stride loops with 64-bit indices; reductions are in
+ * gradient correction, a block per tile of lines for the projection on the averaging
+ * constraint (one thread per line beyond 3006 cells), one per particle for the velocity field. Grid-stride loops with 64-bit indices; reductions are in
  * double: a block reduction, then one atomicAdd per block into the accumulator slot. */
 #include "../../host/cuda/bbot_kernels.h"
 
@@ -12,7 +12,23 @@
 namespace {
 
 const int BLOCK = 256;
-const int LINES_BLOCK = 64; // threads per block of the line projection
+const int LINES_BLOCK = 64; // threads per block of the untiled line projection
+const int TILE_BLOCK = 128; // threads per block of the tiled line projection
+const int TILE_LINES_MAX = 16;
+// Bytes of shared memory a block gets without an opt-in (48 KiB, static and dynamic together),
+// less 1 KiB for the kernel's static reductions.
+const size_t TILE_SHARED = 47 * 1024;
+// Shared memory of a tile of tl lines of L cells: (L + 1) x (tl + 1) doubles and 2 tl offsets.
+size_t tile_bytes(int64_t L, int tl) {
+    return ((size_t)(L + 1) * (size_t)(tl + 1) + 2 * (size_t)tl) * sizeof(double);
+}
+// Lines per tile: the most (a power of two up to TILE_LINES_MAX) whose tile fits; 0 when not
+// even one line fits (L > 3006).
+int tile_lines(int64_t L) {
+    for (int tl = TILE_LINES_MAX; tl >= 1; tl /= 2)
+        if (tile_bytes(L, tl) <= TILE_SHARED) return tl;
+    return 0;
+}
 
 unsigned grid_for(int64_t work) {
     int64_t blocks = (work + BLOCK - 1) / BLOCK;
@@ -151,6 +167,43 @@ __device__ void project_line(int64_t L, int64_t S, const double *__restrict__ cp
     *d2 += acc_d;
     *x1sq += acc_x;
 }
+// Per-precision steps of the tiled line projection (bbot_math.h).
+__device__ __forceinline__ void tile_load(const advk_bbot_tile *tp, int e, const int64_t *fb,
+                                          const int64_t *cb, const float *x1u, const float *zu,
+                                          const float *x1v, const float *zv, double *A) {
+    advk_bbot_tile_load_f32(tp, e, fb, cb, x1u, zu, x1v, zv, A);
+}
+__device__ __forceinline__ void tile_load(const advk_bbot_tile *tp, int e, const int64_t *fb,
+                                          const int64_t *cb, const double *x1u, const double *zu,
+                                          const double *x1v, const double *zv, double *A) {
+    advk_bbot_tile_load_f64(tp, e, fb, cb, x1u, zu, x1v, zv, A);
+}
+template <typename T>
+__device__ __forceinline__ void tile_solve(const advk_bbot_tile *tp, int t, const double *cp,
+                                           const double *inv, double *A) {
+    if (sizeof(T) == sizeof(double)) advk_bbot_tile_solve_f64(tp, t, cp, inv, A);
+    else advk_bbot_tile_solve_f32(tp, t, cp, inv, A);
+}
+__device__ __forceinline__ void tile_face(const advk_bbot_tile *tp, int e, const int64_t *fb,
+                                          double mu, const double *A, float *x2u, float *zu,
+                                          const float *x1u, double *d2, double *x1sq) {
+    advk_bbot_tile_face_f32(tp, e, fb, mu, A, x2u, zu, x1u, d2, x1sq);
+}
+__device__ __forceinline__ void tile_face(const advk_bbot_tile *tp, int e, const int64_t *fb,
+                                          double mu, const double *A, double *x2u, double *zu,
+                                          const double *x1u, double *d2, double *x1sq) {
+    advk_bbot_tile_face_f64(tp, e, fb, mu, A, x2u, zu, x1u, d2, x1sq);
+}
+__device__ __forceinline__ void tile_cell(const advk_bbot_tile *tp, int e, const int64_t *cb,
+                                          double mu, const double *A, float *zv, const float *x1v,
+                                          double *d2, double *x1sq) {
+    advk_bbot_tile_cell_f32(tp, e, cb, mu, A, zv, x1v, d2, x1sq);
+}
+__device__ __forceinline__ void tile_cell(const advk_bbot_tile *tp, int e, const int64_t *cb,
+                                          double mu, const double *A, double *zv,
+                                          const double *x1v, double *d2, double *x1sq) {
+    advk_bbot_tile_cell_f64(tp, e, cb, mu, A, zv, x1v, d2, x1sq);
+}
 __device__ __forceinline__ void velocity_at(const advk_bbot_grid *g, const float *vel, double t,
                                             const float *x, float *out) {
     advk_bbot_velocity_at_f32(g, vel, t, x, out);
@@ -283,6 +336,46 @@ __global__ void lines_kernel(advk_bbot_grid g, int c, const double *cp, const do
     block_add(sums + ADVK_BBOT_SLOT_X1SQ, x1sq);
 }
 
+/* The same projection by tiles of `tl` lines (advk_bbot_tile_* of bbot_math.h): the block
+ * loads the lines' right-hand sides into shared memory in memory order, `tl` threads run the
+ * sweeps there, and the block writes the updates back in memory order. A global-memory
+ * sweep pays a load latency per step (8k-16k lines at 128^2 x 64 leave most of the GPU
+ * idle); here only the shared-memory sweeps are sequential. Shared memory: the tile, then the
+ * lines' face and cell offsets. */
+template <typename T>
+__global__ void lines_tile_kernel(advk_bbot_grid g, int c, int tl, const double *cp,
+                                  const double *inv, double mu, T *x2u, T *z, const T *x1,
+                                  double *sums) {
+    extern __shared__ double tile_mem[];
+    advk_bbot_tile tp;
+    tp.L = g.L[c], tp.S = g.S[c], tp.nlines = g.cells / tp.L, tp.first = 0, tp.tl = tl;
+    tp.ld = tl + 1;
+    const int nf = tl * (int)(tp.L + 1), nc = tl * (int)tp.L;
+    double *A = tile_mem;
+    int64_t *fb = (int64_t *)(A + (tp.L + 1) * tp.ld), *cb = fb + tl;
+    T *x2uc = x2u + g.offU[c], *zu = z + g.offU[c], *zv = z + g.offV[c];
+    const T *x1u = x1 + g.offU[c], *x1v = x1 + g.offV[c];
+    double d2 = 0.0, x1sq = 0.0;
+    for (int64_t first = (int64_t)blockIdx.x * tl; first < tp.nlines;
+         first += (int64_t)gridDim.x * tl) {
+        tp.first = first;
+        if ((int)threadIdx.x < tl) advk_bbot_tile_bases(&tp, (int)threadIdx.x, fb, cb);
+        __syncthreads();
+        for (int e = (int)threadIdx.x; e < nf; e += (int)blockDim.x)
+            tile_load(&tp, e, fb, cb, x1u, zu, x1v, zv, A);
+        __syncthreads();
+        if ((int)threadIdx.x < tl) tile_solve<T>(&tp, (int)threadIdx.x, cp, inv, A);
+        __syncthreads();
+        for (int e = (int)threadIdx.x; e < nf; e += (int)blockDim.x)
+            tile_face(&tp, e, fb, mu, A, x2uc, zu, x1u, &d2, &x1sq);
+        for (int e = (int)threadIdx.x; e < nc; e += (int)blockDim.x)
+            tile_cell(&tp, e, cb, mu, A, zv, x1v, &d2, &x1sq);
+        __syncthreads(); // the next tile overwrites A and the offsets
+    }
+    block_add(sums + ADVK_BBOT_SLOT_D2, d2);
+    block_add(sums + ADVK_BBOT_SLOT_X1SQ, x1sq);
+}
+
 template <typename T>
 __global__ void finalise_kernel(advk_bbot_grid g, const T *x1, double scale, double threshold,
                                 T *vel, T *mom) {
@@ -410,9 +503,23 @@ cudaError_t advk_bbot_prox(int precision, advk_bbot_grid g, double gamma, const 
 cudaError_t advk_bbot_lines(int precision, advk_bbot_grid g, int c, const double *cp,
                             const double *inv, double mu, void *x2u, void *z, const void *x1,
                             double *sums, cudaStream_t stream) {
-    // One thread per line, and lines are few (8k-16k at 128^2 x 64): small blocks spread them
-    // over every SM, whose memory pipelines then share the outstanding loads.
     const int64_t nlines = g.cells / g.L[c];
+    const int tl = tile_lines(g.L[c]);
+    if (tl > 0) {
+        int64_t tiles = (nlines + tl - 1) / tl;
+        if (tiles > 65535 * 8) tiles = 65535 * 8; // tile-stride beyond
+        const size_t bytes = tile_bytes(g.L[c], tl);
+        if (precision == 1)
+            lines_tile_kernel<double><<<(unsigned)tiles, TILE_BLOCK, bytes, stream>>>(
+                g, c, tl, cp, inv, mu, (double *)x2u, (double *)z, (const double *)x1, sums);
+        else
+            lines_tile_kernel<float><<<(unsigned)tiles, TILE_BLOCK, bytes, stream>>>(
+                g, c, tl, cp, inv, mu, (float *)x2u, (float *)z, (const float *)x1, sums);
+        return cudaGetLastError();
+    }
+    // Lines too long for a tile of one line: one thread per line on global memory. They are
+    // few, so small blocks spread them over every SM, whose memory pipelines then share the
+    // outstanding loads.
     const unsigned blocks = (unsigned)((nlines + LINES_BLOCK - 1) / LINES_BLOCK < 65535 * 8
                                            ? (nlines + LINES_BLOCK - 1) / LINES_BLOCK
                                            : 65535 * 8);

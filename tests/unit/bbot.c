@@ -276,6 +276,82 @@ Test(bbot_math, line_projection_matches_dense_least_squares) {
         }
 }
 
+/* The CUDA kernel's tiled form (advk_bbot_tile_*), run here block by block with each step
+ * over all its threads before the next (as the barriers order them), must give the values of
+ * advk_bbot_lines bit for bit (same operations in the same order; only the sums add in
+ * another order: 1e-12 relative). Geometries of the solver's components: lines along a slow
+ * axis (S > 1, also S < tl so that a tile spans several o), along the contiguous axis
+ * (S = 1), lengths 1, 2 and beyond 16, line counts that leave a partial last tile. Each tile
+ * size that the kernel may choose runs. Outputs start as NaN and the tile is refilled with NaN
+ * for every block, so an element no step covers fails. A wrong line base, a wrong fixed face
+ * or a missing rounding to float fails too (each checked by breaking the code on purpose);
+ * the element order of the load and update steps matters only for speed. */
+#define TILE_CHECK(T, SFX)                                                                    \
+    static void tile_check_##SFX(int64_t L, int64_t S, int64_t nlines, int tl, tu_rng *r) {   \
+        const int64_t nf = nlines * (L + 1), nc = nlines * L;                                 \
+        T *x1u = malloc((size_t)nf * sizeof(T)), *zu = malloc((size_t)nf * sizeof(T));        \
+        T *x1v = malloc((size_t)nc * sizeof(T)), *zv = malloc((size_t)nc * sizeof(T));        \
+        T *x2a = malloc((size_t)nf * sizeof(T)), *x2b = malloc((size_t)nf * sizeof(T));       \
+        T *zua = malloc((size_t)nf * sizeof(T)), *zva = malloc((size_t)nc * sizeof(T));       \
+        double *cp = malloc((size_t)(L + 1) * sizeof(double));                                \
+        double *inv = malloc((size_t)(L + 1) * sizeof(double));                              \
+        double *A = malloc((size_t)(L + 1) * (size_t)(tl + 1) * sizeof(double));              \
+        int64_t fb[16], cb[16];                                                               \
+        cr_assert(x1u && zu && x1v && zv && x2a && x2b && zua && zva && cp && inv && A);      \
+        for (int64_t k = 0; k < nf; ++k)                                                      \
+            x1u[k] = (T)tu_rng_uniform(r, -1, 2), zu[k] = (T)tu_rng_uniform(r, -1, 2);        \
+        for (int64_t k = 0; k < nc; ++k)                                                      \
+            x1v[k] = (T)tu_rng_uniform(r, -1, 2), zv[k] = (T)tu_rng_uniform(r, -1, 2);        \
+        memcpy(zua, zu, (size_t)nf * sizeof(T));                                              \
+        memcpy(zva, zv, (size_t)nc * sizeof(T));                                              \
+        for (int64_t k = 0; k < nf; ++k) x2a[k] = x2b[k] = (T)NAN;                            \
+        advk_bbot_thomas_factors(L, cp, inv);                                                 \
+        const double mu = 1.7;                                                                \
+        double d2a = 0, x1a = 0, d2b = 0, x1b = 0;                                            \
+        for (int64_t o = 0; o < nlines / S; ++o) /* reference: S adjacent lines per call */   \
+            advk_bbot_lines_##SFX(L, S, S, 1, 1, cp, inv, mu, x2a + o * (L + 1) * S,          \
+                                  zua + o * (L + 1) * S, x1u + o * (L + 1) * S,               \
+                                  zva + o * L * S, x1v + o * L * S, &d2a, &x1a);              \
+        advk_bbot_tile tp = {L, S, nlines, 0, tl, tl + 1};                                    \
+        for (tp.first = 0; tp.first < nlines; tp.first += tl) {                               \
+            for (int k = 0; k < (L + 1) * (tl + 1); ++k) A[k] = NAN;                          \
+            for (int t = 0; t < tl; ++t) advk_bbot_tile_bases(&tp, t, fb, cb);                \
+            for (int e = 0; e < tl * (L + 1); ++e)                                            \
+                advk_bbot_tile_load_##SFX(&tp, e, fb, cb, x1u, zu, x1v, zv, A);               \
+            for (int t = 0; t < tl; ++t) advk_bbot_tile_solve_##SFX(&tp, t, cp, inv, A);      \
+            for (int e = 0; e < tl * (L + 1); ++e)                                            \
+                advk_bbot_tile_face_##SFX(&tp, e, fb, mu, A, x2b, zu, x1u, &d2b, &x1b);       \
+            for (int e = 0; e < tl * L; ++e)                                                  \
+                advk_bbot_tile_cell_##SFX(&tp, e, cb, mu, A, zv, x1v, &d2b, &x1b);            \
+        }                                                                                     \
+        cr_expect(memcmp(x2a, x2b, (size_t)nf * sizeof(T)) == 0 &&                            \
+                      memcmp(zua, zu, (size_t)nf * sizeof(T)) == 0 &&                         \
+                      memcmp(zva, zv, (size_t)nc * sizeof(T)) == 0,                           \
+                  #SFX " L %lld S %lld lines %lld tl %d: the tiled projection differs",       \
+                  (long long)L, (long long)S, (long long)nlines, tl);                         \
+        cr_expect(fabs(d2b - d2a) <= 1e-12 * d2a && fabs(x1b - x1a) <= 1e-12 * x1a,           \
+                  #SFX " L %lld S %lld tl %d: sums %.17g %.17g vs %.17g %.17g", (long long)L,  \
+                  (long long)S, tl, d2b, x1b, d2a, x1a);                                      \
+        free(x1u), free(zu), free(x1v), free(zv), free(x2a), free(x2b), free(zua), free(zva); \
+        free(cp), free(inv), free(A);                                                         \
+    }
+TILE_CHECK(double, f64)
+TILE_CHECK(float, f32)
+
+Test(bbot_math, tiled_line_projection_matches_advk_bbot_lines) {
+    // {L, S, lines}: lines is a multiple of S (whole o-rows), as in the solver's components.
+    const int64_t shapes[][3] = {{1, 7, 21},  {2, 1, 5},   {6, 35, 70}, {17, 3, 39},
+                                 {37, 1, 19}, {64, 40, 120}, {129, 1, 33}, {5, 16, 48}};
+    const int tls[] = {1, 2, 4, 8, 16};
+    tu_rng r;
+    tu_rng_seed(&r, 11);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k)
+        for (size_t j = 0; j < sizeof tls / sizeof tls[0]; ++j) {
+            tile_check_f64(shapes[k][0], shapes[k][1], shapes[k][2], tls[j], &r);
+            tile_check_f32(shapes[k][0], shapes[k][1], shapes[k][2], tls[j], &r);
+        }
+}
+
 /* ---- velocity interpolation -------------------------------------------------------------- */
 
 Test(bbot_math, velocity_interpolation_is_exact_for_linear_fields) {
