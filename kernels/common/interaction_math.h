@@ -69,15 +69,11 @@ ADV_HD double adv_merge_state_f64(double *m_a, double *s_a, double m_b, double s
     return m;
 }
 
-/* exp(score - m) through exp2, the GPU's native exponential (CUDA kernels, float32): one
- * multiply by log2(e) of the non-positive difference. The error grows with |score - m|, so
- * it stays within a few ulp where terms matter (score near m). Needs a finite m >= score;
- * score = -Inf gives exp2(-Inf) = 0, so for a finite m it equals adv_softmax_term_f32 up to
- * rounding. On the GPU it is the flush-to-zero form of the hardware exp2 (one MUFU.EX2; the
- * IEEE form adds a compare and two multiplies per term to produce subnormal results): terms
- * below 2^-126 of the row maximum are exactly 0, as in the CPU's vector exp. */
-ADV_HD float adv_softmax_term_exp2_f32(float score, float m) {
-    const float x = (score - m) * 1.44269504088896341f;
+/* 2^x, the GPU's native exponential (CUDA kernels, float32): on the GPU the flush-to-zero
+ * form of the hardware exp2 (one MUFU.EX2; the IEEE form adds a compare and two multiplies to
+ * produce subnormal results), so results below 2^-126 are exactly 0, as in the CPU's vector
+ * exp. exp2(-Inf) = 0. */
+ADV_HD float adv_exp2_ftz_f32(float x) {
 #if defined(__CUDA_ARCH__)
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -85,6 +81,43 @@ ADV_HD float adv_softmax_term_exp2_f32(float score, float m) {
 #else
     return exp2f(x);
 #endif
+}
+
+/* exp(score - m) through exp2: one multiply by log2(e) of the non-positive difference. The
+ * error grows with |score - m|, so it stays within a few ulp where terms matter (score near
+ * m). Needs a finite m >= score; score = -Inf gives 0, so for a finite m it equals
+ * adv_softmax_term_f32 up to rounding. */
+ADV_HD float adv_softmax_term_exp2_f32(float score, float m) {
+    return adv_exp2_ftz_f32((score - m) * 1.44269504088896341f);
+}
+
+/* Row states in base 2 (the CUDA float32 direct kernel and the merge of its split-key
+ * partials): scores are taken in units of 1/ln 2 (lambda and the log-weights multiplied by
+ * log2(e) once, so score2 = score log2(e) up to one rounding of each), the running maximum m2
+ * in the same units. A softmax term is then one subtraction and one exp2, without the
+ * multiply per pair of adv_softmax_term_exp2_f32; the argument carries the same relative
+ * rounding (tests/unit/vexp.c compares both forms). lse converts back once per row. */
+#define ADV_LOG2E_F32 1.44269504088896341f
+#define ADV_LN2_F32 0.693147180559945309f
+ADV_HD float adv_softmax_term_base2_f32(float score2, float m2) {
+    return adv_exp2_ftz_f32(score2 - m2);
+}
+ADV_HD float adv_rescale_base2_f32(float m_old, float m_new) {
+    return (m_old == -INFINITY) ? 0.0f : adv_exp2_ftz_f32(m_old - m_new);
+}
+/* adv_merge_state_f32 for base-2 states (the value accumulators merge with
+ * adv_merge_acc_f32 and the returned factors, as there). */
+ADV_HD float adv_merge_state_base2_f32(float *m_a, float *s_a, float m_b, float s_b, float *fa,
+                                       float *fb) {
+    float m = *m_a > m_b ? *m_a : m_b;
+    *fa = adv_rescale_base2_f32(*m_a, m);
+    *fb = adv_rescale_base2_f32(m_b, m);
+    *s_a = adv_merge_acc_f32(*fa, *s_a, *fb, s_b);
+    *m_a = m;
+    return m;
+}
+ADV_HD float adv_lse_finalize_base2_f32(float m2, float s) {
+    return (m2 == -INFINITY || !(s > 0.0f)) ? -INFINITY : ADV_FMA_F32(m2, ADV_LN2_F32, logf(s));
 }
 
 #endif

@@ -65,6 +65,32 @@ template <> struct Ops<double> {
     static constexpr double negligible = 746.0; // exp(-746) is 0 in double
 };
 
+/* Score units of the direct kernel and of the merge of its split-key partial states. float32
+ * works in base 2: lambda and the log-weights are multiplied by log2(e) once (per call, per
+ * staged key), so every score, the running maximum and the partial states are in units of
+ * 1/ln 2, and a softmax term is one subtraction and one exp2 instead of also a multiply per
+ * pair (see interaction_math.h); lse converts back per row. float64 keeps natural units (its
+ * exp has no hardware form to save a multiply for). */
+template <typename T> struct Units;
+template <> struct Units<float> {
+    static constexpr float scale = ADV_LOG2E_F32;
+    __device__ static float rescale(float a, float b) { return adv_rescale_base2_f32(a, b); }
+    __device__ static float term(float s, float m) { return adv_softmax_term_base2_f32(s, m); }
+    __device__ static void merge(float &m, float &s, float mb, float sb, float &fa, float &fb) {
+        adv_merge_state_base2_f32(&m, &s, mb, sb, &fa, &fb);
+    }
+    __device__ static float lse(float m, float s) { return adv_lse_finalize_base2_f32(m, s); }
+};
+template <> struct Units<double> {
+    static constexpr double scale = 1.0;
+    __device__ static double rescale(double a, double b) { return Ops<double>::rescale(a, b); }
+    __device__ static double term(double s, double m) { return Ops<double>::term(s, m); }
+    __device__ static void merge(double &m, double &s, double mb, double sb, double &fa, double &fb) {
+        Ops<double>::merge(m, s, mb, sb, fa, fb);
+    }
+    __device__ static double lse(double m, double s) { return Ops<double>::lse(m, s); }
+};
+
 template <typename T> __device__ __forceinline__ T neg_inf() { return -(T)INFINITY; }
 
 template <typename T> __device__ __forceinline__ T warp_max(T v) {
@@ -145,8 +171,9 @@ template <typename T> struct DirectParams {
     int64_t vchunks; // value-column chunks (1 when e == 0)
 };
 
-/* Folds one staged key tile into the states of the thread's QPT queries. MASK: some scores
- * of the tile must become -Inf (keys past the range end, or causal j > i). */
+/* Folds one staged key tile into the states of the thread's QPT queries, in the kernel's score
+ * units (lambda and the staged log-weights already scaled, see Units). MASK: some scores of
+ * the tile must become -Inf (keys past the range end, or causal j > i). */
 template <bool MASK, typename T, int KERNEL, int DP, int SP, int EC, int QPT, int KT>
 __device__ __forceinline__ void fold_tile(const T (&q)[QPT][DP], const int64_t (&qi)[QPT],
                                           T (&m)[QPT], T (&s)[QPT],
@@ -188,7 +215,7 @@ __device__ __forceinline__ void fold_tile(const T (&q)[QPT][DP], const int64_t (
 #pragma unroll
     for (int u = 0; u < QPT; ++u) {
         const T mn = O::max(m[u], tmax[u]);
-        const T f = O::rescale(m[u], mn); // 0 while nothing was accumulated
+        const T f = Units<T>::rescale(m[u], mn); // 0 while nothing was accumulated
         s[u] *= f;
 #pragma unroll
         for (int c = 0; c < EC; ++c) acc[u][c] *= f;
@@ -204,7 +231,7 @@ __device__ __forceinline__ void fold_tile(const T (&q)[QPT][DP], const int64_t (
         for (int c = 0; c < EC; ++c) v[c] = sv[j * EC + c];
 #pragma unroll
         for (int u = 0; u < QPT; ++u) {
-            const T p = O::term(sc[u][j], mref[u]);
+            const T p = Units<T>::term(sc[u][j], mref[u]);
             s[u] += p;
 #pragma unroll
             for (int c = 0; c < EC; ++c) acc[u][c] = O::fma(p, v[c], acc[u][c]);
@@ -249,6 +276,7 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
             // so a row needs one key scale, -r a_i, and the score's lambda is 1 (p.lambda).
             const bool per_row = KERNEL == kSqdist && p.row_a;
             const T gamma = KERNEL == kSqdist ? p.gamma : (T)1;
+            const T lambda = p.lambda * Units<T>::scale; // in the kernel's score units
 
             T q[QPT][DP];
             int64_t qi[QPT];
@@ -285,7 +313,7 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
                 for (int u = 0; u < QPT; ++u) {
                     const int slot = u * TB + tid;
                     T rm = row_m[slot], rs = row_s[slot], fa, fb;
-                    Ops<T>::merge(rm, rs, m[u], s[u], fa, fb);
+                    Units<T>::merge(rm, rs, m[u], s[u], fa, fb);
                     row_m[slot] = rm;
                     row_s[slot] = rs;
 #pragma unroll
@@ -313,7 +341,7 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
                     sy[idx] = (j < kv && k < p.d) ? yb[(t0 + j) * p.d + k] : (T)0;
                 }
                 for (int j = tid; j < KT; j += TB)
-                    sb[j] = j < kv ? (betab ? betab[t0 + j] : (T)0) : neg_inf<T>();
+                    sb[j] = j < kv ? (betab ? betab[t0 + j] * Units<T>::scale : (T)0) : neg_inf<T>();
                 if (EC > 0) {
                     for (int idx = tid; idx < KT * EC; idx += TB) {
                         const int j = idx / ECA, c = idx - j * ECA;
@@ -325,10 +353,10 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
                 const bool mask = kv < KT || (p.causal && t0 + KT - 1 > q0);
                 if (!unmasked_copy<T>(DP) || mask)
                     fold_tile<true, T, KERNEL, DP, SP, EC, QPT, KT>(q, qi, m, s, acc, sy, sb, sv,
-                                                                   p.lambda, neg_a, kv, t0, p.causal);
+                                                                   lambda, neg_a, kv, t0, p.causal);
                 else if constexpr (unmasked_copy<T>(DP))
                     fold_tile<false, T, KERNEL, DP, SP, EC, QPT, KT>(q, qi, m, s, acc, sy, sb, sv,
-                                                                    p.lambda, neg_a, kv, t0, p.causal);
+                                                                    lambda, neg_a, kv, t0, p.causal);
             }
 
             if (p.splits == 1) merge_group(); // the last group (an empty one changes nothing)
@@ -339,7 +367,7 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
                 if (p.splits == 1) {
                     const int slot = u * TB + tid;
                     const T rs = row_s[slot];
-                    if (p.lse && vc == 0) p.lse[row] = Ops<T>::lse(row_m[slot], rs);
+                    if (p.lse && vc == 0) p.lse[row] = Units<T>::lse(row_m[slot], rs);
 #pragma unroll
                     for (int c = 0; c < EC; ++c)
                         if (c0 + c < p.e) p.out[row * p.e + c0 + c] = Ops<T>::out(row_acc[c * QB + slot], rs);
@@ -464,10 +492,10 @@ template <typename T> __global__ void merge_kernel(const MergeParams<T> p) {
         for (int k = 0; k < p.splits; ++k) {
             const int64_t st = (int64_t)k * p.rows + row;
             T fa, fb;
-            Ops<T>::merge(m, s, p.pm[st], p.ps[st], fa, fb);
+            Units<T>::merge(m, s, p.pm[st], p.ps[st], fa, fb);
             if (p.e > 0) a = Ops<T>::merge_acc(fa, a, fb, p.pacc[st * p.e + c]);
         }
-        if (c == 0 && p.lse) p.lse[row] = Ops<T>::lse(m, s);
+        if (c == 0 && p.lse) p.lse[row] = Units<T>::lse(m, s);
         if (p.e > 0) p.out[row * p.e + c] = Ops<T>::out(a, s);
     }
 }
