@@ -240,7 +240,7 @@ __device__ __forceinline__ void fold_tile(const T (&q)[QPT][DP], const int64_t (
 }
 
 template <typename T, int KERNEL, int DP, int SP, int EC, int QPT, int KT, int TB>
-__global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
+__device__ __forceinline__ void direct_body(const DirectParams<T> &p) {
     constexpr int QB = TB * QPT;
     constexpr int ECA = EC > 0 ? EC : 1;
     __shared__ __align__(16) T sy[KT * SP]; // key coordinates, zero-padded to SP
@@ -386,6 +386,24 @@ __global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
     }
 }
 
+/* The kernel, in two register budgets. The float32 kernels with d <= 4 and e <= 4 (sampling
+ * and the low-d throughput cases) are held to 128 registers, so 4 blocks of 128 threads fit
+ * an SM instead of 3: unconstrained, ptxas gives them 120-147 (130 for d = 2, e = 2, 140 for
+ * d = 3, e = 3). At 128 some spill a few bytes, outside the tile loop but for one load per tile
+ * (sm_90, ptxas -v and cuobjdump, sixth session). The others keep ptxas' own choice: an explicit
+ * minimum of one block made it take more registers (165 -> 212 for d = 2, e = 16). */
+template <typename T> constexpr bool four_blocks(int dp, int ec) {
+    return sizeof(T) == 4 && dp <= 4 && ec <= 4;
+}
+template <typename T, int KERNEL, int DP, int SP, int EC, int QPT, int KT, int TB>
+__global__ void __launch_bounds__(TB) direct_kernel(const DirectParams<T> p) {
+    direct_body<T, KERNEL, DP, SP, EC, QPT, KT, TB>(p);
+}
+template <typename T, int KERNEL, int DP, int SP, int EC, int QPT, int KT, int TB>
+__global__ void __launch_bounds__(TB, 4) direct_kernel_4(const DirectParams<T> p) {
+    direct_body<T, KERNEL, DP, SP, EC, QPT, KT, TB>(p);
+}
+
 template <typename T, int KERNEL, int DP, int EC>
 cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kpg, void *partial,
                           cudaStream_t stream) {
@@ -420,7 +438,10 @@ cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kp
     p.works = p.B * p.qtiles * p.splits;
     p.vchunks = EC > 0 ? ceil_div(p.e, EC) : 1;
     const dim3 grid(grid_size(p.works, INT_MAX), grid_size(p.vchunks, 65535));
-    direct_kernel<T, KERNEL, DP, SP, EC, QPT, KT, TB><<<grid, TB, 0, stream>>>(p);
+    if constexpr (four_blocks<T>(DP, EC))
+        direct_kernel_4<T, KERNEL, DP, SP, EC, QPT, KT, TB><<<grid, TB, 0, stream>>>(p);
+    else
+        direct_kernel<T, KERNEL, DP, SP, EC, QPT, KT, TB><<<grid, TB, 0, stream>>>(p);
     return cudaGetLastError();
 }
 
