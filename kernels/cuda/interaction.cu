@@ -93,6 +93,33 @@ template <> struct Units<double> {
 
 template <typename T> __device__ __forceinline__ T neg_inf() { return -(T)INFINITY; }
 
+/* Stages N consecutive values (a whole number of 16-byte vectors, src 16-byte aligned) into
+ * shared memory, one vector per thread, multiplied by `scale` when SCALE: the key tile of a
+ * full tile whose rows need no padding, instead of one bounds-checked element with 64-bit
+ * index arithmetic per thread and step. */
+template <typename T> struct Vec16;
+template <> struct Vec16<float> { typedef float4 type; };
+template <> struct Vec16<double> { typedef double2 type; };
+template <bool SCALE, typename T, int TB, int N>
+__device__ __forceinline__ void stage_vectors(T *dst, const T *src, T scale) {
+    using V = typename Vec16<T>::type;
+    constexpr int L = 16 / (int)sizeof(T);
+    static_assert(N % L == 0, "whole vectors only");
+#pragma unroll
+    for (int v0 = 0; v0 < N / L; v0 += TB) {
+        const int v = v0 + (int)threadIdx.x;
+        if (N / L % TB == 0 || v < N / L) {
+            V a = reinterpret_cast<const V *>(src)[v];
+            if (SCALE) {
+                T *c = reinterpret_cast<T *>(&a);
+#pragma unroll
+                for (int l = 0; l < L; ++l) c[l] *= scale;
+            }
+            reinterpret_cast<V *>(dst)[v] = a;
+        }
+    }
+}
+
 template <typename T> __device__ __forceinline__ T warp_max(T v) {
     for (int o = 16; o > 0; o >>= 1) v = Ops<T>::max(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
@@ -272,6 +299,12 @@ __device__ __forceinline__ void direct_body(const DirectParams<T> &p) {
             const T *yb = p.y + b * p.M * p.d;
             const T *betab = p.beta ? p.beta + b * p.M : nullptr;
             const T *wb = EC > 0 ? p.w + b * p.M * p.e : nullptr;
+            // Full tiles stage by 16-byte vectors when rows need no padding (d = SP, and the
+            // value chunk is the whole row) and the batch entry's arrays are 16-byte aligned;
+            // tile offsets then are too (t0 is a multiple of KT, and KT sizeof(T) of 16).
+            const bool vector_rows =
+                p.d == SP && (EC == 0 || (p.e == EC && c0 == 0)) &&
+                (((uintptr_t)yb | (uintptr_t)betab | (uintptr_t)wb) & 15) == 0;
             // Per-row mode: lambda_i |x - a_i y|^2 = |r x - r a_i y|^2 with r = sqrt(lambda_i),
             // so a row needs one key scale, -r a_i, and the score's lambda is 1 (p.lambda).
             const bool per_row = KERNEL == kSqdist && p.row_a;
@@ -336,16 +369,23 @@ __device__ __forceinline__ void direct_body(const DirectParams<T> &p) {
                 --tiles_left;
                 const int kv = (int)(kend - t0 < KT ? kend - t0 : KT);
                 __syncthreads(); // the previous tile has been read by every thread
-                for (int idx = tid; idx < KT * SP; idx += TB) {
-                    const int j = idx / SP, k = idx - j * SP;
-                    sy[idx] = (j < kv && k < p.d) ? yb[(t0 + j) * p.d + k] : (T)0;
-                }
-                for (int j = tid; j < KT; j += TB)
-                    sb[j] = j < kv ? (betab ? betab[t0 + j] * Units<T>::scale : (T)0) : neg_inf<T>();
-                if (EC > 0) {
-                    for (int idx = tid; idx < KT * EC; idx += TB) {
-                        const int j = idx / ECA, c = idx - j * ECA;
-                        sv[idx] = (j < kv && c0 + c < p.e) ? wb[(t0 + j) * p.e + c0 + c] : (T)0;
+                if (vector_rows && kv == KT) {
+                    stage_vectors<false, T, TB, KT * SP>(sy, yb + t0 * SP, (T)1);
+                    if (betab) stage_vectors<true, T, TB, KT>(sb, betab + t0, Units<T>::scale);
+                    else if (tid < KT) sb[tid] = 0;
+                    if (EC > 0) stage_vectors<false, T, TB, KT * ECA>(sv, wb + t0 * EC, (T)1);
+                } else {
+                    for (int idx = tid; idx < KT * SP; idx += TB) {
+                        const int j = idx / SP, k = idx - j * SP;
+                        sy[idx] = (j < kv && k < p.d) ? yb[(t0 + j) * p.d + k] : (T)0;
+                    }
+                    for (int j = tid; j < KT; j += TB)
+                        sb[j] = j < kv ? (betab ? betab[t0 + j] * Units<T>::scale : (T)0) : neg_inf<T>();
+                    if (EC > 0) {
+                        for (int idx = tid; idx < KT * EC; idx += TB) {
+                            const int j = idx / ECA, c = idx - j * ECA;
+                            sv[idx] = (j < kv && c0 + c < p.e) ? wb[(t0 + j) * p.e + c0 + c] : (T)0;
+                        }
                     }
                 }
                 __syncthreads();
