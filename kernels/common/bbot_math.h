@@ -418,6 +418,7 @@ ADVK_BBOT_LINES_ROWS(double, f64)
  * are contiguous; across them otherwise, where adjacent lines are adjacent), so consecutive
  * threads touch consecutive addresses. Every value is computed with the arithmetic of
  * advk_bbot_lines; only the sums add in another order. */
+#define ADVK_BBOT_TILE_CHUNK 4 /* steps of a sweep whose inputs are read together */
 typedef struct advk_bbot_tile {
     int64_t L, S;   /* cells along the lines, stride of their axis */
     int64_t nlines; /* lines of the component */
@@ -469,15 +470,30 @@ ADV_HD int advk_bbot_tile_at(const advk_bbot_tile *tp, int e, int n, int *t, int
                                            const double *ADVK_RESTRICT inv, double *A) {      \
         if (tp->first + t >= tp->nlines) return;                                              \
         const int64_t L = tp->L, ld = tp->ld;                                                 \
+        /* Each sweep reads ADVK_BBOT_TILE_CHUNK steps' inputs before computing them, so the  \
+         * reads do not wait for the previous step's store (a compiler cannot tell the        \
+         * addresses apart) and the chain per step is the arithmetic alone. */                \
         double prev = 0.0; /* y_0 enters with weight 0 */                                     \
-        for (int64_t i = 1; i < L; ++i) {                                                     \
-            prev = (double)(T)advk_bbot_sweep_forward(A[i * ld + t], i > 1 ? 0.25 : 0.0, prev, \
-                                                      inv[i]);                                \
-            A[i * ld + t] = prev;                                                             \
+        for (int64_t i0 = 1; i0 < L; i0 += ADVK_BBOT_TILE_CHUNK) {                            \
+            double r[ADVK_BBOT_TILE_CHUNK];                                                   \
+            for (int k = 0; k < ADVK_BBOT_TILE_CHUNK; ++k)                                    \
+                r[k] = i0 + k < L ? A[(i0 + k) * ld + t] : 0.0;                               \
+            for (int k = 0; k < ADVK_BBOT_TILE_CHUNK && i0 + k < L; ++k) {                    \
+                const int64_t i = i0 + k;                                                     \
+                prev = (double)(T)advk_bbot_sweep_forward(r[k], i > 1 ? 0.25 : 0.0, prev, inv[i]); \
+                A[i * ld + t] = prev;                                                         \
+            }                                                                                 \
         }                                                                                     \
-        for (int64_t i = L - 2; i >= 1; --i) { /* prev holds x_{L-1} = y_{L-1} */            \
-            prev = (double)(T)advk_bbot_sweep_backward(A[i * ld + t], cp[i], prev);          \
-            A[i * ld + t] = prev;                                                             \
+        /* prev holds x_{L-1} = y_{L-1} */                                                    \
+        for (int64_t i0 = L - 2; i0 >= 1; i0 -= ADVK_BBOT_TILE_CHUNK) {                       \
+            double y[ADVK_BBOT_TILE_CHUNK];                                                   \
+            for (int k = 0; k < ADVK_BBOT_TILE_CHUNK; ++k)                                    \
+                y[k] = i0 - k >= 1 ? A[(i0 - k) * ld + t] : 0.0;                              \
+            for (int k = 0; k < ADVK_BBOT_TILE_CHUNK && i0 - k >= 1; ++k) {                   \
+                const int64_t i = i0 - k;                                                     \
+                prev = (double)(T)advk_bbot_sweep_backward(y[k], cp[i], prev);                \
+                A[i * ld + t] = prev;                                                         \
+            }                                                                                 \
         }                                                                                     \
     }                                                                                         \
     ADV_HD void advk_bbot_tile_face_##SFX(const advk_bbot_tile *tp, int e, const int64_t *fb, \
