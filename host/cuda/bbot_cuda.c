@@ -121,12 +121,13 @@ static adv_status cuda_prox(adv_bbot_plan *p, double gamma) {
     return ADV_OK;
 }
 
-static cudaError_t lines_all(adv_bbot_plan *p, double mu) {
+/* The line projection of every component; with q, each forms its x1.U = z.U + ∇q first. */
+static cudaError_t lines_all(adv_bbot_plan *p, double mu, const double *q) {
     cuda_bbot *s = state_of(p);
     for (int c = 0; c <= p->grid.d; ++c) {
         const double *cp = s->factors + s->foff[c], *inv = cp + p->grid.L[c] + 1;
         cudaError_t err = advk_bbot_lines(prec(p), p->grid, c, cp, inv, mu, p->bufs.x2u,
-                                          p->bufs.z, p->bufs.x1, s->sums,
+                                          p->bufs.z, p->bufs.x1, q, s->sums,
                                           advi_cuda_stream(p->ctx));
         if (err != cudaSuccess) return err;
     }
@@ -134,7 +135,19 @@ static cudaError_t lines_all(adv_bbot_plan *p, double mu) {
 }
 
 static adv_status cuda_lines(adv_bbot_plan *p, double mu) {
-    ON_DEVICE(p, "advk_bbot_lines", lines_all(p, mu));
+    ON_DEVICE(p, "advk_bbot_lines", lines_all(p, mu, NULL));
+    return ADV_OK;
+}
+
+/* The gradient update fused into the line projection where every component runs by tiles
+ * (x1.U then never makes a round trip through memory between the two), else one after the
+ * other. */
+static adv_status cuda_grad_lines(adv_bbot_plan *p, double mu) {
+    if (!advk_bbot_lines_fuse_grad(p->grid)) {
+        adv_status st = cuda_grad_update(p);
+        return st == ADV_OK ? cuda_lines(p, mu) : st;
+    }
+    ON_DEVICE(p, "advk_bbot_lines (with the gradient update)", lines_all(p, mu, p->bufs.q));
     return ADV_OK;
 }
 
@@ -198,6 +211,7 @@ static const advi_bbot_ops cuda_ops = {
     .grad_update = cuda_grad_update,
     .prox = cuda_prox,
     .lines = cuda_lines,
+    .grad_lines = cuda_grad_lines,
     .finalise = cuda_finalise,
     .scaled_copy = cuda_scaled_copy,
     .velocity_eval = cuda_velocity_eval,

@@ -44,11 +44,15 @@ cudaError_t advk_bbot_grad_update(int precision, advk_bbot_grid g, const void *z
 /* x1.V = prox of γJ at z.V, one thread per cell; Σ |m*|²/f* into its slot. */
 cudaError_t advk_bbot_prox(int precision, advk_bbot_grid g, double gamma, const void *z,
                            void *x1, double *sums, cudaStream_t stream);
-/* Per-line projection and relaxed update of component c, one thread per line; cp and inv are
- * that component's Thomas factors (device, L_c + 1 doubles each). */
+/* Per-line projection and relaxed update of component c (by tiles of lines in shared memory,
+ * one thread per line beyond 3006 cells); cp and inv are that component's Thomas factors
+ * (device, L_c + 1 doubles each). With q (not NULL) x1.U of the component is formed first,
+ * z.U + ∇q as in advk_bbot_grad_update (the two fused); only where
+ * advk_bbot_lines_fuse_grad(g) says every component runs by tiles. */
 cudaError_t advk_bbot_lines(int precision, advk_bbot_grid g, int c, const double *cp,
-                            const double *inv, double mu, void *x2u, void *z, const void *x1,
-                            double *sums, cudaStream_t stream);
+                            const double *inv, double mu, void *x2u, void *z, void *x1,
+                            const double *q, double *sums, cudaStream_t stream);
+int advk_bbot_lines_fuse_grad(advk_bbot_grid g);
 /* From x1's staggered part: vel (P·M·d) and, when non-NULL, mom = scale m̄; face_mass[j] +=
  * Σ_i f(t_j, i) (P+1 doubles, zeroed by the caller). */
 cudaError_t advk_bbot_finalise(int precision, advk_bbot_grid g, const void *x1, double scale,

@@ -410,6 +410,8 @@ ADVK_BBOT_LINES_ROWS(double, f64)
  * walking along a line hit different banks). Four steps, separated by barriers:
  *   bases  (one thread per line)  the lines' face and cell offsets, fb[t] and cb[t];
  *   load   (one per face)         A[i][t] = right-hand side, or x1 on the two fixed faces;
+ *                                 with q, x1.U = z.U + ∇q is formed (and written) here,
+ *                                 with the arithmetic of the gradient update;
  *   solve  (one per line)         both Thomas sweeps on the tile (x2 = A, rounded to T as
  *                                 advk_bbot_lines stores it);
  *   face / cell (one per value)   x2.U, z += mu (x2 - x1), the sums.
@@ -447,23 +449,27 @@ ADV_HD int advk_bbot_tile_at(const advk_bbot_tile *tp, int e, int n, int *t, int
 
 #define ADVK_BBOT_TILE(T, SFX)                                                                \
     ADV_HD void advk_bbot_tile_load_##SFX(const advk_bbot_tile *tp, int e, const int64_t *fb, \
-                                          const int64_t *cb, const T *ADVK_RESTRICT x1u,      \
+                                          const int64_t *cb, T *ADVK_RESTRICT x1u,            \
                                           const T *ADVK_RESTRICT zu,                          \
                                           const T *ADVK_RESTRICT x1v,                         \
-                                          const T *ADVK_RESTRICT zv, double *A) {             \
+                                          const T *ADVK_RESTRICT zv, const double *q,         \
+                                          double inv_sp, double *A) {                         \
         int t;                                                                                \
         int64_t i;                                                                            \
         const int64_t L = tp->L, S = tp->S;                                                   \
         if (!advk_bbot_tile_at(tp, e, (int)L + 1, &t, &i)) return;                           \
         const int64_t f = fb[t] + i * S, c = cb[t] + i * S;                                   \
+        const int fixed = i == 0 || i == L;                                                   \
+        /* With q, x1.U = z.U + ∇q first (fixed faces: x1 = z), as the gradient update. */    \
+        if (q) x1u[f] = (T)((double)zu[f] + (fixed ? 0.0 : (q[c] - q[c - S]) * inv_sp));      \
+        const T *b = q ? zu : x1u; /* the fixed faces of x1 */                                \
         A[i * tp->ld + t] =                                                                   \
-            i == 0 || i == L                                                                  \
-                ? (double)x1u[f]                                                              \
-                : advk_bbot_line_rhs(                                                         \
-                      (double)x1u[f], (double)zu[f],                                          \
-                      advk_bbot_reflect((double)x1v[c - S], (double)zv[c - S]),               \
-                      advk_bbot_reflect((double)x1v[c], (double)zv[c]), i == 1 ? 0.25 : 0.0,  \
-                      (double)x1u[fb[t]], i == L - 1 ? 0.25 : 0.0, (double)x1u[fb[t] + L * S]); \
+            fixed ? (double)x1u[f]                                                            \
+                  : advk_bbot_line_rhs(                                                       \
+                        (double)x1u[f], (double)zu[f],                                        \
+                        advk_bbot_reflect((double)x1v[c - S], (double)zv[c - S]),             \
+                        advk_bbot_reflect((double)x1v[c], (double)zv[c]), i == 1 ? 0.25 : 0.0, \
+                        (double)b[fb[t]], i == L - 1 ? 0.25 : 0.0, (double)b[fb[t] + L * S]); \
     }                                                                                         \
     ADV_HD void advk_bbot_tile_solve_##SFX(const advk_bbot_tile *tp, int t,                   \
                                            const double *ADVK_RESTRICT cp,                    \

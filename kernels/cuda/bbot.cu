@@ -169,14 +169,16 @@ __device__ void project_line(int64_t L, int64_t S, const double *__restrict__ cp
 }
 // Per-precision steps of the tiled line projection (bbot_math.h).
 __device__ __forceinline__ void tile_load(const advk_bbot_tile *tp, int e, const int64_t *fb,
-                                          const int64_t *cb, const float *x1u, const float *zu,
-                                          const float *x1v, const float *zv, double *A) {
-    advk_bbot_tile_load_f32(tp, e, fb, cb, x1u, zu, x1v, zv, A);
+                                          const int64_t *cb, float *x1u, const float *zu,
+                                          const float *x1v, const float *zv, const double *q,
+                                          double inv_sp, double *A) {
+    advk_bbot_tile_load_f32(tp, e, fb, cb, x1u, zu, x1v, zv, q, inv_sp, A);
 }
 __device__ __forceinline__ void tile_load(const advk_bbot_tile *tp, int e, const int64_t *fb,
-                                          const int64_t *cb, const double *x1u, const double *zu,
-                                          const double *x1v, const double *zv, double *A) {
-    advk_bbot_tile_load_f64(tp, e, fb, cb, x1u, zu, x1v, zv, A);
+                                          const int64_t *cb, double *x1u, const double *zu,
+                                          const double *x1v, const double *zv, const double *q,
+                                          double inv_sp, double *A) {
+    advk_bbot_tile_load_f64(tp, e, fb, cb, x1u, zu, x1v, zv, q, inv_sp, A);
 }
 template <typename T>
 __device__ __forceinline__ void tile_solve(const advk_bbot_tile *tp, int t, const double *cp,
@@ -340,12 +342,13 @@ __global__ void lines_kernel(advk_bbot_grid g, int c, const double *cp, const do
  * loads the lines' right-hand sides into shared memory in memory order, `tl` threads run the
  * sweeps there, and the block writes the updates back in memory order. A global-memory
  * sweep pays a load latency per step (8k-16k lines at 128^2 x 64 leave most of the GPU
- * idle); here only the shared-memory sweeps are sequential. Shared memory: the tile, then the
- * lines' face and cell offsets. */
+ * idle); here only the shared-memory sweeps are sequential. With q (not NULL) the load step
+ * also forms x1.U = z.U + ∇q of these lines (the gradient update, fused). Shared memory: the
+ * tile, then the lines' face and cell offsets. */
 template <typename T>
 __global__ void lines_tile_kernel(advk_bbot_grid g, int c, int tl, const double *cp,
-                                  const double *inv, double mu, T *x2u, T *z, const T *x1,
-                                  double *sums) {
+                                  const double *inv, double mu, T *x2u, T *z, T *x1,
+                                  const double *q, double *sums) {
     extern __shared__ double tile_mem[];
     advk_bbot_tile tp;
     tp.L = g.L[c], tp.S = g.S[c], tp.nlines = g.cells / tp.L, tp.first = 0, tp.tl = tl;
@@ -353,8 +356,9 @@ __global__ void lines_tile_kernel(advk_bbot_grid g, int c, int tl, const double 
     const int nf = tl * (int)(tp.L + 1), nc = tl * (int)tp.L;
     double *A = tile_mem;
     int64_t *fb = (int64_t *)(A + (tp.L + 1) * tp.ld), *cb = fb + tl;
-    T *x2uc = x2u + g.offU[c], *zu = z + g.offU[c], *zv = z + g.offV[c];
-    const T *x1u = x1 + g.offU[c], *x1v = x1 + g.offV[c];
+    T *x2uc = x2u + g.offU[c], *zu = z + g.offU[c], *zv = z + g.offV[c], *x1u = x1 + g.offU[c];
+    const T *x1v = x1 + g.offV[c];
+    const double inv_sp = g.inv_sp[c];
     double d2 = 0.0, x1sq = 0.0;
     for (int64_t first = (int64_t)blockIdx.x * tl; first < tp.nlines;
          first += (int64_t)gridDim.x * tl) {
@@ -362,7 +366,7 @@ __global__ void lines_tile_kernel(advk_bbot_grid g, int c, int tl, const double 
         if ((int)threadIdx.x < tl) advk_bbot_tile_bases(&tp, (int)threadIdx.x, fb, cb);
         __syncthreads();
         for (int e = (int)threadIdx.x; e < nf; e += (int)blockDim.x)
-            tile_load(&tp, e, fb, cb, x1u, zu, x1v, zv, A);
+            tile_load(&tp, e, fb, cb, x1u, zu, x1v, zv, q, inv_sp, A);
         __syncthreads();
         if ((int)threadIdx.x < tl) tile_solve<T>(&tp, (int)threadIdx.x, cp, inv, A);
         __syncthreads();
@@ -500,21 +504,28 @@ cudaError_t advk_bbot_prox(int precision, advk_bbot_grid g, double gamma, const 
     return cudaGetLastError();
 }
 
+extern "C" int advk_bbot_lines_fuse_grad(advk_bbot_grid g) {
+    for (int c = 0; c <= g.d; ++c)
+        if (tile_lines(g.L[c]) == 0) return 0;
+    return 1;
+}
+
 cudaError_t advk_bbot_lines(int precision, advk_bbot_grid g, int c, const double *cp,
-                            const double *inv, double mu, void *x2u, void *z, const void *x1,
-                            double *sums, cudaStream_t stream) {
+                            const double *inv, double mu, void *x2u, void *z, void *x1,
+                            const double *q, double *sums, cudaStream_t stream) {
     const int64_t nlines = g.cells / g.L[c];
     const int tl = tile_lines(g.L[c]);
+    if (q && tl == 0) return cudaErrorInvalidValue; // see advk_bbot_lines_fuse_grad
     if (tl > 0) {
         int64_t tiles = (nlines + tl - 1) / tl;
         if (tiles > 65535 * 8) tiles = 65535 * 8; // tile-stride beyond
         const size_t bytes = tile_bytes(g.L[c], tl);
         if (precision == 1)
             lines_tile_kernel<double><<<(unsigned)tiles, TILE_BLOCK, bytes, stream>>>(
-                g, c, tl, cp, inv, mu, (double *)x2u, (double *)z, (const double *)x1, sums);
+                g, c, tl, cp, inv, mu, (double *)x2u, (double *)z, (double *)x1, q, sums);
         else
             lines_tile_kernel<float><<<(unsigned)tiles, TILE_BLOCK, bytes, stream>>>(
-                g, c, tl, cp, inv, mu, (float *)x2u, (float *)z, (const float *)x1, sums);
+                g, c, tl, cp, inv, mu, (float *)x2u, (float *)z, (float *)x1, q, sums);
         return cudaGetLastError();
     }
     // Lines too long for a tile of one line: one thread per line on global memory. They are

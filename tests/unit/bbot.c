@@ -282,12 +282,15 @@ Test(bbot_math, line_projection_matches_dense_least_squares) {
  * another order: 1e-12 relative). Geometries of the solver's components: lines along a slow
  * axis (S > 1, also S < tl so that a tile spans several o), along the contiguous axis
  * (S = 1), lengths 1, 2 and beyond 16, line counts that leave a partial last tile. Each tile
- * size that the kernel may choose runs. Outputs start as NaN and the tile is refilled with NaN
- * for every block, so an element no step covers fails. A wrong line base, a wrong fixed face
+ * size that the kernel may choose runs, and each both ways: with x1.U given, and with the
+ * gradient update fused into the load step (x1.U = z.U + ∇q formed there, against
+ * grad_kernel's arithmetic, and written: x1.U starts as NaN). Outputs start as NaN and the
+ * tile is refilled with NaN for every block, so an element no step covers fails. A wrong line base, a wrong fixed face
  * or a missing rounding to float fails too (each checked by breaking the code on purpose);
  * the element order of the load and update steps matters only for speed. */
 #define TILE_CHECK(T, SFX)                                                                    \
-    static void tile_check_##SFX(int64_t L, int64_t S, int64_t nlines, int tl, tu_rng *r) {   \
+    static void tile_check_##SFX(int64_t L, int64_t S, int64_t nlines, int tl, int grad,      \
+                                 tu_rng *r) {                                                 \
         const int64_t nf = nlines * (L + 1), nc = nlines * L;                                 \
         T *x1u = malloc((size_t)nf * sizeof(T)), *zu = malloc((size_t)nf * sizeof(T));        \
         T *x1v = malloc((size_t)nc * sizeof(T)), *zv = malloc((size_t)nc * sizeof(T));        \
@@ -296,12 +299,28 @@ Test(bbot_math, line_projection_matches_dense_least_squares) {
         double *cp = malloc((size_t)(L + 1) * sizeof(double));                                \
         double *inv = malloc((size_t)(L + 1) * sizeof(double));                              \
         double *A = malloc((size_t)(L + 1) * (size_t)(tl + 1) * sizeof(double));              \
+        double *q = malloc((size_t)nc * sizeof(double));                                      \
+        T *x1g = malloc((size_t)nf * sizeof(T));                                              \
         int64_t fb[16], cb[16];                                                               \
-        cr_assert(x1u && zu && x1v && zv && x2a && x2b && zua && zva && cp && inv && A);      \
+        cr_assert(x1u && zu && x1v && zv && x2a && x2b && zua && zva && cp && inv && A && q && x1g); \
         for (int64_t k = 0; k < nf; ++k)                                                      \
             x1u[k] = (T)tu_rng_uniform(r, -1, 2), zu[k] = (T)tu_rng_uniform(r, -1, 2);        \
         for (int64_t k = 0; k < nc; ++k)                                                      \
-            x1v[k] = (T)tu_rng_uniform(r, -1, 2), zv[k] = (T)tu_rng_uniform(r, -1, 2);        \
+            x1v[k] = (T)tu_rng_uniform(r, -1, 2), zv[k] = (T)tu_rng_uniform(r, -1, 2),        \
+            q[k] = tu_rng_uniform(r, -1, 1);                                                  \
+        const double inv_sp = 7.0;                                                            \
+        if (grad) { /* the reference's x1.U: the gradient update of z.U, as grad_kernel */    \
+            for (int64_t o = 0; o < nlines / S; ++o)                                          \
+                for (int64_t i = 0; i <= L; ++i)                                              \
+                    for (int64_t s = 0; s < S; ++s) {                                         \
+                        const int64_t f = (o * (L + 1) + i) * S + s, c = (o * L + i) * S + s; \
+                        const double gr = (i == 0 || i == L) ? 0.0 : (q[c] - q[c - S]) * inv_sp; \
+                        x1u[f] = (T)((double)zu[f] + gr);                                     \
+                    }                                                                         \
+            for (int64_t k = 0; k < nf; ++k) x1g[k] = (T)NAN; /* must be written */           \
+        } else {                                                                              \
+            memcpy(x1g, x1u, (size_t)nf * sizeof(T));                                         \
+        }                                                                                     \
         memcpy(zua, zu, (size_t)nf * sizeof(T));                                              \
         memcpy(zva, zv, (size_t)nc * sizeof(T));                                              \
         for (int64_t k = 0; k < nf; ++k) x2a[k] = x2b[k] = (T)NAN;                            \
@@ -317,23 +336,25 @@ Test(bbot_math, line_projection_matches_dense_least_squares) {
             for (int k = 0; k < (L + 1) * (tl + 1); ++k) A[k] = NAN;                          \
             for (int t = 0; t < tl; ++t) advk_bbot_tile_bases(&tp, t, fb, cb);                \
             for (int e = 0; e < tl * (L + 1); ++e)                                            \
-                advk_bbot_tile_load_##SFX(&tp, e, fb, cb, x1u, zu, x1v, zv, A);               \
+                advk_bbot_tile_load_##SFX(&tp, e, fb, cb, x1g, zu, x1v, zv, grad ? q : NULL,  \
+                                          inv_sp, A);                                         \
             for (int t = 0; t < tl; ++t) advk_bbot_tile_solve_##SFX(&tp, t, cp, inv, A);      \
             for (int e = 0; e < tl * (L + 1); ++e)                                            \
-                advk_bbot_tile_face_##SFX(&tp, e, fb, mu, A, x2b, zu, x1u, &d2b, &x1b);       \
+                advk_bbot_tile_face_##SFX(&tp, e, fb, mu, A, x2b, zu, x1g, &d2b, &x1b);       \
             for (int e = 0; e < tl * L; ++e)                                                  \
                 advk_bbot_tile_cell_##SFX(&tp, e, cb, mu, A, zv, x1v, &d2b, &x1b);            \
         }                                                                                     \
         cr_expect(memcmp(x2a, x2b, (size_t)nf * sizeof(T)) == 0 &&                            \
                       memcmp(zua, zu, (size_t)nf * sizeof(T)) == 0 &&                         \
-                      memcmp(zva, zv, (size_t)nc * sizeof(T)) == 0,                           \
-                  #SFX " L %lld S %lld lines %lld tl %d: the tiled projection differs",       \
-                  (long long)L, (long long)S, (long long)nlines, tl);                         \
+                      memcmp(zva, zv, (size_t)nc * sizeof(T)) == 0 &&                         \
+                      memcmp(x1u, x1g, (size_t)nf * sizeof(T)) == 0,                          \
+                  #SFX " L %lld S %lld lines %lld tl %d grad %d: the tiled projection differs", \
+                  (long long)L, (long long)S, (long long)nlines, tl, grad);                   \
         cr_expect(fabs(d2b - d2a) <= 1e-12 * d2a && fabs(x1b - x1a) <= 1e-12 * x1a,           \
                   #SFX " L %lld S %lld tl %d: sums %.17g %.17g vs %.17g %.17g", (long long)L,  \
                   (long long)S, tl, d2b, x1b, d2a, x1a);                                      \
         free(x1u), free(zu), free(x1v), free(zv), free(x2a), free(x2b), free(zua), free(zva); \
-        free(cp), free(inv), free(A);                                                         \
+        free(cp), free(inv), free(A), free(q), free(x1g);                                     \
     }
 TILE_CHECK(double, f64)
 TILE_CHECK(float, f32)
@@ -347,8 +368,10 @@ Test(bbot_math, tiled_line_projection_matches_advk_bbot_lines) {
     tu_rng_seed(&r, 11);
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k)
         for (size_t j = 0; j < sizeof tls / sizeof tls[0]; ++j) {
-            tile_check_f64(shapes[k][0], shapes[k][1], shapes[k][2], tls[j], &r);
-            tile_check_f32(shapes[k][0], shapes[k][1], shapes[k][2], tls[j], &r);
+            for (int grad = 0; grad < 2; ++grad) {
+                tile_check_f64(shapes[k][0], shapes[k][1], shapes[k][2], tls[j], grad, &r);
+                tile_check_f32(shapes[k][0], shapes[k][1], shapes[k][2], tls[j], grad, &r);
+            }
         }
 }
 
