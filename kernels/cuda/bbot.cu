@@ -2,8 +2,9 @@
  * per-element formula comes from kernels/common/bbot_math.h (the CPU uses the same ones): one
  * thread per cell for the prox, the divergence and the centred outputs, one per face for the
  * gradient correction, a block per tile of lines for the projection on the averaging
- * constraint (one thread per line beyond 3006 cells), one per particle for the velocity field. Grid-stride loops with 64-bit indices; reductions are in
- * double: a block reduction, then one atomicAdd per block into the accumulator slot. */
+ * constraint (one thread per line beyond 3006 cells), one per particle for the velocity
+ * field. Grid-stride loops with 64-bit indices; reductions are in double: a block reduction,
+ * then one atomicAdd per block into the accumulator slot. */
 #include "../../host/cuda/bbot_kernels.h"
 
 #include <cuda_runtime.h>

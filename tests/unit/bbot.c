@@ -276,18 +276,18 @@ Test(bbot_math, line_projection_matches_dense_least_squares) {
         }
 }
 
-/* The CUDA kernel's tiled form (advk_bbot_tile_*), run here block by block with each step
- * over all its threads before the next (as the barriers order them), must give the values of
- * advk_bbot_lines bit for bit (same operations in the same order; only the sums add in
- * another order: 1e-12 relative). Geometries of the solver's components: lines along a slow
- * axis (S > 1, also S < tl so that a tile spans several o), along the contiguous axis
- * (S = 1), lengths 1, 2 and beyond 16, line counts that leave a partial last tile. Each tile
- * size that the kernel may choose runs, and each both ways: with x1.U given, and with the
- * gradient update fused into the load step (x1.U = z.U + ∇q formed there, against
- * grad_kernel's arithmetic, and written: x1.U starts as NaN). Outputs start as NaN and the
- * tile is refilled with NaN for every block, so an element no step covers fails. A wrong line base, a wrong fixed face
- * or a missing rounding to float fails too (each checked by breaking the code on purpose);
- * the element order of the load and update steps matters only for speed. */
+/* The CUDA kernel's tiled form (advk_bbot_tile_*), run here block by block with each step over
+ * all its threads before the next (as the barriers order them), must give the values of
+ * advk_bbot_lines bit for bit (same operations in the same order; only the sums add in another
+ * order: 1e-12 relative). Geometries of the solver's components: lines along a slow axis (S >
+ * 1, also S < tl so that a tile spans several o), along the contiguous axis (S = 1), lengths
+ * 1, 2 and beyond 16, line counts that leave a partial last tile. Each tile size that the
+ * kernel may choose runs, and each both ways: with x1.U given, and with the gradient update
+ * fused into the load step (x1.U = z.U + ∇q formed there, against grad_kernel's arithmetic,
+ * and written: x1.U starts as NaN). Outputs start as NaN and the tile is refilled with NaN for
+ * every block, so an element no step covers fails. A wrong line base, a wrong fixed face or a
+ * missing rounding to float fails too (each checked by breaking the code on purpose); the
+ * element order of the load and update steps matters only for speed. */
 #define TILE_CHECK(T, SFX)                                                                    \
     static void tile_check_##SFX(int64_t L, int64_t S, int64_t nlines, int tl, int grad,      \
                                  tu_rng *r) {                                                 \

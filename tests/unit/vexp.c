@@ -112,7 +112,8 @@ Test(base2_states, terms_merges_and_lse_match_natural_units) {
         const double smax_scale = fabs((double)beta[jmax]) + (double)lambda * (double)d2[jmax];
         for (int j = 0; j < 16; ++j) {
             const double want = exp(s[j] - smax);
-            const double bound = 4.0 * u * (fabs((double)beta[j]) + (double)lambda * (double)d2[j] + smax_scale + 1.0);
+            const double sj = fabs((double)beta[j]) + (double)lambda * (double)d2[j];
+            const double bound = 4.0 * u * (sj + smax_scale + 1.0);
             const double e2 = fabs(adv_softmax_term_base2_f32(s2[j], m2) - want) / want / bound;
             const double en = fabs(adv_softmax_term_exp2_f32(sn[j], mn) - want) / want / bound;
             if (e2 > worst2) worst2 = e2;
