@@ -23,6 +23,7 @@ typedef struct cuda_axis {
     int active; /* n > 1 */
     int bc;
     int64_t n, outer, inner;
+    double *tw; /* device: (cos, sin) of πk/(2n), k = 0..n-1; non-periodic axes only */
     cufftHandle r2c, c2r;
     int have_r2c, have_c2r;
 } cuda_axis;
@@ -74,6 +75,7 @@ static void release(adv_context *ctx, cuda_poisson *s) {
     for (int a = 0; a < ADV_POISSON_MAX_DIM; ++a) {
         if (s->axis[a].have_r2c) (void)cufftDestroy(s->axis[a].r2c);
         if (s->axis[a].have_c2r) (void)cufftDestroy(s->axis[a].c2r);
+        if (s->axis[a].tw) (void)advi_cuda_free(ctx, s->axis[a].tw);
     }
     void *bufs[] = {s->work, s->rbuf, s->cbuf, s->fft_area, s->check};
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; ++k)
@@ -103,6 +105,18 @@ static adv_status make_axis_plans(adv_context *ctx, cuda_axis *ax, int f64, size
     CUFFT_CHECK(ctx, cufftSetStream(ax->c2r, stream));
     *ws = ws_r2c > ws_c2r ? ws_r2c : ws_c2r;
     return ADV_OK;
+}
+
+/* The axis' twiddle table, computed on the host with the CPU's function and uploaded. */
+static adv_status upload_twiddles(adv_context *ctx, cuda_axis *ax) {
+    const size_t bytes = 2 * (size_t)ax->n * sizeof(double);
+    double *host = malloc(bytes);
+    if (!host) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "Poisson twiddle table");
+    for (int64_t k = 0; k < ax->n; ++k) advi_poisson_twiddle(k, ax->n, &host[2 * k], &host[2 * k + 1]);
+    adv_status st = advi_cuda_malloc(ctx, bytes, (void **)&ax->tw);
+    if (st == ADV_OK) st = advi_cuda_memcpy(ctx, ax->tw, host, bytes, ADV_COPY_HOST_TO_CONTEXT);
+    free(host);
+    return st;
 }
 
 static adv_status plan_init_on_device(adv_poisson_plan *plan, cuda_poisson *s) {
@@ -135,6 +149,7 @@ static adv_status plan_init_on_device(adv_poisson_plan *plan, cuda_poisson *s) {
         if (rows_h > cbuf_elems) cbuf_elems = rows_h;
         size_t ws = 0;
         adv_status st = make_axis_plans(ctx, ax, f64, &ws);
+        if (st == ADV_OK && ax->bc != ADVI_POISSON_PERIODIC) st = upload_twiddles(ctx, ax);
         if (st != ADV_OK) return st;
         if (ws > ws_max) ws_max = ws;
     }
@@ -217,32 +232,33 @@ static adv_status check_input(adv_poisson_plan *plan, cuda_poisson *s, const voi
     return ADV_OK;
 }
 
+/* One axis forward (gather, real FFT, twiddles and scatter), in place on data. */
 static adv_status forward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
-                               cudaStream_t stream) {
-    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_gather(prec, ax->bc, s->work, s->rbuf, ax->outer, ax->n,
+                               void *data, cudaStream_t stream) {
+    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_gather(prec, ax->bc, data, s->rbuf, ax->outer, ax->n,
                                                  ax->inner, stream));
     if (prec == ADV_FLOAT64)
         CUFFT_CHECK(ctx, cufftExecD2Z(ax->r2c, (cufftDoubleReal *)s->rbuf,
                                       (cufftDoubleComplex *)s->cbuf));
     else
         CUFFT_CHECK(ctx, cufftExecR2C(ax->r2c, (cufftReal *)s->rbuf, (cufftComplex *)s->cbuf));
-    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_scatter(prec, ax->bc, s->cbuf, s->work, ax->outer,
-                                                  ax->n, ax->inner, stream));
+    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_scatter(prec, ax->bc, s->cbuf, data, ax->outer,
+                                                  ax->n, ax->inner, ax->tw, stream));
     return ADV_OK;
 }
 
 static adv_status backward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
-                                cudaStream_t stream) {
+                                void *data, cudaStream_t stream) {
     // The DHT is its own inverse (up to n, in the normalisation).
-    if (ax->bc == ADVI_POISSON_PERIODIC) return forward_axis(ctx, s, ax, prec, stream);
-    ADVI_CUDA_CHECK(ctx, advk_poisson_inv_gather(prec, ax->bc, s->work, s->cbuf, ax->outer, ax->n,
-                                                 ax->inner, stream));
+    if (ax->bc == ADVI_POISSON_PERIODIC) return forward_axis(ctx, s, ax, prec, data, stream);
+    ADVI_CUDA_CHECK(ctx, advk_poisson_inv_gather(prec, ax->bc, data, s->cbuf, ax->outer, ax->n,
+                                                 ax->inner, ax->tw, stream));
     if (prec == ADV_FLOAT64)
         CUFFT_CHECK(ctx, cufftExecZ2D(ax->c2r, (cufftDoubleComplex *)s->cbuf,
                                       (cufftDoubleReal *)s->rbuf));
     else
         CUFFT_CHECK(ctx, cufftExecC2R(ax->c2r, (cufftComplex *)s->cbuf, (cufftReal *)s->rbuf));
-    ADVI_CUDA_CHECK(ctx, advk_poisson_inv_scatter(prec, ax->bc, s->rbuf, s->work, ax->outer,
+    ADVI_CUDA_CHECK(ctx, advk_poisson_inv_scatter(prec, ax->bc, s->rbuf, data, ax->outer,
                                                   ax->n, ax->inner, stream));
     return ADV_OK;
 }
@@ -260,16 +276,23 @@ static adv_status execute_on_device(adv_poisson_plan *plan, const void *f, void 
     if (d->check_finite || want_mean) {
         if ((st = check_input(plan, s, f, want_mean)) != ADV_OK) return st;
     }
-    // Work on a copy so that u is only written at the end (and u may equal f).
-    ADVI_CUDA_CHECK(ctx, cudaMemcpyAsync(s->work, f, bytes, cudaMemcpyDeviceToDevice, stream));
+    // Distinct f and u: work on a copy, so that u is only written at the end. u == f (the
+    // Benamou-Brenier iteration's use): f is the caller's to lose, and the input was checked
+    // above, so the transforms run in place and skip both copies.
+    void *data = u == f ? u : s->work;
+    if (data != u)
+        ADVI_CUDA_CHECK(ctx, cudaMemcpyAsync(data, f, bytes, cudaMemcpyDeviceToDevice, stream));
     for (int a = 0; a < d->ndim; ++a)
-        if (s->axis[a].active && (st = forward_axis(ctx, s, &s->axis[a], prec, stream)) != ADV_OK)
+        if (s->axis[a].active &&
+            (st = forward_axis(ctx, s, &s->axis[a], prec, data, stream)) != ADV_OK)
             return st;
-    ADVI_CUDA_CHECK(ctx, advk_poisson_scale(prec, s->work, d->batch, s->grid, stream));
+    ADVI_CUDA_CHECK(ctx, advk_poisson_scale(prec, data, d->batch, s->grid, stream));
     for (int a = d->ndim - 1; a >= 0; --a)
-        if (s->axis[a].active && (st = backward_axis(ctx, s, &s->axis[a], prec, stream)) != ADV_OK)
+        if (s->axis[a].active &&
+            (st = backward_axis(ctx, s, &s->axis[a], prec, data, stream)) != ADV_OK)
             return st;
-    ADVI_CUDA_CHECK(ctx, cudaMemcpyAsync(u, s->work, bytes, cudaMemcpyDeviceToDevice, stream));
+    if (data != u)
+        ADVI_CUDA_CHECK(ctx, cudaMemcpyAsync(u, data, bytes, cudaMemcpyDeviceToDevice, stream));
     return ADV_OK;
 }
 

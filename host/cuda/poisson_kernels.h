@@ -35,10 +35,14 @@ cudaError_t advk_poisson_check(int precision, const void *f, int64_t cells, int6
 
 cudaError_t advk_poisson_fwd_gather(int precision, int bc, const void *x, void *rbuf,
                                     int64_t outer, int64_t n, int64_t inner, cudaStream_t stream);
+/* tw: the axis' twiddles (cos, sin) of πk/(2n), k = 0..n-1 (advi_poisson_twiddle), in device
+ * memory; unused (may be NULL) for a periodic axis. */
 cudaError_t advk_poisson_fwd_scatter(int precision, int bc, const void *cbuf, void *x,
-                                     int64_t outer, int64_t n, int64_t inner, cudaStream_t stream);
+                                     int64_t outer, int64_t n, int64_t inner, const double *tw,
+                                     cudaStream_t stream);
 cudaError_t advk_poisson_inv_gather(int precision, int bc, const void *x, void *cbuf,
-                                    int64_t outer, int64_t n, int64_t inner, cudaStream_t stream);
+                                    int64_t outer, int64_t n, int64_t inner, const double *tw,
+                                    cudaStream_t stream);
 cudaError_t advk_poisson_inv_scatter(int precision, int bc, const void *rbuf, void *x,
                                      int64_t outer, int64_t n, int64_t inner, cudaStream_t stream);
 

@@ -12,7 +12,9 @@
  * applies them to two real lines packed as one complex line; here Z_{n-k} = conj(Z_k)).
  * These identities were checked numerically against FFTW's conventions for n = 1..8. Only
  * the half-spectrum k <= n/2 of a real FFT is stored; V_{n-k} = conj(V_k) gives the rest.
- * Kernels use grid-stride loops with 64-bit indices; twiddles are computed in double. */
+ * Kernels use grid-stride loops with 64-bit indices; the twiddle factors (cos, sin of
+ * πk/(2n), double) come from a per-axis table the plan computes once with the CPU's
+ * advi_poisson_twiddle, instead of a double-precision sincospi per element. */
 #include "../../host/cuda/poisson_kernels.h"
 
 #include "common/poisson_math.h"
@@ -98,7 +100,7 @@ __global__ void fwd_gather_kernel(int bc, const T *x, T *rbuf, int64_t outer, in
 
 template <typename T>
 __global__ void fwd_scatter_kernel(int bc, const typename complex_of<T>::type *cbuf, T *x,
-                                   int64_t outer, int64_t n, int64_t inner) {
+                                   int64_t outer, int64_t n, int64_t inner, const double *tw) {
     const int64_t total = outer * inner * n, h = n / 2 + 1;
     for (int64_t t = global_id(); t < total; t += global_stride()) {
         const int64_t row = t / n, k = t % n;
@@ -114,7 +116,7 @@ __global__ void fwd_scatter_kernel(int bc, const typename complex_of<T>::type *c
         // The pair map of kernels/common/poisson_math.h with Z_{n-k} = conj(Z_k) (a real
         // line): W_k is then the real coefficient X_k.
         double s = 0.0, c = 1.0, wr = re, wi = im, nr = re, ni = -im;
-        if (bc != ADVI_POISSON_PERIODIC) sincospi((double)k / (2.0 * (double)n), &s, &c);
+        if (bc != ADVI_POISSON_PERIODIC) c = tw[2 * k], s = tw[2 * k + 1];
         advi_poisson_pair_forward(bc, c, s, &wr, &wi, &nr, &ni);
         const int64_t kk = bc == ADVI_POISSON_DIRICHLET ? n - 1 - k : k;
         x[at(o, kk, i, n, inner)] = (T)wr;
@@ -123,7 +125,7 @@ __global__ void fwd_scatter_kernel(int bc, const typename complex_of<T>::type *c
 
 template <typename T>
 __global__ void inv_gather_kernel(int bc, const T *x, typename complex_of<T>::type *cbuf,
-                                  int64_t outer, int64_t n, int64_t inner) {
+                                  int64_t outer, int64_t n, int64_t inner, const double *tw) {
     const int64_t h = n / 2 + 1, total = outer * inner * h;
     for (int64_t t = global_id(); t < total; t += global_stride()) {
         const int64_t row = t / h, k = t % h;
@@ -136,8 +138,7 @@ __global__ void inv_gather_kernel(int bc, const T *x, typename complex_of<T>::ty
             const int64_t kb = bc == ADVI_POISSON_DIRICHLET ? k - 1 : n - k;
             B = (double)x[at(o, kb, i, n, inner)];
         }
-        double s, c;
-        sincospi((double)k / (2.0 * (double)n), &s, &c);
+        const double c = tw[2 * k], s = tw[2 * k + 1];
         // e^{iπk/(2n)} (A - iB): the inverse pair map of kernels/common/poisson_math.h with
         // the real coefficients W_k = A, W_{n-k} = B.
         double zr = A, zi = 0.0, yr = B, yi = 0.0;
@@ -216,27 +217,27 @@ extern "C" cudaError_t advk_poisson_fwd_gather(int precision, int bc, const void
 
 extern "C" cudaError_t advk_poisson_fwd_scatter(int precision, int bc, const void *cbuf, void *x,
                                                 int64_t outer, int64_t n, int64_t inner,
-                                                cudaStream_t stream) {
+                                                const double *tw, cudaStream_t stream) {
     const unsigned grid = grid_for(outer * inner * n);
     if (precision == 1)
         fwd_scatter_kernel<double><<<grid, BLOCK, 0, stream>>>(
-            bc, (const double2 *)cbuf, (double *)x, outer, n, inner);
+            bc, (const double2 *)cbuf, (double *)x, outer, n, inner, tw);
     else
         fwd_scatter_kernel<float><<<grid, BLOCK, 0, stream>>>(
-            bc, (const float2 *)cbuf, (float *)x, outer, n, inner);
+            bc, (const float2 *)cbuf, (float *)x, outer, n, inner, tw);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t advk_poisson_inv_gather(int precision, int bc, const void *x, void *cbuf,
                                                int64_t outer, int64_t n, int64_t inner,
-                                               cudaStream_t stream) {
+                                               const double *tw, cudaStream_t stream) {
     const unsigned grid = grid_for(outer * inner * (n / 2 + 1));
     if (precision == 1)
         inv_gather_kernel<double><<<grid, BLOCK, 0, stream>>>(
-            bc, (const double *)x, (double2 *)cbuf, outer, n, inner);
+            bc, (const double *)x, (double2 *)cbuf, outer, n, inner, tw);
     else
         inv_gather_kernel<float><<<grid, BLOCK, 0, stream>>>(
-            bc, (const float *)x, (float2 *)cbuf, outer, n, inner);
+            bc, (const float *)x, (float2 *)cbuf, outer, n, inner, tw);
     return cudaGetLastError();
 }
 
