@@ -1,0 +1,170 @@
+/* The CUDA interaction kernels (kernels/cuda/interaction.cu, direct path and split-key merge)
+ * run on the CPU through cuda_emu.h, against the naive double reference with the tolerances
+ * of tests/conformance/interaction.c: awkward sizes, both kernels and precisions, batches
+ * whose arrays are and are not 16-byte aligned (vector and element key staging), -Inf
+ * log-weights and empty rows, causal DOT, large lambda, split keys (bitwise equal to the
+ * unsplit rows), and the per-row mode of the empirical field. It checks the kernels' indexing,
+ * staging, score units and merges on a machine without a GPU; not their speed, and not the
+ * GPU's own exp2 (the host branch of interaction_math.h runs). */
+#include "cuda_emu.h"
+
+#include "interaction_emu_src.cpp"
+
+extern "C" {
+#include "reference.h"
+}
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+
+extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+
+static int failures = 0, checks = 0;
+
+#define EXPECT(cond, ...)                                                                     \
+    do {                                                                                      \
+        ++checks;                                                                             \
+        if (!(cond)) {                                                                        \
+            if (failures++ < 20) {                                                            \
+                std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                     \
+                std::fprintf(stderr, __VA_ARGS__);                                            \
+                std::fprintf(stderr, "\n");                                                   \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+struct Case {
+    int kernel; // 0 SQDIST, 1 DOT (adv_kernel values)
+    int64_t B, N, M, d, e;
+    double lambda, gamma;
+    int causal, neg_inf_keys, empty_batch, offset; // offset: elements before each array
+};
+
+template <typename T>
+static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
+    const int prec = sizeof(T) == 8 ? 1 : 0;
+    const double u = sizeof(T) == 8 ? 0x1p-53 : 0x1p-24;
+    const int64_t B = c.B, N = c.N, M = c.M, d = c.d, e = c.e, off = c.offset;
+    std::uniform_real_distribution<double> U(-1.0, 1.0);
+    std::vector<double> x(B * N * d), y(B * M * d), beta(B * M), w(B * M * e);
+    for (auto &v : x) v = U(rng);
+    for (auto &v : y) v = U(rng);
+    for (auto &v : w) v = U(rng);
+    for (int64_t k = 0; k < B * M; ++k) {
+        beta[k] = 2.0 * U(rng);
+        if (c.neg_inf_keys && k % 7 == 3) beta[k] = -INFINITY;
+        if (c.empty_batch && k / M == B - 1) beta[k] = -INFINITY;
+    }
+    // Round the inputs to T so the reference sees what the kernel sees.
+    auto round = [](std::vector<double> &v) { for (auto &a : v) a = (double)(T)a; };
+    round(x), round(y), round(beta), round(w);
+    std::vector<double> row_a, row_lambda;
+    if (per_row) { // lambda_i |x_i - a_i y_j|^2: the reference moves a_i into a per-row x
+        for (int64_t k = 0; k < B * N; ++k) {
+            row_a.push_back(0.5 + 0.5 * std::fabs(U(rng)));
+            row_lambda.push_back(std::exp(3.0 * U(rng)));
+        }
+    }
+    // Device copies (host memory here) with `off` leading elements, so a batch entry's
+    // arrays start 16-byte aligned or not.
+    auto dev = [&](const std::vector<double> &v) {
+        std::vector<T> *t = new std::vector<T>(v.size() + off + 4);
+        for (size_t k = 0; k < v.size(); ++k) (*t)[k + off] = (T)v[k];
+        return t;
+    };
+    std::vector<T> *dx = dev(x), *dy = dev(y), *db = dev(beta), *dw = dev(w);
+    std::vector<T> lse(B * N, (T)NAN), out(B * N * (e ? e : 1), (T)NAN);
+    std::vector<T> lse2(B * N, (T)NAN), out2(B * N * (e ? e : 1), (T)NAN);
+    advk_interaction_args a = {prec, c.kernel, c.causal, B, N, M, d, e,
+                               per_row ? 1.0 : c.lambda, c.gamma,
+                               dx->data() + off, dy->data() + off, db->data() + off,
+                               e ? dw->data() + off : nullptr, lse.data(), e ? out.data() : nullptr,
+                               per_row ? row_a.data() : nullptr, per_row ? row_lambda.data() : nullptr};
+    const int64_t kpg = advk_interaction_group_keys(M);
+    EXPECT(advk_interaction_direct(&a, 1, kpg, nullptr, nullptr) == cudaSuccess, "launch");
+    // Split keys: one block per key group, merged by merge_kernel.
+    const int splits = (int)((M + kpg - 1) / kpg);
+    if (splits > 1) {
+        std::vector<T> partial((size_t)splits * B * N * (2 + e));
+        advk_interaction_args a2 = a;
+        a2.lse = lse2.data();
+        a2.out = e ? out2.data() : nullptr;
+        EXPECT(advk_interaction_direct(&a2, splits, kpg, partial.data(), nullptr) == cudaSuccess,
+               "split launch");
+        EXPECT(advk_interaction_merge(&a2, splits, partial.data(), nullptr) == cudaSuccess, "merge");
+        EXPECT(std::memcmp(lse.data(), lse2.data(), lse.size() * sizeof(T)) == 0 &&
+                   (!e || std::memcmp(out.data(), out2.data(), out.size() * sizeof(T)) == 0),
+               "split rows differ from unsplit rows (M %lld, %d splits)", (long long)M, splits);
+    }
+    // Reference.
+    std::vector<double> xr = x;
+    double lam = c.lambda, gam = c.gamma;
+    if (per_row) {
+        // beta_j - l_i |x_i - a_i y_j|^2 = beta_j - l_i a_i^2 |x_i / a_i - y_j|^2: one row at a
+        // time with lambda = l_i a_i^2 and gamma = 1 / a_i.
+    }
+    std::vector<double> rl(B * N), ro(B * N * (e ? e : 1)), S(B * N), W(B * N);
+    if (!per_row) {
+        ref_problem p = {(adv_kernel)c.kernel, B, N, M, d, e, lam, gam, c.causal, 0,
+                         x.data(), y.data(), beta.data(), e ? w.data() : nullptr};
+        ref_interaction(&p, rl.data(), e ? ro.data() : nullptr);
+        ref_score_scale(&p, S.data());
+        ref_value_scale(&p, W.data());
+    } else {
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t i = 0; i < N; ++i) {
+                const int64_t r = b * N + i;
+                const double ai = row_a[r], li = row_lambda[r];
+                ref_problem p = {ADV_KERNEL_SQDIST, 1, 1, M, d, e, li * ai * ai, 1.0 / ai, 0, 0,
+                                 x.data() + r * d, y.data() + b * M * d, beta.data() + b * M,
+                                 e ? w.data() + b * M * e : nullptr};
+                ref_interaction(&p, &rl[r], e ? &ro[r * e] : nullptr);
+                ref_score_scale(&p, &S[r]);
+                ref_value_scale(&p, &W[r]);
+            }
+    }
+    for (int64_t r = 0; r < B * N; ++r) {
+        const double ds = u * (2.0 * (double)d * S[r] + 64.0), sum_err = u * ((double)M + 64.0);
+        const double tl = ds + sum_err, to = W[r] * (2.0 * ds + 2.0 * sum_err);
+        if (std::isinf(rl[r]))
+            EXPECT(std::isinf((double)lse[r]) && lse[r] < 0, "row %lld: lse %g, expected -Inf",
+                   (long long)r, (double)lse[r]);
+        else
+            EXPECT(std::fabs((double)lse[r] - rl[r]) <= tl, "%s row %lld: lse %.9g, expected %.9g (tol %.3g)",
+                   sizeof(T) == 8 ? "f64" : "f32", (long long)r, (double)lse[r], rl[r], tl);
+        for (int64_t k = 0; k < e; ++k)
+            EXPECT(std::fabs((double)out[r * e + k] - ro[r * e + k]) <= to,
+                   "%s row %lld col %lld: out %.9g, expected %.9g (tol %.3g)",
+                   sizeof(T) == 8 ? "f64" : "f32", (long long)r, (long long)k,
+                   (double)out[r * e + k], ro[r * e + k], to);
+    }
+    delete dx, delete dy, delete db, delete dw;
+}
+
+int main() {
+    std::mt19937_64 rng(7);
+    const Case cases[] = {
+        // kernel B N M d e lambda gamma causal -inf empty offset
+        {0, 2, 301, 1100, 2, 2, 1.0, 1.0, 0, 0, 0, 0},   // d = 2 throughput shape, aligned
+        {0, 2, 37, 1100, 2, 2, 3.0, 0.75, 0, 1, 1, 1},   // unaligned, -Inf keys, empty batch
+        {0, 1, 5, 2100, 3, 3, 1.0, 1.0, 0, 0, 0, 0},     // d = 3 (padded rows), 3 groups
+        {0, 2, 19, 333, 1, 0, 0.5, 1.0, 0, 1, 0, 2},     // lse only
+        {0, 1, 17, 129, 4, 16, 2.0, 1.0, 0, 0, 0, 0},    // e = 16
+        {0, 1, 9, 70, 5, 7, 1.0, 1.0, 0, 0, 0, 0},       // d = 5 (bucket 8), e = 7
+        {0, 1, 11, 64, 2, 2, 1e6, 1.0, 0, 0, 0, 0},      // large lambda
+        {1, 2, 40, 40, 3, 3, 0.3, 1.0, 1, 0, 0, 0},      // DOT, causal
+        {1, 1, 13, 1030, 16, 4, 0.1, 1.0, 0, 1, 0, 3},   // DOT, d = 16, 2 groups
+    };
+    for (const Case &c : cases) {
+        run_case<float>(c, rng, false);
+        run_case<double>(c, rng, false);
+        if (c.kernel == 0 && c.gamma == 1.0) {
+            run_case<float>(c, rng, true);
+            run_case<double>(c, rng, true);
+        }
+    }
+    std::printf("interaction_emu: %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
