@@ -9,29 +9,33 @@ find_package(Python3 COMPONENTS Interpreter QUIET)
 find_package(Threads QUIET)
 if(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FOUND)
   enable_language(CXX)
-  set(_emu_dir ${CMAKE_CURRENT_BINARY_DIR}/emulate)
-  add_custom_command(
-    OUTPUT ${_emu_dir}/interaction_emu_src.cpp
-    COMMAND ${CMAKE_COMMAND} -E make_directory ${_emu_dir}
-    COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/emulate/emulate_cu.py
-            ${PROJECT_SOURCE_DIR}/kernels/cuda/interaction.cu ${_emu_dir}/interaction_emu_src.cpp
-    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/emulate/emulate_cu.py
-            ${PROJECT_SOURCE_DIR}/kernels/cuda/interaction.cu
-    COMMENT "Rewriting interaction.cu's launches for the CPU emulation")
-  add_executable(interaction_emu emulate/interaction_emu.cpp common/reference.c
-                 ${_emu_dir}/interaction_emu_src.cpp)
-  # The generated file is #included by interaction_emu.cpp, not compiled on its own.
-  set_source_files_properties(${_emu_dir}/interaction_emu_src.cpp PROPERTIES HEADER_FILE_ONLY ON)
-  set_source_files_properties(emulate/interaction_emu.cpp PROPERTIES
-                              OBJECT_DEPENDS ${_emu_dir}/interaction_emu_src.cpp)
-  target_compile_features(interaction_emu PRIVATE cxx_std_20)
-  target_include_directories(interaction_emu PRIVATE
-    ${_emu_dir} ${CMAKE_CURRENT_SOURCE_DIR}/emulate ${CMAKE_CURRENT_SOURCE_DIR}/common
-    ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/host ${PROJECT_SOURCE_DIR}/kernels
-    ${PROJECT_SOURCE_DIR}/kernels/cuda ${CUDAToolkit_INCLUDE_DIRS})
-  target_link_libraries(interaction_emu PRIVATE Threads::Threads m)
-  add_test(NAME interaction_emu COMMAND interaction_emu)
-  set_tests_properties(interaction_emu PROPERTIES LABELS cpu TIMEOUT 600)
+  # advect_add_emulation(<test> <kernel file in kernels/cuda> <sources...>): the test program
+  # #includes <test>_src.cpp, the rewritten copy of the kernel file.
+  function(advect_add_emulation name cu)
+    set(dir ${CMAKE_CURRENT_BINARY_DIR}/emulate)
+    set(gen ${dir}/${name}_src.cpp)
+    add_custom_command(
+      OUTPUT ${gen}
+      COMMAND ${CMAKE_COMMAND} -E make_directory ${dir}
+      COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/emulate/emulate_cu.py
+              ${PROJECT_SOURCE_DIR}/kernels/cuda/${cu} ${gen}
+      DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/emulate/emulate_cu.py ${PROJECT_SOURCE_DIR}/kernels/cuda/${cu}
+      COMMENT "Rewriting ${cu}'s launches for the CPU emulation")
+    add_executable(${name} ${ARGN} ${gen})
+    # The generated file is #included by the test program, not compiled on its own.
+    set_source_files_properties(${gen} PROPERTIES HEADER_FILE_ONLY ON)
+    set_source_files_properties(emulate/${name}.cpp PROPERTIES OBJECT_DEPENDS ${gen})
+    target_compile_features(${name} PRIVATE cxx_std_20)
+    target_include_directories(${name} PRIVATE
+      ${dir} ${CMAKE_CURRENT_SOURCE_DIR}/emulate ${CMAKE_CURRENT_SOURCE_DIR}/common
+      ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/host ${PROJECT_SOURCE_DIR}/kernels
+      ${PROJECT_SOURCE_DIR}/kernels/cuda ${CUDAToolkit_INCLUDE_DIRS})
+    target_link_libraries(${name} PRIVATE Threads::Threads m)
+    add_test(NAME ${name} COMMAND ${name})
+    set_tests_properties(${name} PROPERTIES LABELS cpu TIMEOUT 600)
+  endfunction()
+  advect_add_emulation(interaction_emu interaction.cu emulate/interaction_emu.cpp common/reference.c)
+  advect_add_emulation(bbot_emu bbot.cu emulate/bbot_emu.cpp)
 else()
   message(STATUS "advect: CUDA kernel emulation tests off (need a C++ compiler, the CUDA "
                  "headers, Python 3 and threads)")

@@ -22,7 +22,7 @@
 /* The line projection's arrays never overlap (disjoint parts of the iterates): telling the
  * compilers lets them keep values in registers and issue the independent loads of a step
  * together instead of reloading after every store. */
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(__cplusplus)
 #define ADVK_RESTRICT __restrict__
 #else
 #define ADVK_RESTRICT restrict

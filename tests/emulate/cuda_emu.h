@@ -2,17 +2,23 @@
  * thread, a barrier for __syncthreads, function-static storage for __shared__ arrays (the
  * blocks of a launch run one after another, so they never share it). Kernels come from a copy
  * of a .cu file whose launches emulate_cu.py rewrote into advk_emu::launch; "device" memory is
- * host memory. Not emulated: warp shuffles and atomics (they abort), dynamic shared memory,
- * timing, occupancy, and any hardware arithmetic that differs from the host's (the float32
- * exp2 of interaction_math.h takes its host branch, exp2f). */
+ * host memory; emulate_cu.py also turns `extern __shared__ T name[];` into a pointer to the
+ * launch's dynamic shared memory. atomicAdd is an atomic read-modify-write of host memory.
+ * __shfl_down_sync exchanges through a block-wide buffer between two barriers, so every thread
+ * of the block must call it together (as block reductions do). Not emulated: __shfl_xor_sync
+ * (it aborts), timing, occupancy, and any hardware arithmetic
+ * that differs from the host's (the float32 exp2 of interaction_math.h takes its host
+ * branch, exp2f). */
 #ifndef ADVECT_TESTS_CUDA_EMU_H
 #define ADVECT_TESTS_CUDA_EMU_H
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <barrier>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -24,6 +30,8 @@ namespace advk_emu {
 inline thread_local uint3 thread_id, block_id;
 inline dim3 block_dim, grid_dim;
 inline std::barrier<> *block_barrier;
+inline void *dynamic_shared; // the running block's dynamic shared memory
+inline std::vector<double> shuffle_slots; // one per thread of the running block
 
 struct config {
     dim3 grid, block;
@@ -34,13 +42,12 @@ struct config {
 /* Runs kernel(args) over the grid: every block with one thread per CUDA thread. */
 template <typename... P, typename... A>
 void launch(const config &c, void (*kernel)(P...), A... args) {
-    if (c.shared != 0) {
-        std::fprintf(stderr, "cuda_emu: dynamic shared memory is not emulated\n");
-        std::abort();
-    }
+    std::vector<double> shared_mem((c.shared + sizeof(double) - 1) / sizeof(double) + 1);
+    dynamic_shared = shared_mem.data();
     grid_dim = c.grid;
     block_dim = c.block;
     const unsigned nt = c.block.x * c.block.y * c.block.z;
+    shuffle_slots.assign(nt, 0.0);
     for (unsigned z = 0; z < c.grid.z; ++z)
         for (unsigned y = 0; y < c.grid.y; ++y)
             for (unsigned x = 0; x < c.grid.x; ++x) {
@@ -66,6 +73,20 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
 #define gridDim (::advk_emu::grid_dim)
 
 inline void __syncthreads() { ::advk_emu::block_barrier->arrive_and_wait(); }
+template <typename T> T atomicAdd(T *address, T value) {
+    return std::atomic_ref<T>(*address).fetch_add(value);
+}
+template <typename T> T __shfl_down_sync(unsigned, T value, int offset) {
+    static_assert(sizeof(T) <= sizeof(double), "one slot per thread");
+    const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    std::memcpy(&::advk_emu::shuffle_slots[t], &value, sizeof(T));
+    __syncthreads();
+    T result = value;
+    if (t % 32 + (unsigned)offset < 32)
+        std::memcpy(&result, &::advk_emu::shuffle_slots[t + (unsigned)offset], sizeof(T));
+    __syncthreads();
+    return result;
+}
 template <typename T> T __shfl_xor_sync(unsigned, T, int) {
     std::fprintf(stderr, "cuda_emu: warp shuffles are not emulated\n");
     std::abort();

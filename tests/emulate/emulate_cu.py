@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Rewrites the kernel launches of a .cu file, kernel<<<grid, block[, smem[, stream]]>>>(args),
-into advk_emu::launch(advk_emu::config(grid, block, ...), kernel, args), so that a host C++
+into advk_emu::launch(advk_emu::config(grid, block, ...), kernel, args), and dynamic shared
+arrays (extern __shared__ T name[];) into pointers to the launch's buffer, so that a host C++
 compiler can build the file against tests/emulate/cuda_emu.h and run its kernels on the CPU.
 usage: emulate_cu.py IN.cu OUT.cpp"""
 import re
 import sys
 
+DYNAMIC_SHARED = re.compile(r'extern\s+__shared__\s+(\w+)\s+(\w+)\s*\[\s*\]\s*;')
 LAUNCH = re.compile(r'([A-Za-z_]\w*(?:<[^<>;(){}]*>)?)\s*<<<(.*?)>>>\s*\(', re.S)
 
 def main():
     src = open(sys.argv[1]).read()
     out, n = LAUNCH.subn(lambda m: '::advk_emu::launch(::advk_emu::config(%s), %s, ' %
                          (m.group(2), m.group(1)), src)
+    out = DYNAMIC_SHARED.sub(r'\1 *const \2 = (\1 *)::advk_emu::dynamic_shared;', out)
     if n == 0:
         sys.exit('emulate_cu.py: no kernel launch found in ' + sys.argv[1])
     with open(sys.argv[2], 'w') as f:
