@@ -36,6 +36,8 @@ if(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FOUND)
   endfunction()
   advect_add_emulation(interaction_emu interaction.cu emulate/interaction_emu.cpp common/reference.c)
   advect_add_emulation(bbot_emu bbot.cu emulate/bbot_emu.cpp)
+  advect_add_emulation(poisson_emu poisson.cu emulate/poisson_emu.cpp)
+  target_link_libraries(poisson_emu PRIVATE advect::advect) # the CPU solve it compares with
 else()
   message(STATUS "advect: CUDA kernel emulation tests off (need a C++ compiler, the CUDA "
                  "headers, Python 3 and threads)")

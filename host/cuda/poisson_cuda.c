@@ -112,7 +112,8 @@ static adv_status upload_twiddles(adv_context *ctx, cuda_axis *ax) {
     const size_t bytes = 2 * (size_t)ax->n * sizeof(double);
     double *host = malloc(bytes);
     if (!host) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "Poisson twiddle table");
-    for (int64_t k = 0; k < ax->n; ++k) advi_poisson_twiddle(k, ax->n, &host[2 * k], &host[2 * k + 1]);
+    for (int64_t k = 0; k < ax->n; ++k)
+        advi_poisson_twiddle(k, ax->n, &host[2 * k], &host[2 * k + 1]);
     adv_status st = advi_cuda_malloc(ctx, bytes, (void **)&ax->tw);
     if (st == ADV_OK) st = advi_cuda_memcpy(ctx, ax->tw, host, bytes, ADV_COPY_HOST_TO_CONTEXT);
     free(host);

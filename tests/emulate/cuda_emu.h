@@ -3,7 +3,8 @@
  * blocks of a launch run one after another, so they never share it). Kernels come from a copy
  * of a .cu file whose launches emulate_cu.py rewrote into advk_emu::launch; "device" memory is
  * host memory; emulate_cu.py also turns `extern __shared__ T name[];` into a pointer to the
- * launch's dynamic shared memory. atomicAdd is an atomic read-modify-write of host memory.
+ * launch's dynamic shared memory. atomicAdd and atomicOr are atomic read-modify-writes of
+ * host memory; __syncthreads_or is three barriers around a block-wide flag.
  * __shfl_down_sync exchanges through a block-wide buffer between two barriers, so every thread
  * of the block must call it together (as block reductions do). Not emulated: __shfl_xor_sync
  * (it aborts), timing, occupancy, and any hardware arithmetic
@@ -39,7 +40,8 @@ struct config {
     config(dim3 g, dim3 b, size_t s = 0, cudaStream_t = nullptr) : grid(g), block(b), shared(s) {}
 };
 
-/* Runs kernel(args) over the grid: every block with one thread per CUDA thread. */
+/* Runs kernel(args) over the grid: one OS thread per CUDA thread of a block, which run the
+ * blocks one after another (a barrier between blocks, as they share the static storage). */
 template <typename... P, typename... A>
 void launch(const config &c, void (*kernel)(P...), A... args) {
     std::vector<double> shared_mem((c.shared + sizeof(double) - 1) / sizeof(double) + 1);
@@ -48,22 +50,23 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
     block_dim = c.block;
     const unsigned nt = c.block.x * c.block.y * c.block.z;
     shuffle_slots.assign(nt, 0.0);
-    for (unsigned z = 0; z < c.grid.z; ++z)
-        for (unsigned y = 0; y < c.grid.y; ++y)
-            for (unsigned x = 0; x < c.grid.x; ++x) {
-                std::barrier<> bar((std::ptrdiff_t)nt);
-                block_barrier = &bar;
-                std::vector<std::thread> threads;
-                threads.reserve(nt);
-                for (unsigned t = 0; t < nt; ++t)
-                    threads.emplace_back([=] {
-                        thread_id = make_uint3(t % c.block.x, t / c.block.x % c.block.y,
-                                               t / (c.block.x * c.block.y));
+    std::barrier<> bar((std::ptrdiff_t)nt);
+    block_barrier = &bar;
+    std::vector<std::thread> threads;
+    threads.reserve(nt);
+    for (unsigned t = 0; t < nt; ++t)
+        threads.emplace_back([=, &bar] {
+            thread_id = make_uint3(t % c.block.x, t / c.block.x % c.block.y,
+                                   t / (c.block.x * c.block.y));
+            for (unsigned z = 0; z < c.grid.z; ++z)
+                for (unsigned y = 0; y < c.grid.y; ++y)
+                    for (unsigned x = 0; x < c.grid.x; ++x) {
                         block_id = make_uint3(x, y, z);
                         kernel(args...);
-                    });
-                for (auto &th : threads) th.join();
-            }
+                        bar.arrive_and_wait(); // the block is done with the shared storage
+                    }
+        });
+    for (auto &th : threads) th.join();
 }
 } // namespace advk_emu
 
@@ -75,6 +78,22 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
 inline void __syncthreads() { ::advk_emu::block_barrier->arrive_and_wait(); }
 template <typename T> T atomicAdd(T *address, T value) {
     return std::atomic_ref<T>(*address).fetch_add(value);
+}
+template <typename T> T atomicOr(T *address, T value) {
+    return std::atomic_ref<T>(*address).fetch_or(value);
+}
+namespace advk_emu {
+inline std::atomic<int> block_or{0};
+}
+/* Barrier that returns nonzero to every thread when any thread's predicate is nonzero. */
+inline int __syncthreads_or(int predicate) {
+    __syncthreads(); // the previous call's readers are done
+    if (predicate) ::advk_emu::block_or.store(1);
+    __syncthreads();
+    const int any = ::advk_emu::block_or.load();
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) ::advk_emu::block_or.store(0);
+    return any;
 }
 template <typename T> T __shfl_down_sync(unsigned, T value, int offset) {
     static_assert(sizeof(T) <= sizeof(double), "one slot per thread");
