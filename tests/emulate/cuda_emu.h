@@ -5,9 +5,9 @@
  * host memory; emulate_cu.py also turns `extern __shared__ T name[];` into a pointer to the
  * launch's dynamic shared memory. atomicAdd and atomicOr are atomic read-modify-writes of
  * host memory; __syncthreads_or is three barriers around a block-wide flag.
- * __shfl_down_sync exchanges through a block-wide buffer between two barriers, so every thread
- * of the block must call it together (as block reductions do). Not emulated: __shfl_xor_sync
- * (it aborts), timing, occupancy, and any hardware arithmetic
+ * Warp shuffles (__shfl_down_sync, __shfl_xor_sync, full mask) exchange through per-thread
+ * slots between two barriers of the warp, so the 32 lanes of a warp must call them together,
+ * as warp-uniform code does. Not emulated: timing, occupancy, and any hardware arithmetic
  * that differs from the host's (the float32 exp2 of interaction_math.h takes its host
  * branch, exp2f). */
 #ifndef ADVECT_TESTS_CUDA_EMU_H
@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,7 @@ inline dim3 block_dim, grid_dim;
 inline std::barrier<> *block_barrier;
 inline void *dynamic_shared; // the running block's dynamic shared memory
 inline std::vector<double> shuffle_slots; // one per thread of the running block
+inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers; // one per warp of a block
 
 struct config {
     dim3 grid, block;
@@ -50,6 +52,10 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
     block_dim = c.block;
     const unsigned nt = c.block.x * c.block.y * c.block.z;
     shuffle_slots.assign(nt, 0.0);
+    warp_barriers.clear();
+    for (unsigned w = 0; w < (nt + 31) / 32; ++w)
+        warp_barriers.push_back(std::make_unique<std::barrier<>>(
+            (std::ptrdiff_t)(nt - 32 * w < 32 ? nt - 32 * w : 32)));
     std::barrier<> bar((std::ptrdiff_t)nt);
     block_barrier = &bar;
     std::vector<std::thread> threads;
@@ -95,20 +101,28 @@ inline int __syncthreads_or(int predicate) {
     if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) ::advk_emu::block_or.store(0);
     return any;
 }
-template <typename T> T __shfl_down_sync(unsigned, T value, int offset) {
+namespace advk_emu {
+/* The value of lane `source(lane)` of the calling thread's warp. */
+template <typename T, typename F> T warp_exchange(T value, F source) {
     static_assert(sizeof(T) <= sizeof(double), "one slot per thread");
     const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-    std::memcpy(&::advk_emu::shuffle_slots[t], &value, sizeof(T));
-    __syncthreads();
+    const unsigned base = t / 32 * 32, lane = t % 32;
+    std::barrier<> &bar = *warp_barriers[t / 32];
+    std::memcpy(&shuffle_slots[t], &value, sizeof(T));
+    bar.arrive_and_wait();
     T result = value;
-    if (t % 32 + (unsigned)offset < 32)
-        std::memcpy(&result, &::advk_emu::shuffle_slots[t + (unsigned)offset], sizeof(T));
-    __syncthreads();
+    const unsigned src = source(lane);
+    if (src < 32 && base + src < shuffle_slots.size())
+        std::memcpy(&result, &shuffle_slots[base + src], sizeof(T));
+    bar.arrive_and_wait();
     return result;
 }
-template <typename T> T __shfl_xor_sync(unsigned, T, int) {
-    std::fprintf(stderr, "cuda_emu: warp shuffles are not emulated\n");
-    std::abort();
+} // namespace advk_emu
+template <typename T> T __shfl_down_sync(unsigned, T value, int offset) {
+    return ::advk_emu::warp_exchange(value, [=](unsigned lane) { return lane + (unsigned)offset; });
+}
+template <typename T> T __shfl_xor_sync(unsigned, T value, int mask) {
+    return ::advk_emu::warp_exchange(value, [=](unsigned lane) { return lane ^ (unsigned)mask; });
 }
 
 #endif

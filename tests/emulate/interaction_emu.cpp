@@ -1,11 +1,17 @@
-/* The CUDA interaction kernels (kernels/cuda/interaction.cu, direct path and split-key merge)
- * run on the CPU through cuda_emu.h, against the naive double reference with the tolerances
- * of tests/conformance/interaction.c: awkward sizes, both kernels and precisions, batches
- * whose arrays are and are not 16-byte aligned (vector and element key staging), -Inf
- * log-weights and empty rows, causal DOT, large lambda, split keys (bitwise equal to the
- * unsplit rows), and the per-row mode of the empirical field. It checks the kernels' indexing,
- * staging, score units and merges on a machine without a GPU; not their speed, and not the
- * GPU's own exp2 (the host branch of interaction_math.h runs). */
+/* The CUDA interaction kernels (kernels/cuda/interaction.cu) run on the CPU through
+ * cuda_emu.h, against the naive double reference with the tolerances of
+ * tests/conformance/interaction.c.
+ *  - Direct path and split-key merge: awkward sizes, both kernels and precisions, batches
+ *    whose arrays are and are not 16-byte aligned (vector and element key staging), -Inf
+ *    log-weights and empty rows, causal DOT, large lambda, split keys (bitwise equal to the
+ *    unsplit rows), and the per-row mode of the empirical field.
+ *  - GEMM path (d >= 64): the sequence of host/cuda/interaction_cuda.c's execute_gemm
+ *    (centring, norms, score GEMM, tile update, value GEMM, finalize) with a naive GEMM in
+ *    place of cuBLAS: data far from the origin (centring), close pairs at large lambda
+ *    (refinement by direct differences), causal DOT, values = keys.
+ * It checks the kernels' indexing, staging, score units, merges and warp reductions on a
+ * machine without a GPU; not their speed, not cuBLAS, and not the GPU's own exp2 (the host
+ * branch of interaction_math.h runs). */
 #include "cuda_emu.h"
 
 #include "interaction_emu_src.cpp"
@@ -17,6 +23,7 @@ extern "C" {
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <random>
 
 extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
@@ -143,6 +150,125 @@ static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
     delete dx, delete dy, delete db, delete dw;
 }
 
+/* cuBLAS's column-major C = alpha op(A) op(B) + beta C for a batch (strides sa, sb, sc). */
+template <typename T>
+static void gemm(bool ta, int m, int n, int k, const T *A, int lda, long long sa, const T *Bm, int ldb,
+                 long long sb, double beta, T *C, int ldc, long long sc, int batch) {
+    for (int b = 0; b < batch; ++b)
+        for (int j = 0; j < n; ++j)
+            for (int i = 0; i < m; ++i) {
+                double acc = 0;
+                for (int l = 0; l < k; ++l)
+                    acc += (double)(ta ? A[b * sa + i * lda + l] : A[b * sa + l * lda + i]) *
+                           (double)Bm[b * sb + j * ldb + l];
+                T &c = C[b * sc + j * ldc + i];
+                c = (T)(acc + beta * (double)c);
+            }
+}
+
+struct GemmCase {
+    int kernel;
+    int64_t B, N, M, d, e;
+    double lambda, gamma, shift; // shift: added to every coordinate (data far from the origin)
+    int causal, values_are_keys, close_pairs;
+};
+
+template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &rng) {
+    const int prec = sizeof(T) == 8 ? 1 : 0;
+    const double u = sizeof(T) == 8 ? 0x1p-53 : 0x1p-24;
+    const int64_t B = c.B, N = c.N, M = c.M, D = c.d, E = c.values_are_keys ? c.d : c.e;
+    const int sq = c.kernel == 0;
+    std::uniform_real_distribution<double> U(-1.0, 1.0);
+    std::vector<double> x(B * N * D), y(B * M * D), beta(B * M), w(B * M * (E ? E : 1));
+    for (auto &v : y) v = (double)(T)(c.shift + U(rng));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < N; ++i)
+            for (int64_t k = 0; k < D; ++k) {
+                // close pairs: each query within 1e-3 of a key (scaled by 1/gamma)
+                const double base = c.close_pairs ? y[(b * M + (i % M)) * D + k] / c.gamma : c.shift;
+                x[(b * N + i) * D + k] = (double)(T)(base + (c.close_pairs ? 1e-3 : 1.0) * U(rng));
+            }
+    for (auto &v : beta) v = (double)(T)U(rng);
+    if (c.values_are_keys) w = y;
+    else for (auto &v : w) v = (double)(T)U(rng);
+    std::vector<T> tx(x.begin(), x.end()), ty(y.begin(), y.end()), tb(beta.begin(), beta.end()),
+        tw(w.begin(), w.end());
+    std::vector<T> lse(B * N, (T)NAN), out(B * N * (E ? E : 1), (T)NAN);
+    advk_interaction_args a = {prec, c.kernel, c.causal, B, N, M, D, E, c.lambda, c.gamma,
+                               tx.data(), ty.data(), tb.data(), E ? tw.data() : nullptr,
+                               lse.data(), E ? out.data() : nullptr, nullptr, nullptr};
+    const int64_t tq = 40, tk = 96; // awkward tile sizes
+    std::vector<T> center(B * D), xc(B * N * D), yc(B * M * D), xn(B * N), yn(B * M), scores(B * tq * tk),
+        ms(B * tq), ss(B * tq);
+    const T *xs = sq ? xc.data() : tx.data(), *ys = sq ? yc.data() : ty.data();
+    if (sq) {
+        EXPECT(advk_center_sqdist(prec, tx.data(), N, ty.data(), M, B, D, c.gamma, center.data(), xc.data(),
+                                  yc.data(), nullptr) == cudaSuccess, "centring");
+        advk_sq_norms(prec, xs, B * N, D, 1.0, xn.data(), nullptr);
+        advk_sq_norms(prec, ys, B * M, D, 1.0, yn.data(), nullptr);
+    }
+    for (int64_t q0 = 0; q0 < N; q0 += tq) {
+        const int64_t qc = std::min(tq, N - q0), kend = c.causal ? std::min(M, q0 + qc) : M;
+        advk_tile t = {0, B, q0, qc, 0, 0, tq, tk, 1, scores.data(), xn.data(), yn.data(), ms.data(), ss.data()};
+        for (int64_t k0 = 0; k0 < kend; k0 += tk) {
+            t.k0 = k0, t.kc = std::min(tk, kend - k0), t.first = k0 == 0;
+            gemm<T>(true, (int)t.kc, (int)qc, (int)D, ys + k0 * D, (int)D, M * D, xs + q0 * D, (int)D, N * D,
+                    0.0, scores.data(), (int)tk, tq * tk, (int)B);
+            EXPECT(advk_interaction_tile_update(&a, &t, nullptr) == cudaSuccess, "tile update");
+            if (E > 0)
+                gemm<T>(false, (int)E, (int)qc, (int)t.kc, tw.data() + k0 * E, (int)E, M * E, scores.data(),
+                        (int)tk, tq * tk, 1.0, out.data() + q0 * E, (int)E, N * E, (int)B);
+        }
+        EXPECT(advk_interaction_tile_finalize(&a, &t, nullptr) == cudaSuccess, "tile finalize");
+    }
+    ref_problem p = {(adv_kernel)c.kernel, B, N, M, D, E, c.lambda, c.gamma, c.causal, 0,
+                     x.data(), y.data(), beta.data(), E ? w.data() : nullptr};
+    std::vector<double> rl(B * N), ro(B * N * (E ? E : 1)), S(B * N), W(B * N);
+    ref_interaction(&p, rl.data(), E ? ro.data() : nullptr);
+    ref_score_scale(&p, S.data());
+    ref_value_scale(&p, W.data());
+    // Centred data: the score scale of the same problem moved back to the origin.
+    if (sq) {
+        std::vector<double> xr(x), yr(y);
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t k = 0; k < D; ++k) {
+                const double cb = (double)center[b * D + k];
+                for (int64_t i = 0; i < N; ++i) xr[(b * N + i) * D + k] -= cb / c.gamma;
+                for (int64_t j = 0; j < M; ++j) yr[(b * M + j) * D + k] -= cb;
+            }
+        ref_problem pc = p;
+        pc.x = xr.data(), pc.y = yr.data();
+        ref_score_scale(&pc, S.data());
+    }
+    // Close pairs: the tolerance of the scores that matter, measured from the row's nearest key
+    // (as the conformance suite's close-pairs test): S = lambda min_j |x - y_j|^2 + 100. The
+    // expansion alone is off by ~u lambda |y - c|^2 there; the refinement must fix it.
+    if (c.close_pairs)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t i = 0; i < N; ++i) {
+                double nearest = INFINITY;
+                for (int64_t j = 0; j < M; ++j) {
+                    double d2 = 0;
+                    for (int64_t k = 0; k < D; ++k) {
+                        const double t = c.gamma * x[(b * N + i) * D + k] - y[(b * M + j) * D + k];
+                        d2 += t * t;
+                    }
+                    nearest = std::min(nearest, d2);
+                }
+                S[b * N + i] = c.lambda * nearest + 100.0;
+            }
+    for (int64_t r = 0; r < B * N; ++r) {
+        const double ds = u * (2.0 * (double)D * S[r] + 64.0), sum_err = u * ((double)M + 64.0);
+        const double tl = ds + sum_err, to = W[r] * (2.0 * ds + 2.0 * sum_err);
+        EXPECT(std::fabs((double)lse[r] - rl[r]) <= tl, "GEMM %s row %lld: lse %.9g, expected %.9g (tol %.3g)",
+               prec ? "f64" : "f32", (long long)r, (double)lse[r], rl[r], tl);
+        for (int64_t k = 0; k < E; ++k)
+            EXPECT(std::fabs((double)out[r * E + k] - ro[r * E + k]) <= to,
+                   "GEMM %s row %lld col %lld: out %.9g, expected %.9g (tol %.3g)", prec ? "f64" : "f32",
+                   (long long)r, (long long)k, (double)out[r * E + k], ro[r * E + k], to);
+    }
+}
+
 int main() {
     std::mt19937_64 rng(7);
     const Case cases[] = {
@@ -164,6 +290,17 @@ int main() {
             run_case<float>(c, rng, true);
             run_case<double>(c, rng, true);
         }
+    }
+    const GemmCase gemm_cases[] = {
+        // kernel B N M d e lambda gamma shift causal values=keys close
+        {0, 2, 53, 201, 64, 3, 1.0, 1.0, 0.0, 0, 0, 0},
+        {0, 1, 45, 150, 80, 0, 0.5, 0.75, 40.0, 0, 1, 0}, // far from the origin (centring)
+        {0, 1, 41, 97, 64, 0, 1e6, 1.0, 0.0, 0, 1, 1},    // close pairs at large lambda
+        {1, 2, 70, 70, 64, 5, 0.05, 1.0, 0.0, 1, 0, 0},   // DOT, causal
+    };
+    for (const GemmCase &c : gemm_cases) {
+        run_gemm<float>(c, rng);
+        run_gemm<double>(c, rng);
     }
     std::printf("interaction_emu: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
