@@ -2,12 +2,15 @@
 # rewritten by emulate_cu.py, built by the host C++ compiler against cuda_emu.h (one OS thread
 # per CUDA thread). Needs the CUDA headers (not a GPU, not the CUDA backend), Python and C++20;
 # skipped at configure time without them. Label cpu: it runs wherever the CPU suites run.
+option(ADVECT_EMULATION_TESTS "Build the CUDA kernels for the CPU emulation tests" ON)
 include(CheckLanguage)
 check_language(CXX)
 find_package(CUDAToolkit QUIET)
 find_package(Python3 COMPONENTS Interpreter QUIET)
 find_package(Threads QUIET)
-if(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FOUND)
+if(NOT ADVECT_EMULATION_TESTS)
+  # bench/gpu.sh: on a machine with a GPU the real kernels run, and the time goes to them.
+elseif(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FOUND)
   enable_language(CXX)
   # advect_add_emulation(<test> <kernel file in kernels/cuda> <sources...>): the test program
   # #includes <test>_src.cpp, the rewritten copy of the kernel file.
