@@ -6,6 +6,7 @@
  * 3-D 6 x 5 x 4 x 4, 1-D 700 x 6 (tiles of 4 lines in space) and 1-D 3100 x 4 (untiled in
  * space: no fusion), f32 and f64. */
 #include "cuda_emu.h"
+#include "emu_check.h"
 
 #include "bbot_emu_src.cpp"
 
@@ -14,24 +15,12 @@
 #include <cstring>
 #include <random>
 
-extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 // Called by kernels/cuda/bbot.cu's other launchers, not by the ones tested here.
 extern "C" cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
     std::memset(p, v, n);
     return cudaSuccess;
 }
 
-static int failures = 0, checks = 0;
-
-#define EXPECT(cond, ...)                                                                     \
-    do {                                                                                      \
-        ++checks;                                                                             \
-        if (!(cond) && failures++ < 20) {                                                     \
-            std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                         \
-            std::fprintf(stderr, __VA_ARGS__);                                                \
-            std::fprintf(stderr, "\n");                                                       \
-        }                                                                                     \
-    } while (0)
 
 /* The geometry of host/bbot.c's make_grid. */
 static advk_bbot_grid make_grid(int d, const int64_t *n, int64_t P) {
@@ -140,6 +129,5 @@ int main() {
             run<double>(gr.d, gr.n, gr.P, fuse, rng);
         }
     }
-    std::printf("bbot_emu: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return emu_report("bbot_emu");
 }

@@ -13,6 +13,7 @@
  * machine without a GPU; not their speed, not cuBLAS, and not the GPU's own exp2 (the host
  * branch of interaction_math.h runs). */
 #include "cuda_emu.h"
+#include "emu_check.h"
 
 #include "interaction_emu_src.cpp"
 
@@ -26,21 +27,7 @@ extern "C" {
 #include <algorithm>
 #include <random>
 
-extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 
-static int failures = 0, checks = 0;
-
-#define EXPECT(cond, ...)                                                                     \
-    do {                                                                                      \
-        ++checks;                                                                             \
-        if (!(cond)) {                                                                        \
-            if (failures++ < 20) {                                                            \
-                std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                     \
-                std::fprintf(stderr, __VA_ARGS__);                                            \
-                std::fprintf(stderr, "\n");                                                   \
-            }                                                                                 \
-        }                                                                                     \
-    } while (0)
 
 struct Case {
     int kernel; // 0 SQDIST, 1 DOT (adv_kernel values)
@@ -302,6 +289,5 @@ int main() {
         run_gemm<float>(c, rng);
         run_gemm<double>(c, rng);
     }
-    std::printf("interaction_emu: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return emu_report("interaction_emu");
 }

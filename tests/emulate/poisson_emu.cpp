@@ -7,6 +7,7 @@
  * FFT algorithms on these small grids). Every boundary condition, mixed per axis, 1-D to 3-D,
  * odd and even sizes, c = 0 and c > 0, a batch of 2. */
 #include "cuda_emu.h"
+#include "emu_check.h"
 
 #include "poisson_emu_src.cpp"
 
@@ -19,18 +20,7 @@
 #include <random>
 #include <vector>
 
-extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 
-static int failures = 0, checks = 0;
-#define EXPECT(cond, ...)                                                                     \
-    do {                                                                                      \
-        ++checks;                                                                             \
-        if (!(cond) && failures++ < 20) {                                                     \
-            std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                         \
-            std::fprintf(stderr, __VA_ARGS__);                                                \
-            std::fprintf(stderr, "\n");                                                       \
-        }                                                                                     \
-    } while (0)
 
 /* cuFFT's unnormalised batched R2C / C2R of rows of n (half spectrum h = n/2 + 1), in double. */
 template <typename T> static void dft_r2c(const T *x, T *c, int64_t rows, int64_t n) {
@@ -166,6 +156,5 @@ int main() {
         run<double>(c.ndim, c.shape, c.bc, c.shift, rng);
         run<float>(c.ndim, c.shape, c.bc, c.shift, rng);
     }
-    std::printf("poisson_emu: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return emu_report("poisson_emu");
 }
