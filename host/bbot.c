@@ -132,41 +132,15 @@ static adv_status check_opts(adv_context *ctx, const adv_bbot_opts *o) {
 
 /* Fills the grid geometry; 0 when an element count overflows. */
 static int make_grid(const adv_bbot_opts *o, advk_bbot_grid *g) {
-    memset(g, 0, sizeof *g);
-    g->d = o->ndim;
-    g->P = o->time_steps;
-    size_t M = 1, tmp;
-    for (int a = 0; a < 3; ++a) {
-        g->n[a] = a < o->ndim ? o->shape[a] : 1;
-        if (!advi_mul_size(&M, M, (size_t)g->n[a])) return 0;
-    }
-    size_t cells;
-    if (!advi_mul_size(&cells, M, (size_t)g->P)) return 0;
-    g->M = (int64_t)M;
-    g->cells = (int64_t)cells;
-    g->L[0] = g->P;
-    g->S[0] = g->M;
-    g->inv_sp[0] = (double)g->P;
-    for (int a = 0; a < g->d; ++a) {
-        int64_t inner = 1;
-        for (int b = a + 1; b < g->d; ++b) inner *= g->n[b];
-        g->L[a + 1] = g->n[a];
-        g->S[a + 1] = inner;
-        g->inv_sp[a + 1] = (double)g->n[a];
-    }
-    // Offsets: U components, then V components; every count fits if 16 states fit in bytes.
-    size_t off = 0;
-    for (int c = 0; c <= g->d; ++c) {
-        g->faces[c] = g->cells / g->L[c] * (g->L[c] + 1);
-        g->offU[c] = (int64_t)off;
-        off += (size_t)g->faces[c];
-    }
-    for (int c = 0; c <= g->d; ++c) {
-        g->offV[c] = (int64_t)off;
-        off += (size_t)g->cells;
-    }
-    g->state = (int64_t)off;
-    if (!advi_mul_size(&tmp, off, 8 * 16) || tmp > (size_t)INT64_MAX) return 0;
+    size_t M = 1, cells, tmp;
+    for (int a = 0; a < o->ndim; ++a)
+        if (!advi_mul_size(&M, M, (size_t)o->shape[a])) return 0;
+    if (!advi_mul_size(&cells, M, (size_t)o->time_steps)) return 0;
+    // A state holds fewer than 16 cells' worth of values, so the geometry's counts fit; every
+    // count fits in bytes if 16 states do.
+    if (!advi_mul_size(&tmp, cells, 16) || tmp > (size_t)INT64_MAX) return 0;
+    advk_bbot_grid_init(g, o->ndim, o->shape, o->time_steps);
+    if (!advi_mul_size(&tmp, (size_t)g->state, 8 * 16) || tmp > (size_t)INT64_MAX) return 0;
     return 1;
 }
 

@@ -43,6 +43,42 @@ typedef struct advk_bbot_grid {
     int64_t state;                    /* elements of one state (U then V) */
 } advk_bbot_grid;
 
+/* The geometry of d space axes of n[a] cells and P time cells (sizes already checked to fit:
+ * host/bbot.c's make_grid): line lengths and strides of every component, their face counts
+ * and offsets in a state (U components, then V components). */
+static inline void advk_bbot_grid_init(advk_bbot_grid *g, int d, const int64_t *n, int64_t P) {
+    memset(g, 0, sizeof *g);
+    g->d = d;
+    g->P = P;
+    g->M = 1;
+    for (int a = 0; a < 3; ++a) {
+        g->n[a] = a < d ? n[a] : 1;
+        g->M *= g->n[a];
+    }
+    g->cells = g->M * P;
+    g->L[0] = P;
+    g->S[0] = g->M;
+    g->inv_sp[0] = (double)P;
+    for (int a = 0; a < d; ++a) {
+        int64_t inner = 1;
+        for (int b = a + 1; b < d; ++b) inner *= g->n[b];
+        g->L[a + 1] = g->n[a];
+        g->S[a + 1] = inner;
+        g->inv_sp[a + 1] = (double)g->n[a];
+    }
+    int64_t off = 0;
+    for (int c = 0; c <= d; ++c) {
+        g->faces[c] = g->cells / g->L[c] * (g->L[c] + 1);
+        g->offU[c] = off;
+        off += g->faces[c];
+    }
+    for (int c = 0; c <= d; ++c) {
+        g->offV[c] = off;
+        off += g->cells;
+    }
+    g->state = off;
+}
+
 /* ---- prox of γ|m|²/f -------------------------------------------------------------------- */
 
 /* Largest real root g of g³ - a g² - c = 0 for c >= 0 (g = f + 2γ, a = f̃ + 2γ,

@@ -55,7 +55,7 @@ static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
     auto round = [](std::vector<double> &v) { for (auto &a : v) a = (double)(T)a; };
     round(x), round(y), round(beta), round(w);
     std::vector<double> row_a, row_lambda;
-    if (per_row) { // lambda_i |x_i - a_i y_j|^2: the reference moves a_i into a per-row x
+    if (per_row) { // scores beta_j - lambda_i |x_i - a_i y_j|^2
         for (int64_t k = 0; k < B * N; ++k) {
             row_a.push_back(0.5 + 0.5 * std::fabs(U(rng)));
             row_lambda.push_back(std::exp(3.0 * U(rng)));
@@ -64,17 +64,17 @@ static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
     // Device copies (host memory here) with `off` leading elements, so a batch entry's
     // arrays start 16-byte aligned or not.
     auto dev = [&](const std::vector<double> &v) {
-        std::vector<T> *t = new std::vector<T>(v.size() + off + 4);
-        for (size_t k = 0; k < v.size(); ++k) (*t)[k + off] = (T)v[k];
+        std::vector<T> t(v.size() + off + 4);
+        for (size_t k = 0; k < v.size(); ++k) t[k + off] = (T)v[k];
         return t;
     };
-    std::vector<T> *dx = dev(x), *dy = dev(y), *db = dev(beta), *dw = dev(w);
+    std::vector<T> dx = dev(x), dy = dev(y), db = dev(beta), dw = dev(w);
     std::vector<T> lse(B * N, (T)NAN), out(B * N * (e ? e : 1), (T)NAN);
     std::vector<T> lse2(B * N, (T)NAN), out2(B * N * (e ? e : 1), (T)NAN);
     advk_interaction_args a = {prec, c.kernel, c.causal, B, N, M, d, e,
                                per_row ? 1.0 : c.lambda, c.gamma,
-                               dx->data() + off, dy->data() + off, db->data() + off,
-                               e ? dw->data() + off : nullptr, lse.data(), e ? out.data() : nullptr,
+                               dx.data() + off, dy.data() + off, db.data() + off,
+                               e ? dw.data() + off : nullptr, lse.data(), e ? out.data() : nullptr,
                                per_row ? row_a.data() : nullptr, per_row ? row_lambda.data() : nullptr};
     const int64_t kpg = advk_interaction_group_keys(M);
     EXPECT(advk_interaction_direct(&a, 1, kpg, nullptr, nullptr) == cudaSuccess, "launch");
@@ -92,16 +92,11 @@ static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
                    (!e || std::memcmp(out.data(), out2.data(), out.size() * sizeof(T)) == 0),
                "split rows differ from unsplit rows (M %lld, %d splits)", (long long)M, splits);
     }
-    // Reference.
-    std::vector<double> xr = x;
-    double lam = c.lambda, gam = c.gamma;
-    if (per_row) {
-        // beta_j - l_i |x_i - a_i y_j|^2 = beta_j - l_i a_i^2 |x_i / a_i - y_j|^2: one row at a
-        // time with lambda = l_i a_i^2 and gamma = 1 / a_i.
-    }
+    // Reference. Per-row mode: beta_j - l_i |x_i - a_i y_j|^2 = beta_j - l_i a_i^2 |x_i / a_i -
+    // y_j|^2, one row at a time with lambda = l_i a_i^2 and gamma = 1 / a_i.
     std::vector<double> rl(B * N), ro(B * N * (e ? e : 1)), S(B * N), W(B * N);
     if (!per_row) {
-        ref_problem p = {(adv_kernel)c.kernel, B, N, M, d, e, lam, gam, c.causal, 0,
+        ref_problem p = {(adv_kernel)c.kernel, B, N, M, d, e, c.lambda, c.gamma, c.causal, 0,
                          x.data(), y.data(), beta.data(), e ? w.data() : nullptr};
         ref_interaction(&p, rl.data(), e ? ro.data() : nullptr);
         ref_score_scale(&p, S.data());
@@ -134,7 +129,6 @@ static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
                    sizeof(T) == 8 ? "f64" : "f32", (long long)r, (long long)k,
                    (double)out[r * e + k], ro[r * e + k], to);
     }
-    delete dx, delete dy, delete db, delete dw;
 }
 
 /* cuBLAS's column-major C = alpha op(A) op(B) + beta C for a batch (strides sa, sb, sc). */
