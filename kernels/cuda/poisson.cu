@@ -12,6 +12,8 @@
  * applies them to two real lines packed as one complex line; here Z_{n-k} = conj(Z_k)).
  * These identities were checked numerically against FFTW's conventions for n = 1..8. Only
  * the half-spectrum k <= n/2 of a real FFT is stored; V_{n-k} = conj(V_k) gives the rest.
+ * The gathers and scatters of a strided axis (not the last) transpose 32 × 32 tiles through
+ * shared memory, so that both sides are coalesced; the last axis' take one thread per element.
  * Kernels use grid-stride loops with 64-bit indices; the twiddle factors (cos, sin of
  * πk/(2n), double) come from a per-axis table the plan computes once with the CPU's
  * advi_poisson_twiddle, instead of a double-precision sincospi per element. */
@@ -83,84 +85,221 @@ __global__ void check_kernel(const T *f, int64_t cells, int64_t batch, int check
     }
 }
 
+// ---- per element: Makhoul's reordering and the twiddles, shared by both kernel layouts ----
+
+// The line element j stored at position m of the reordered line (the identity when periodic).
+__device__ __forceinline__ int64_t makhoul_source(int bc, int64_t m, int64_t n) {
+    if (bc == ADVI_POISSON_PERIODIC) return m;
+    return m < (n + 1) / 2 ? 2 * m : 2 * (n - 1 - m) + 1;
+}
+// Its inverse: the position in the reordered line of line element j.
+__device__ __forceinline__ int64_t makhoul_position(int64_t j, int64_t n) {
+    return (j & 1) ? n - 1 - (j - 1) / 2 : j / 2;
+}
+// DST-II(x) is DCT-II((-1)^j x) reversed: odd elements change sign on the way in and out.
+template <typename T> __device__ __forceinline__ T dst_sign(int bc, int64_t j, T v) {
+    return bc == ADVI_POISSON_DIRICHLET && (j & 1) ? -v : v;
+}
+
+// Element m of the reordered line (o, ·, i) of x.
 template <typename T>
-__global__ void fwd_gather_kernel(int bc, const T *x, T *rbuf, int64_t outer, int64_t n,
-                                  int64_t inner) {
-    const int64_t total = outer * inner * n;
-    for (int64_t t = global_id(); t < total; t += global_stride()) {
-        const int64_t row = t / n, m = t % n;
-        const int64_t o = row / inner, i = row % inner;
-        int64_t j = m;
-        if (bc != ADVI_POISSON_PERIODIC) j = m < (n + 1) / 2 ? 2 * m : 2 * (n - 1 - m) + 1;
-        T v = x[at(o, j, i, n, inner)];
-        if (bc == ADVI_POISSON_DIRICHLET && (j & 1)) v = -v;
-        rbuf[t] = v;
+__device__ __forceinline__ T gathered(int bc, const T *x, int64_t o, int64_t m, int64_t i,
+                                      int64_t n, int64_t inner) {
+    const int64_t j = makhoul_source(bc, m, n);
+    return dst_sign(bc, j, x[at(o, j, i, n, inner)]);
+}
+
+// Where coefficient k of a line is stored along the axis (DST-II: reversed).
+__device__ __forceinline__ int64_t coef_slot(int bc, int64_t k, int64_t n) {
+    return bc == ADVI_POISSON_DIRICHLET ? n - 1 - k : k;
+}
+
+// The real coefficient k of a line from its stored half-spectrum `row` (V_k for k <= n/2,
+// V_{n-k} = conj(V_k) beyond).
+template <typename C>
+__device__ __forceinline__ double forward_coef(int bc, const C *row, int64_t k, int64_t n,
+                                               const double *tw) {
+    double re, im;
+    if (k <= n / 2) {
+        re = (double)row[k].x;
+        im = (double)row[k].y;
+    } else {
+        re = (double)row[n - k].x;
+        im = -(double)row[n - k].y;
     }
+    // The pair map of kernels/common/poisson_math.h with Z_{n-k} = conj(Z_k) (a real line):
+    // W_k is then the real coefficient X_k.
+    double s = 0.0, c = 1.0, wr = re, wi = im, nr = re, ni = -im;
+    if (bc != ADVI_POISSON_PERIODIC) c = tw[2 * k], s = tw[2 * k + 1];
+    advi_poisson_pair_forward(bc, c, s, &wr, &wi, &nr, &ni);
+    return wr;
+}
+
+// Entry k <= n/2 of the half-spectrum whose C2R gives the reordered line (o, ·, i) of the
+// backward transform: e^{iπk/(2n)} (A - iB) with A = X_k, B = X_{n-k} (X_n = 0) read from
+// their slots in x.
+template <typename T>
+__device__ __forceinline__ void inverse_entry(int bc, const T *x, int64_t o, int64_t k,
+                                              int64_t i, int64_t n, int64_t inner,
+                                              const double *tw, double *zr, double *zi) {
+    const double A = (double)x[at(o, coef_slot(bc, k, n), i, n, inner)];
+    const double B = k > 0 ? (double)x[at(o, coef_slot(bc, n - k, n), i, n, inner)] : 0.0;
+    // The inverse pair map of kernels/common/poisson_math.h with W_k = A, W_{n-k} = B.
+    double yr = B, yi = 0.0;
+    *zr = A, *zi = 0.0;
+    advi_poisson_pair_inverse(ADVI_POISSON_NEUMANN, tw[2 * k], tw[2 * k + 1], zr, zi, &yr, &yi);
+}
+
+// Line element j from the backward transform's reordered row.
+template <typename T>
+__device__ __forceinline__ T scattered(int bc, const T *row, int64_t j, int64_t n) {
+    return dst_sign(bc, j, row[makhoul_position(j, n)]);
+}
+
+// ---- contiguous lines (inner == 1): one thread per element, lanes along the line; the
+// last argument (inner) is 1 and unused, for the signature the tiled kernels share ----
+
+template <typename T>
+__global__ void fwd_gather_kernel(int bc, const T *x, T *rbuf, int64_t rows, int64_t n, int64_t) {
+    for (int64_t t = global_id(); t < rows * n; t += global_stride())
+        rbuf[t] = gathered(bc, x, t / n, t % n, 0, n, 1);
 }
 
 template <typename T>
 __global__ void fwd_scatter_kernel(int bc, const typename complex_of<T>::type *cbuf, T *x,
-                                   int64_t outer, int64_t n, int64_t inner, const double *tw) {
-    const int64_t total = outer * inner * n, h = n / 2 + 1;
-    for (int64_t t = global_id(); t < total; t += global_stride()) {
+                                   int64_t rows, int64_t n, int64_t, const double *tw) {
+    const int64_t h = n / 2 + 1;
+    for (int64_t t = global_id(); t < rows * n; t += global_stride()) {
         const int64_t row = t / n, k = t % n;
-        const int64_t o = row / inner, i = row % inner;
-        double re, im; // V_k from the stored half-spectrum
-        if (k <= n / 2) {
-            re = (double)cbuf[row * h + k].x;
-            im = (double)cbuf[row * h + k].y;
-        } else {
-            re = (double)cbuf[row * h + (n - k)].x;
-            im = -(double)cbuf[row * h + (n - k)].y;
-        }
-        // The pair map of kernels/common/poisson_math.h with Z_{n-k} = conj(Z_k) (a real
-        // line): W_k is then the real coefficient X_k.
-        double s = 0.0, c = 1.0, wr = re, wi = im, nr = re, ni = -im;
-        if (bc != ADVI_POISSON_PERIODIC) c = tw[2 * k], s = tw[2 * k + 1];
-        advi_poisson_pair_forward(bc, c, s, &wr, &wi, &nr, &ni);
-        const int64_t kk = bc == ADVI_POISSON_DIRICHLET ? n - 1 - k : k;
-        x[at(o, kk, i, n, inner)] = (T)wr;
+        x[row * n + coef_slot(bc, k, n)] = (T)forward_coef(bc, cbuf + row * h, k, n, tw);
     }
 }
 
 template <typename T>
 __global__ void inv_gather_kernel(int bc, const T *x, typename complex_of<T>::type *cbuf,
-                                  int64_t outer, int64_t n, int64_t inner, const double *tw) {
-    const int64_t h = n / 2 + 1, total = outer * inner * h;
-    for (int64_t t = global_id(); t < total; t += global_stride()) {
-        const int64_t row = t / h, k = t % h;
-        const int64_t o = row / inner, i = row % inner;
-        // Z_k = X_k (Neumann) or X_{n-1-k} (Dirichlet); Z_n = 0.
-        const int64_t ka = bc == ADVI_POISSON_DIRICHLET ? n - 1 - k : k;
-        const double A = (double)x[at(o, ka, i, n, inner)];
-        double B = 0.0;
-        if (k > 0) {
-            const int64_t kb = bc == ADVI_POISSON_DIRICHLET ? k - 1 : n - k;
-            B = (double)x[at(o, kb, i, n, inner)];
-        }
-        const double c = tw[2 * k], s = tw[2 * k + 1];
-        // e^{iπk/(2n)} (A - iB): the inverse pair map of kernels/common/poisson_math.h with
-        // the real coefficients W_k = A, W_{n-k} = B.
-        double zr = A, zi = 0.0, yr = B, yi = 0.0;
-        advi_poisson_pair_inverse(ADVI_POISSON_NEUMANN, c, s, &zr, &zi, &yr, &yi);
-        typename complex_of<T>::type v;
-        v.x = (T)zr;
-        v.y = (T)zi;
-        cbuf[t] = v;
+                                  int64_t rows, int64_t n, int64_t, const double *tw) {
+    const int64_t h = n / 2 + 1;
+    for (int64_t t = global_id(); t < rows * h; t += global_stride()) {
+        double zr, zi;
+        inverse_entry(bc, x, t / h, t % h, 0, n, 1, tw, &zr, &zi);
+        cbuf[t].x = (T)zr;
+        cbuf[t].y = (T)zi;
     }
 }
 
 template <typename T>
-__global__ void inv_scatter_kernel(int bc, const T *rbuf, T *x, int64_t outer, int64_t n,
-                                   int64_t inner) {
-    const int64_t total = outer * inner * n;
-    for (int64_t t = global_id(); t < total; t += global_stride()) {
-        const int64_t row = t / n, j = t % n;
-        const int64_t o = row / inner, i = row % inner;
-        const int64_t m = (j & 1) ? n - 1 - (j - 1) / 2 : j / 2;
-        T v = rbuf[row * n + m];
-        if (bc == ADVI_POISSON_DIRICHLET && (j & 1)) v = -v;
-        x[at(o, j, i, n, inner)] = v;
+__global__ void inv_scatter_kernel(int bc, const T *rbuf, T *x, int64_t rows, int64_t n, int64_t) {
+    for (int64_t t = global_id(); t < rows * n; t += global_stride())
+        x[t] = scattered(bc, rbuf + t / n * n, t % n, n);
+}
+
+// ---- strided lines (inner > 1): tiles transposed through shared memory ----
+// A tile is TILE positions along the axis × TILE lines (consecutive i) of one o. The strided
+// side (x) is read or written with the lanes along i, where x is contiguous; the row side
+// (rbuf, cbuf) with the lanes along the axis, where the rows are contiguous. One lane per
+// element would make one of the two sides a stride-inner access (a 32-byte sector per
+// element): the tiles keep both coalesced. Blocks are TILE × TILE_ROWS threads and loop over
+// tiles; the tile index is uniform over a block, so every thread reaches every barrier.
+
+const int TILE = 32, TILE_ROWS = 8;
+
+struct tiling {
+    int64_t along, across, count; // tiles along the axis (of len positions), across i, in all
+    __device__ tiling(int64_t outer, int64_t len, int64_t inner)
+        : along((len + TILE - 1) / TILE), across((inner + TILE - 1) / TILE),
+          count(outer * along * across) {}
+    __device__ void origin(int64_t tile, int64_t *o, int64_t *a0, int64_t *i0) const {
+        *o = tile / (along * across);
+        *a0 = tile / across % along * TILE;
+        *i0 = tile % across * TILE;
+    }
+};
+
+template <typename T>
+__global__ void fwd_gather_tiled(int bc, const T *x, T *rbuf, int64_t outer, int64_t n,
+                                 int64_t inner) {
+    __shared__ T tile[TILE][TILE + 1];
+    const tiling tl(outer, n, inner);
+    const int lx = threadIdx.x;
+    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
+        int64_t o, m0, i0;
+        tl.origin(b, &o, &m0, &i0);
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
+            if (m0 + r < n && i0 + lx < inner)
+                tile[r][lx] = gathered(bc, x, o, m0 + r, i0 + lx, n, inner);
+        __syncthreads();
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
+            if (m0 + lx < n && i0 + r < inner) rbuf[(o * inner + i0 + r) * n + m0 + lx] = tile[lx][r];
+        __syncthreads(); // the tile is reused
+    }
+}
+
+template <typename T>
+__global__ void fwd_scatter_tiled(int bc, const typename complex_of<T>::type *cbuf, T *x,
+                                  int64_t outer, int64_t n, int64_t inner, const double *tw) {
+    __shared__ T tile[TILE][TILE + 1];
+    const tiling tl(outer, n, inner);
+    const int64_t h = n / 2 + 1;
+    const int lx = threadIdx.x;
+    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
+        int64_t o, k0, i0;
+        tl.origin(b, &o, &k0, &i0);
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
+            if (k0 + lx < n && i0 + r < inner)
+                tile[lx][r] = (T)forward_coef(bc, cbuf + (o * inner + i0 + r) * h, k0 + lx, n, tw);
+        __syncthreads();
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
+            if (k0 + r < n && i0 + lx < inner)
+                x[at(o, coef_slot(bc, k0 + r, n), i0 + lx, n, inner)] = tile[r][lx];
+        __syncthreads();
+    }
+}
+
+template <typename T>
+__global__ void inv_gather_tiled(int bc, const T *x, typename complex_of<T>::type *cbuf,
+                                 int64_t outer, int64_t n, int64_t inner, const double *tw) {
+    __shared__ T tile_re[TILE][TILE + 1], tile_im[TILE][TILE + 1];
+    const int64_t h = n / 2 + 1;
+    const tiling tl(outer, h, inner);
+    const int lx = threadIdx.x;
+    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
+        int64_t o, k0, i0;
+        tl.origin(b, &o, &k0, &i0);
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
+            if (k0 + r < h && i0 + lx < inner) {
+                double zr, zi;
+                inverse_entry(bc, x, o, k0 + r, i0 + lx, n, inner, tw, &zr, &zi);
+                tile_re[r][lx] = (T)zr;
+                tile_im[r][lx] = (T)zi;
+            }
+        __syncthreads();
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
+            if (k0 + lx < h && i0 + r < inner) {
+                typename complex_of<T>::type v;
+                v.x = tile_re[lx][r];
+                v.y = tile_im[lx][r];
+                cbuf[(o * inner + i0 + r) * h + k0 + lx] = v;
+            }
+        __syncthreads();
+    }
+}
+
+template <typename T>
+__global__ void inv_scatter_tiled(int bc, const T *rbuf, T *x, int64_t outer, int64_t n,
+                                  int64_t inner) {
+    __shared__ T tile[TILE][TILE + 1];
+    const tiling tl(outer, n, inner);
+    const int lx = threadIdx.x;
+    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
+        int64_t o, j0, i0;
+        tl.origin(b, &o, &j0, &i0);
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
+            if (j0 + lx < n && i0 + r < inner)
+                tile[lx][r] = scattered(bc, rbuf + (o * inner + i0 + r) * n, j0 + lx, n);
+        __syncthreads();
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
+            if (j0 + r < n && i0 + lx < inner) x[at(o, j0 + r, i0 + lx, n, inner)] = tile[r][lx];
+        __syncthreads();
     }
 }
 
@@ -192,6 +331,51 @@ cudaError_t launch_check(const void *f, int64_t cells, int64_t batch, int check_
     return cudaGetLastError();
 }
 
+// One axis' kernel over the (outer × len × inner) view, len = n or n/2 + 1: the per-element
+// kernel when the lines are contiguous (inner == 1), else the tiled one over its tiles.
+template <typename... P, typename... A>
+cudaError_t launch_axis(void (*row_kernel)(P...), void (*tiled_kernel)(P...), int64_t outer,
+                        int64_t len, int64_t inner, cudaStream_t stream, A... args) {
+    if (inner == 1) {
+        row_kernel<<<grid_for(outer * len), BLOCK, 0, stream>>>(args...);
+    } else {
+        int64_t tiles = outer * ((len + TILE - 1) / TILE) * ((inner + TILE - 1) / TILE);
+        if (tiles > 65535 * 8) tiles = 65535 * 8; // the kernels loop over the rest
+        tiled_kernel<<<(unsigned)tiles, dim3(TILE, TILE_ROWS), 0, stream>>>(args...);
+    }
+    return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t fwd_gather(int bc, const void *x, void *rbuf, int64_t outer, int64_t n,
+                       int64_t inner, cudaStream_t stream) {
+    return launch_axis(fwd_gather_kernel<T>, fwd_gather_tiled<T>, outer, n, inner, stream, bc,
+                       (const T *)x, (T *)rbuf, outer, n, inner);
+}
+
+template <typename T>
+cudaError_t fwd_scatter(int bc, const void *cbuf, void *x, int64_t outer, int64_t n,
+                        int64_t inner, const double *tw, cudaStream_t stream) {
+    typedef typename complex_of<T>::type C;
+    return launch_axis(fwd_scatter_kernel<T>, fwd_scatter_tiled<T>, outer, n, inner, stream, bc,
+                       (const C *)cbuf, (T *)x, outer, n, inner, tw);
+}
+
+template <typename T>
+cudaError_t inv_gather(int bc, const void *x, void *cbuf, int64_t outer, int64_t n,
+                       int64_t inner, const double *tw, cudaStream_t stream) {
+    typedef typename complex_of<T>::type C;
+    return launch_axis(inv_gather_kernel<T>, inv_gather_tiled<T>, outer, n / 2 + 1, inner, stream,
+                       bc, (const T *)x, (C *)cbuf, outer, n, inner, tw);
+}
+
+template <typename T>
+cudaError_t inv_scatter(int bc, const void *rbuf, void *x, int64_t outer, int64_t n,
+                        int64_t inner, cudaStream_t stream) {
+    return launch_axis(inv_scatter_kernel<T>, inv_scatter_tiled<T>, outer, n, inner, stream, bc,
+                       (const T *)rbuf, (T *)x, outer, n, inner);
+}
+
 } // namespace
 
 extern "C" cudaError_t advk_poisson_check(int precision, const void *f, int64_t cells,
@@ -205,53 +389,29 @@ extern "C" cudaError_t advk_poisson_check(int precision, const void *f, int64_t 
 extern "C" cudaError_t advk_poisson_fwd_gather(int precision, int bc, const void *x, void *rbuf,
                                                int64_t outer, int64_t n, int64_t inner,
                                                cudaStream_t stream) {
-    const unsigned grid = grid_for(outer * inner * n);
-    if (precision == 1)
-        fwd_gather_kernel<double><<<grid, BLOCK, 0, stream>>>(
-            bc, (const double *)x, (double *)rbuf, outer, n, inner);
-    else
-        fwd_gather_kernel<float><<<grid, BLOCK, 0, stream>>>(
-            bc, (const float *)x, (float *)rbuf, outer, n, inner);
-    return cudaGetLastError();
+    return precision == 1 ? fwd_gather<double>(bc, x, rbuf, outer, n, inner, stream)
+                          : fwd_gather<float>(bc, x, rbuf, outer, n, inner, stream);
 }
 
 extern "C" cudaError_t advk_poisson_fwd_scatter(int precision, int bc, const void *cbuf, void *x,
                                                 int64_t outer, int64_t n, int64_t inner,
                                                 const double *tw, cudaStream_t stream) {
-    const unsigned grid = grid_for(outer * inner * n);
-    if (precision == 1)
-        fwd_scatter_kernel<double><<<grid, BLOCK, 0, stream>>>(
-            bc, (const double2 *)cbuf, (double *)x, outer, n, inner, tw);
-    else
-        fwd_scatter_kernel<float><<<grid, BLOCK, 0, stream>>>(
-            bc, (const float2 *)cbuf, (float *)x, outer, n, inner, tw);
-    return cudaGetLastError();
+    return precision == 1 ? fwd_scatter<double>(bc, cbuf, x, outer, n, inner, tw, stream)
+                          : fwd_scatter<float>(bc, cbuf, x, outer, n, inner, tw, stream);
 }
 
 extern "C" cudaError_t advk_poisson_inv_gather(int precision, int bc, const void *x, void *cbuf,
                                                int64_t outer, int64_t n, int64_t inner,
                                                const double *tw, cudaStream_t stream) {
-    const unsigned grid = grid_for(outer * inner * (n / 2 + 1));
-    if (precision == 1)
-        inv_gather_kernel<double><<<grid, BLOCK, 0, stream>>>(
-            bc, (const double *)x, (double2 *)cbuf, outer, n, inner, tw);
-    else
-        inv_gather_kernel<float><<<grid, BLOCK, 0, stream>>>(
-            bc, (const float *)x, (float2 *)cbuf, outer, n, inner, tw);
-    return cudaGetLastError();
+    return precision == 1 ? inv_gather<double>(bc, x, cbuf, outer, n, inner, tw, stream)
+                          : inv_gather<float>(bc, x, cbuf, outer, n, inner, tw, stream);
 }
 
 extern "C" cudaError_t advk_poisson_inv_scatter(int precision, int bc, const void *rbuf, void *x,
                                                 int64_t outer, int64_t n, int64_t inner,
                                                 cudaStream_t stream) {
-    const unsigned grid = grid_for(outer * inner * n);
-    if (precision == 1)
-        inv_scatter_kernel<double><<<grid, BLOCK, 0, stream>>>(
-            bc, (const double *)rbuf, (double *)x, outer, n, inner);
-    else
-        inv_scatter_kernel<float><<<grid, BLOCK, 0, stream>>>(
-            bc, (const float *)rbuf, (float *)x, outer, n, inner);
-    return cudaGetLastError();
+    return precision == 1 ? inv_scatter<double>(bc, rbuf, x, outer, n, inner, stream)
+                          : inv_scatter<float>(bc, rbuf, x, outer, n, inner, stream);
 }
 
 extern "C" cudaError_t advk_poisson_scale(int precision, void *x, int64_t batch,

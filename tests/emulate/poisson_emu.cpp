@@ -5,7 +5,8 @@
  * the result must match the CPU backend's solve of the same system (public API) to 1e-11
  * relative in float64 and 2e-5 in float32 (both exact up to the rounding of two different
  * FFT algorithms on these small grids). Every boundary condition, mixed per axis, 1-D to 3-D,
- * odd and even sizes, c = 0 and c > 0, a batch of 2. */
+ * odd and even sizes, c = 0 and c > 0, a batch of 2; axes longer than one 32-line tile and
+ * strides over more than one (the tiled kernels of strided axes). */
 #include "cuda_emu.h"
 #include "emu_check.h"
 
@@ -151,6 +152,9 @@ int main() {
         {1, {16, 1, 1}, {N, P, P}, 0.0}, {1, {15, 1, 1}, {D, P, P}, 0.0}, {1, {9, 1, 1}, {P, P, P}, 0.5},
         {2, {8, 7, 1}, {N, D, P}, 0.0},  {2, {6, 10, 1}, {P, N, P}, 0.0}, {2, {5, 1, 1}, {D, N, P}, 1.0},
         {3, {6, 5, 4}, {N, N, N}, 0.0},  {3, {4, 7, 6}, {D, P, N}, 0.2},
+        // Strided axes over more than one 32 × 32 tile, with partial tiles at both ends.
+        {2, {70, 35, 1}, {N, D, P}, 0.0}, {2, {66, 33, 1}, {D, P, P}, 0.3},
+        {3, {33, 40, 3}, {P, N, D}, 0.0}, {3, {3, 65, 34}, {N, D, N}, 0.0},
     };
     for (const auto &c : cases) {
         run<double>(c.ndim, c.shape, c.bc, c.shift, rng);
