@@ -313,6 +313,12 @@ timeout -k 5 "$(step_time 20)" "$build/bench/sampling_bench" --device cuda --dat
     >>"$results/sampling.csv" 2>>"$results/sampling.log"
 rc=$?
 [ "$rc" != 0 ] && status=1 && say "dopri5 sampling benchmark exited $rc (124: timeout)"
+say "sampling benchmark: dopri5 at d=96 (the GEMM path's per-row mode); n=1e4, N=1e4"
+timeout -k 5 "$(step_time 20)" "$build/bench/sampling_bench" --device cuda --data-sizes 1e4 \
+    --particles 1e4 --dims 96 --methods dopri5 --steps 20 --reps 3 --no-header \
+    >>"$results/sampling.csv" 2>>"$results/sampling.log"
+rc=$?
+[ "$rc" != 0 ] && status=1 && say "dopri5 d=96 sampling benchmark exited $rc (124: timeout)"
 grep -E 'FAILED|sampling_bench:' "$results/sampling.log" | head -5
 
 # ---- 5c. grid solvers: Poisson solves, Benamou-Brenier per iteration (target at 128^2 x 64) ----

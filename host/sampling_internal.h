@@ -48,9 +48,7 @@ typedef struct advi_sampling_ops {
     /* Empirical denoiser at per-particle times through the interaction engine's per-row mode:
      * scores logw_j - qvec_i |z_i - avec_i y_j|^2 (every qvec_i finite), values y, for n rows.
      * `plan` is a field's plan (advi_empirical_desc) for at least n queries, whose other
-     * sizes it takes. Where the backend has no per-row mode for d (CUDA, d >
-     * ADVK_DIRECT_MAX_DIM), every row takes the direct loop instead (tmp as for
-     * empirical_direct). */
+     * sizes it takes. tmp: scratch as for empirical_direct (unused by both backends). */
     adv_status (*empirical_rows)(adv_interaction_plan *plan, int64_t n, const void *z,
                                  const void *y, const void *logw, const double *avec,
                                  const double *qvec, void *den, double *tmp);

@@ -28,9 +28,10 @@ typedef struct advk_interaction_args {
     double lambda, gamma;
     const void *x, *y, *beta, *w;
     void *lse, *out;
-    /* Per-row mode (direct kernel, SQDIST only; both NULL otherwise): B x N doubles, scores
-     * beta_j - row_lambda_i |x_i - row_a_i y_j|^2 (lambda = 1 and gamma unused, see
-     * direct_kernel). The empirical field at per-particle times. */
+    /* Per-row mode (SQDIST only; both NULL otherwise): B x N doubles, scores
+     * beta_j - row_lambda_i |x_i - row_a_i y_j|^2 (lambda = 1 and gamma unused; the direct
+     * kernel and the GEMM path's tile update both take it). The empirical field at
+     * per-particle times. */
     const double *row_a, *row_lambda;
 } advk_interaction_args;
 
@@ -63,10 +64,12 @@ cudaError_t advk_sq_norms(int precision, const void *x, int64_t rows, int64_t d,
 /* SQDIST on the GEMM path works on centred copies (the sum is translation invariant, and the
  * expansion |x|^2 - 2<x,y> + |y|^2 loses what the data's distance from the origin costs):
  * for `entries` batch entries, center[entry] = the midpoint of its keys' bounding box (entries
- * x d), xc = gamma x - center (entries x n x d), yc = y - center (entries x m x d). */
+ * x d), xc = gamma x - center (entries x n x d), yc = y - center (entries x m x d). With
+ * row_a (per-row mode, entries x n doubles): xc = x - row_a center instead, so that
+ * xc - row_a yc = x - row_a y. */
 cudaError_t advk_center_sqdist(int precision, const void *x, int64_t n, const void *y, int64_t m,
-                               int64_t entries, int64_t d, double gamma, void *center, void *xc,
-                               void *yc, cudaStream_t stream);
+                               int64_t entries, int64_t d, double gamma, const double *row_a,
+                               void *center, void *xc, void *yc, cudaStream_t stream);
 
 /* One (batch chunk, query tile, key tile) step of the GEMM path (large d). */
 typedef struct advk_tile {
@@ -182,8 +185,8 @@ static inline void advi_device_leave(advi_device_guard *g) {
 
 /* The interaction engine's per-row mode on a CUDA plan (host/cuda/interaction_cuda.c), the
  * twin of advi_cpu_interaction_rows: SQDIST scores beta_j - row_lambda_i |x_i - row_a_i y_j|^2,
- * values y (d = value_dim <= ADVK_DIRECT_MAX_DIM, no causal mask; desc lambda and gamma
- * unused), for n <= the plan's n_queries rows (the plan's workspace is sized for its own
+ * values y (d = value_dim, no causal mask; desc lambda and gamma unused; on the plan's path:
+ * the direct kernel, or the GEMM path's per-row tile update for d >= 64), for n <= the plan's n_queries rows (the plan's workspace is sized for its own
  * count), device arrays, asynchronous. No argument checks beyond that: callers pass a
  * validated problem. */
 adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, int64_t n, const void *x,

@@ -21,16 +21,13 @@ adv_status advi_cuda_field_empirical_direct(adv_context *ctx, adv_precision p, i
                                  advi_cuda_stream(ctx)));
 }
 
-/* Per-particle times: the interaction engine's per-row mode (direct kernel) up to
- * ADVK_DIRECT_MAX_DIM, the per-particle loop above it. */
+/* Per-particle times: the interaction engine's per-row mode (the direct kernel, or the GEMM
+ * path for d >= 64). */
 adv_status advi_cuda_field_empirical_rows(adv_interaction_plan *plan, int64_t n, const void *z,
                                           const void *y, const void *logw, const double *avec,
                                           const double *qvec, void *den, double *tmp) {
-    const adv_interaction_desc *d = &plan->desc;
-    if (d->dim <= ADVK_DIRECT_MAX_DIM)
-        return advi_cuda_interaction_rows(plan, n, z, y, logw, avec, qvec, den);
-    return advi_cuda_field_empirical_direct(plan->ctx, d->precision, n, d->dim, z, d->n_keys, y,
-                                            logw, 0.0, -1.0, avec, qvec, den, tmp);
+    (void)tmp;
+    return advi_cuda_interaction_rows(plan, n, z, y, logw, avec, qvec, den);
 }
 
 adv_status advi_cuda_field_time_coefs(adv_context *ctx, int64_t n, const double *times, int kind,

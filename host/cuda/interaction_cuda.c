@@ -220,7 +220,8 @@ static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
         if (sq) {
             err = advk_center_sqdist(a->precision, x + (size_t)(b0 * N * D) * elem, N,
                                      y + (size_t)(b0 * M * D) * elem, M, bc, D, a->gamma,
-                                     cp->center, cp->xc, cp->yc, stream);
+                                     a->row_a ? a->row_a + b0 * N : NULL, cp->center, cp->xc,
+                                     cp->yc, stream);
             if (err != cudaSuccess) return advi_cuda_error(ctx, err, "centring kernel launch");
             err = advk_sq_norms(a->precision, xs, bc * N, D, 1.0, cp->xnorm, stream);
             if (err != cudaSuccess) return advi_cuda_error(ctx, err, "query norm kernel launch");
@@ -268,9 +269,8 @@ static adv_status execute_gemm(adv_context *ctx, const cuda_plan *cp,
 }
 
 /* One execution on the plan's path, for n queries (the plan's own count, or fewer: every
- * workspace has room for them). With row_a (the per-row mode, see
- * advi_cuda_interaction_rows) the direct kernel runs whatever the path: a GEMM-path plan
- * (64 <= d <= ADVK_DIRECT_MAX_DIM) has no split workspace, so one block per query tile. */
+ * workspace has room for them), in the per-row mode too (row_a, see
+ * advi_cuda_interaction_rows). */
 static adv_status execute_on_device(adv_interaction_plan *plan, int64_t n, const void *x,
                                     const void *y, const void *beta, const void *w, void *lse,
                                     void *out, const double *row_a, const double *row_lambda) {
@@ -281,10 +281,9 @@ static adv_status execute_on_device(adv_interaction_plan *plan, int64_t n, const
                                d->batch, n, d->n_keys, d->dim,
                                out ? d->value_dim : 0, row_a ? 1.0 : d->lambda, d->gamma,
                                x, y, beta, out ? w : NULL, lse, out, row_a, row_lambda};
-    if (cp->path == PATH_GEMM && !row_a) return execute_gemm(ctx, cp, &a);
-    const int direct = cp->path == PATH_DIRECT;
-    const int splits = direct ? cp->splits : 1;
-    const int64_t kpg = direct ? cp->keys_per_group : advk_interaction_group_keys(d->n_keys);
+    if (cp->path == PATH_GEMM) return execute_gemm(ctx, cp, &a);
+    const int splits = cp->splits;
+    const int64_t kpg = cp->keys_per_group;
     cudaStream_t stream = advi_cuda_stream(ctx);
     cudaError_t err = advk_interaction_direct(&a, splits, kpg, cp->partial, stream);
     if (err != cudaSuccess) return advi_cuda_error(ctx, err, "interaction kernel launch");
@@ -321,8 +320,7 @@ adv_status advi_cuda_interaction_rows(adv_interaction_plan *plan, int64_t n, con
                                       const void *y, const void *beta, const double *row_a,
                                       const double *row_lambda, void *out) {
     const adv_interaction_desc *d = &plan->desc;
-    if (d->kernel != ADV_KERNEL_SQDIST || d->causal || d->dim > ADVK_DIRECT_MAX_DIM ||
-        d->value_dim != d->dim || !row_a || !row_lambda || !out || n < 1 || n > d->n_queries)
+    if (d->kernel != ADV_KERNEL_SQDIST || d->causal || d->value_dim != d->dim || !row_a || !row_lambda || !out || n < 1 || n > d->n_queries)
         return advi_fail(plan->ctx, ADV_ERR_INTERNAL, "per-row interaction mode: unsupported problem");
     return execute(plan, n, x, y, beta, y, NULL, out, row_a, row_lambda);
 }

@@ -626,19 +626,22 @@ __global__ void key_center_kernel(const T *y, int64_t m, int64_t d, T *center) {
     }
 }
 
-/* dst = scale * src - center[entry] for `entries` batch entries of per_entry rows of d. */
+/* dst = scale * src - center[entry] for `entries` batch entries of per_entry rows of d; with
+ * row_a (one per row), dst = src - row_a[row] center[entry] instead (the per-row mode). */
 template <typename T>
 __global__ void center_rows_kernel(const T *src, int64_t per_entry, int64_t entries, int64_t d,
-                                   T scale, const T *center, T *dst) {
+                                   T scale, const double *row_a, const T *center, T *dst) {
     const int64_t total = entries * per_entry * d;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += stride) {
         const int64_t entry = t / (per_entry * d), k = t % d;
-        dst[t] = scale * src[t] - center[entry * d + k];
+        const T c = center[entry * d + k];
+        dst[t] = row_a ? Ops<T>::fma(-(T)row_a[t / d], c, src[t]) : scale * src[t] - c;
     }
 }
 
 template <typename T> struct TileParams {
+    const double *row_a, *row_lambda; // per-row mode (SQDIST), or NULL
     const T *beta, *xn, *yn;
     const T *x, *y; // the caller's queries and keys (SQDIST refinement)
     T *scores, *m, *s, *out, *lse;
@@ -650,6 +653,8 @@ template <typename T> struct TileParams {
 
 template <typename T> TileParams<T> tile_params(const advk_interaction_args *a, const advk_tile *t) {
     TileParams<T> p;
+    p.row_a = a->row_a;
+    p.row_lambda = a->row_lambda;
     p.beta = (const T *)a->beta;
     p.xn = (const T *)t->xnorm;
     p.yn = (const T *)t->ynorm;
@@ -680,29 +685,32 @@ template <typename T> TileParams<T> tile_params(const advk_interaction_args *a, 
     return p;
 }
 
-/* SQDIST on the GEMM path: the expanded distance |x'|^2 + |y'|^2 - 2<x', y'> of the centred
- * copies, clamped at 0 (d2), and a bound on its rounding error in score units (err): the
- * GEMM's dot product is off by at most d u |x'| |y'| <= d u (|x'|^2 + |y'|^2) / 2 (twice that
- * in 2<x', y'>), each norm by d u |.|^2, plus the final additions. As a true bound it makes
- * the window test of tile_update_kernel safe: a pair whose score plus err lies below the
- * approximate maximum minus the largest err minus `negligible` cannot matter. */
+/* SQDIST on the GEMM path: the expanded distance |x'|^2 + a^2 |y'|^2 - 2a <x', y'> of the
+ * centred copies (a = 1, or the row's a in the per-row mode, where x' - a y' = x - a y),
+ * clamped at 0 (d2), and a bound on its rounding error in score units (err): the GEMM's dot
+ * product is off by at most d u |x'| |y'| <= d u (|x'|^2 + |y'|^2) / 2 (twice that in
+ * 2<x', y'>), each norm by d u |.|^2, plus the final additions. As a true bound it makes the
+ * window test of tile_update_kernel safe: a pair whose score plus err lies below the
+ * approximate maximum minus the largest err minus `negligible` cannot matter. With a = 1 the
+ * arithmetic is that of the plain expansion, bit for bit. */
 template <typename T>
-__device__ __forceinline__ void expanded_score(const TileParams<T> &p, T xn, T yn, T g, T bj,
-                                               T &v, T &d2, T &err) {
+__device__ __forceinline__ void expanded_score(const TileParams<T> &p, T lambda, T a, T xn, T yn,
+                                               T g, T bj, T &v, T &d2, T &err) {
     using O = Ops<T>;
-    d2 = O::max((T)0, O::fma((T)-2, g, xn + yn));
-    v = O::sq_score(bj, p.lambda, d2);
-    err = fabs(p.lambda) * (T)(2 * p.d + 4) * O::unit_roundoff * (xn + yn);
+    const T ayn = a * a * yn;
+    d2 = O::max((T)0, O::fma((T)-2 * a, g, xn + ayn));
+    v = O::sq_score(bj, lambda, d2);
+    err = fabs(lambda) * (T)(2 * p.d + 4) * O::unit_roundoff * (xn + ayn);
 }
 
-/* |gamma x_i - y_j|^2 by direct differences (gamma x - y as one FMA) from the caller's arrays:
- * one lane, d coordinates (rare: see tile_update_kernel). */
+/* |gamma x_i - y_j|^2, or |x_i - a y_j|^2 in the per-row mode, by direct differences (one FMA
+ * each) from the caller's arrays: one lane, d coordinates (rare: see tile_update_kernel). */
 template <typename T>
-__device__ T direct_sq_distance(const TileParams<T> &p, int64_t b, int64_t qg, int64_t kg) {
+__device__ T direct_sq_distance(const TileParams<T> &p, T a, int64_t b, int64_t qg, int64_t kg) {
     const T *xr = p.x + (b * p.N + qg) * p.d, *yr = p.y + (b * p.M + kg) * p.d;
     T acc = 0;
     for (int64_t k = 0; k < p.d; ++k) {
-        const T t = Ops<T>::fma(p.gamma, xr[k], -yr[k]);
+        const T t = p.row_a ? Ops<T>::fma(-a, yr[k], xr[k]) : Ops<T>::fma(p.gamma, xr[k], -yr[k]);
         acc = Ops<T>::fma(t, t, acc);
     }
     return acc;
@@ -731,6 +739,9 @@ template <typename T> __global__ void tile_update_kernel(const TileParams<T> p) 
         const T mold = p.first ? neg_inf<T>() : p.m[st];
         const T sold = p.first ? (T)0 : p.s[st];
         const T xn = p.kernel == kSqdist ? p.xn[bb * p.N + qg] : (T)0;
+        // Per-row mode: the row's λ and key scale a (scores β_j - λ |x - a y_j|^2).
+        const T lambda = p.row_a ? (T)p.row_lambda[b * p.N + qg] : p.lambda;
+        const T a = p.row_a ? (T)p.row_a[b * p.N + qg] : (T)1;
         T window = neg_inf<T>(); // SQDIST: scores below it cannot matter
         if (p.kernel == kSqdist) {
             T amax = neg_inf<T>(), emax = 0;
@@ -738,7 +749,7 @@ template <typename T> __global__ void tile_update_kernel(const TileParams<T> p) 
                 const int64_t kg = p.k0 + j;
                 const T bj = p.beta ? p.beta[b * p.M + kg] : (T)0;
                 T v, d2, err;
-                expanded_score(p, xn, p.yn[bb * p.M + kg], sc[j], bj, v, d2, err);
+                expanded_score(p, lambda, a, xn, p.yn[bb * p.M + kg], sc[j], bj, v, d2, err);
                 amax = O::max(amax, v);
                 emax = O::max(emax, err);
             }
@@ -753,10 +764,10 @@ template <typename T> __global__ void tile_update_kernel(const TileParams<T> p) 
             if (p.kernel == kSqdist) {
                 const T yn = p.yn[bb * p.M + kg];
                 T d2, err;
-                expanded_score(p, xn, yn, g, bj, v, d2, err);
-                if (err > (T)8 * O::unit_roundoff * (fabs(v) + (T)16) && xn + yn > (T)8 * d2 &&
-                    v + err >= window)
-                    v = O::sq_score(bj, p.lambda, direct_sq_distance(p, b, qg, kg));
+                expanded_score(p, lambda, a, xn, yn, g, bj, v, d2, err);
+                if (err > (T)8 * O::unit_roundoff * (fabs(v) + (T)16) &&
+                    xn + a * a * yn > (T)8 * d2 && v + err >= window)
+                    v = O::sq_score(bj, lambda, direct_sq_distance(p, a, b, qg, kg));
             } else {
                 v = O::dot_score(bj, p.lambda, g);
                 if (p.causal && kg > qg) v = neg_inf<T>();
@@ -811,18 +822,18 @@ cudaError_t launch_sq_norms(const void *x, int64_t rows, int64_t d, double scale
 
 template <typename T>
 cudaError_t launch_center(const void *x, int64_t n, const void *y, int64_t m, int64_t entries,
-                          int64_t d, double gamma, void *center, void *xc, void *yc,
-                          cudaStream_t stream) {
+                          int64_t d, double gamma, const double *row_a, void *center, void *xc,
+                          void *yc, cudaStream_t stream) {
     if (entries * d > INT32_MAX) return cudaErrorInvalidValue;
     key_center_kernel<T><<<(unsigned)(entries * d), 256, 0, stream>>>((const T *)y, m, d, (T *)center);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     center_rows_kernel<T><<<grid_size(ceil_div(entries * n * d, 256), 1 << 16), 256, 0, stream>>>(
-        (const T *)x, n, entries, d, (T)gamma, (const T *)center, (T *)xc);
+        (const T *)x, n, entries, d, (T)gamma, row_a, (const T *)center, (T *)xc);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     center_rows_kernel<T><<<grid_size(ceil_div(entries * m * d, 256), 1 << 16), 256, 0, stream>>>(
-        (const T *)y, m, entries, d, (T)1, (const T *)center, (T *)yc);
+        (const T *)y, m, entries, d, (T)1, nullptr, (const T *)center, (T *)yc);
     return cudaGetLastError();
 }
 
@@ -894,11 +905,11 @@ extern "C" cudaError_t advk_sq_norms(int precision, const void *x, int64_t rows,
 
 extern "C" cudaError_t advk_center_sqdist(int precision, const void *x, int64_t n, const void *y,
                                           int64_t m, int64_t entries, int64_t d, double gamma,
-                                          void *center, void *xc, void *yc,
+                                          const double *row_a, void *center, void *xc, void *yc,
                                           cudaStream_t stream) {
     if (precision == 1)
-        return launch_center<double>(x, n, y, m, entries, d, gamma, center, xc, yc, stream);
-    return launch_center<float>(x, n, y, m, entries, d, gamma, center, xc, yc, stream);
+        return launch_center<double>(x, n, y, m, entries, d, gamma, row_a, center, xc, yc, stream);
+    return launch_center<float>(x, n, y, m, entries, d, gamma, row_a, center, xc, yc, stream);
 }
 
 extern "C" cudaError_t advk_interaction_tile_update(const advk_interaction_args *a,

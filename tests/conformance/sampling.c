@@ -134,8 +134,9 @@ static const emp_case EMP_CASES[] = {
     {130, 300, 2, ADV_SCHEDULE_VP, 0},   {19, 61, 65, ADV_SCHEDULE_VE, 1},
     {64, 257, 5, ADV_SCHEDULE_LINEAR, 1},
     {131, 4099, 3, ADV_SCHEDULE_COSINE, 1}, /* data past one engine key segment (4096 at d = 3) */
-    {29, 2100, 64, ADV_SCHEDULE_VP, 1},     /* CUDA: per-row mode at the direct kernel's largest d */
-    {300, 3000, 17, ADV_SCHEDULE_LINEAR, 0}};
+    {29, 2100, 64, ADV_SCHEDULE_VP, 1},     /* CUDA: per-row mode on the GEMM path (d >= 64) */
+    {300, 3000, 17, ADV_SCHEDULE_LINEAR, 0},
+    {45, 1100, 96, ADV_SCHEDULE_COSINE, 1}}; /* CUDA: GEMM-path per-row mode over 2 key tiles */
 
 /* A user schedule with the linear schedule's formulas. */
 static void linear_by_hand(void *user, double t, double ab[4]) {

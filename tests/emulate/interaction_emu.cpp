@@ -8,7 +8,8 @@
  *  - GEMM path (d >= 64): the sequence of host/cuda/interaction_cuda.c's execute_gemm
  *    (centring, norms, score GEMM, tile update, value GEMM, finalize) with a naive GEMM in
  *    place of cuBLAS: data far from the origin (centring), close pairs at large lambda
- *    (refinement by direct differences), causal DOT, values = keys.
+ *    (refinement by direct differences), causal DOT, values = keys, and the per-row mode
+ *    (d > 64 at per-particle times) far from the origin and with close pairs.
  * It checks the kernels' indexing, staging, score units, merges and warp reductions on a
  * machine without a GPU; not their speed, not cuBLAS, and not the GPU's own exp2 (the host
  * branch of interaction_math.h runs). */
@@ -152,6 +153,7 @@ struct GemmCase {
     int64_t B, N, M, d, e;
     double lambda, gamma, shift; // shift: added to every coordinate (data far from the origin)
     int causal, values_are_keys, close_pairs;
+    int per_row; // scores beta_j - l_i |x_i - a_i y_j|^2 (l_i around lambda, gamma unused)
 };
 
 template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &rng) {
@@ -161,12 +163,29 @@ template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &r
     const int sq = c.kernel == 0;
     std::uniform_real_distribution<double> U(-1.0, 1.0);
     std::vector<double> x(B * N * D), y(B * M * D), beta(B * M), w(B * M * (E ? E : 1));
+    // Per-row mode: the row's key scale a_i and lambda l_i (rounded to T, as the kernel uses
+    // them), and gamma_i = 1 / a_i for the reference.
+    std::vector<double> row_a(B * N, 1.0), row_lambda(B * N, c.lambda), row_gamma(B * N, c.gamma);
+    if (c.per_row)
+        for (int64_t r = 0; r < B * N; ++r) {
+            row_a[r] = (double)(T)(0.5 + 0.5 * std::fabs(U(rng)));
+            row_lambda[r] = (double)(T)(c.lambda * std::exp(U(rng)));
+            row_gamma[r] = 1.0 / row_a[r];
+        }
     for (auto &v : y) v = (double)(T)(c.shift + U(rng));
+    // Close pairs: keys in clusters of 4 within 1e-3 of each other, so that a query's nearest
+    // keys all carry weight and a score error shows in out, not only in lse.
+    if (c.close_pairs)
+        for (int64_t j = 0; j < B * M; ++j)
+            if (j % M % 4)
+                for (int64_t k = 0; k < D; ++k)
+                    y[j * D + k] = (double)(T)(y[(j - j % M % 4) * D + k] + 1e-3 * U(rng));
     for (int64_t b = 0; b < B; ++b)
         for (int64_t i = 0; i < N; ++i)
             for (int64_t k = 0; k < D; ++k) {
                 // close pairs: each query within 1e-3 of a key (scaled by 1/gamma)
-                const double base = c.close_pairs ? y[(b * M + (i % M)) * D + k] / c.gamma : c.shift;
+                const double g = row_gamma[b * N + i];
+                const double base = c.close_pairs ? y[(b * M + (i % M)) * D + k] / g : c.shift / g;
                 x[(b * N + i) * D + k] = (double)(T)(base + (c.close_pairs ? 1e-3 : 1.0) * U(rng));
             }
     for (auto &v : beta) v = (double)(T)U(rng);
@@ -175,16 +194,17 @@ template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &r
     std::vector<T> tx(x.begin(), x.end()), ty(y.begin(), y.end()), tb(beta.begin(), beta.end()),
         tw(w.begin(), w.end());
     std::vector<T> lse(B * N, (T)NAN), out(B * N * (E ? E : 1), (T)NAN);
-    advk_interaction_args a = {prec, c.kernel, c.causal, B, N, M, D, E, c.lambda, c.gamma,
-                               tx.data(), ty.data(), tb.data(), E ? tw.data() : nullptr,
-                               lse.data(), E ? out.data() : nullptr, nullptr, nullptr};
+    advk_interaction_args a = {prec, c.kernel, c.causal, B, N, M, D, E, c.per_row ? 1.0 : c.lambda,
+                               c.gamma, tx.data(), ty.data(), tb.data(), E ? tw.data() : nullptr,
+                               c.per_row ? nullptr : lse.data(), E ? out.data() : nullptr,
+                               c.per_row ? row_a.data() : nullptr, c.per_row ? row_lambda.data() : nullptr};
     const int64_t tq = 40, tk = 96; // awkward tile sizes
     std::vector<T> center(B * D), xc(B * N * D), yc(B * M * D), xn(B * N), yn(B * M), scores(B * tq * tk),
         ms(B * tq), ss(B * tq);
     const T *xs = sq ? xc.data() : tx.data(), *ys = sq ? yc.data() : ty.data();
     if (sq) {
-        EXPECT(advk_center_sqdist(prec, tx.data(), N, ty.data(), M, B, D, c.gamma, center.data(), xc.data(),
-                                  yc.data(), nullptr) == cudaSuccess, "centring");
+        EXPECT(advk_center_sqdist(prec, tx.data(), N, ty.data(), M, B, D, c.gamma, a.row_a, center.data(),
+                                  xc.data(), yc.data(), nullptr) == cudaSuccess, "centring");
         advk_sq_norms(prec, xs, B * N, D, 1.0, xn.data(), nullptr);
         advk_sq_norms(prec, ys, B * M, D, 1.0, yn.data(), nullptr);
     }
@@ -202,24 +222,36 @@ template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &r
         }
         EXPECT(advk_interaction_tile_finalize(&a, &t, nullptr) == cudaSuccess, "tile finalize");
     }
-    ref_problem p = {(adv_kernel)c.kernel, B, N, M, D, E, c.lambda, c.gamma, c.causal, 0,
-                     x.data(), y.data(), beta.data(), E ? w.data() : nullptr};
     std::vector<double> rl(B * N), ro(B * N * (E ? E : 1)), S(B * N), W(B * N);
-    ref_interaction(&p, rl.data(), E ? ro.data() : nullptr);
-    ref_score_scale(&p, S.data());
-    ref_value_scale(&p, W.data());
     // Centred data: the score scale of the same problem moved back to the origin.
-    if (sq) {
-        std::vector<double> xr(x), yr(y);
+    std::vector<double> xr(x), yr(y);
+    if (sq)
         for (int64_t b = 0; b < B; ++b)
             for (int64_t k = 0; k < D; ++k) {
                 const double cb = (double)center[b * D + k];
-                for (int64_t i = 0; i < N; ++i) xr[(b * N + i) * D + k] -= cb / c.gamma;
+                for (int64_t i = 0; i < N; ++i) xr[(b * N + i) * D + k] -= cb / row_gamma[b * N + i];
                 for (int64_t j = 0; j < M; ++j) yr[(b * M + j) * D + k] -= cb;
             }
-        ref_problem pc = p;
-        pc.x = xr.data(), pc.y = yr.data();
-        ref_score_scale(&pc, S.data());
+    if (!c.per_row) {
+        ref_problem p = {(adv_kernel)c.kernel, B, N, M, D, E, c.lambda, c.gamma, c.causal, 0,
+                         x.data(), y.data(), beta.data(), E ? w.data() : nullptr};
+        ref_interaction(&p, rl.data(), E ? ro.data() : nullptr);
+        ref_value_scale(&p, W.data());
+        p.x = xr.data(), p.y = yr.data();
+        ref_score_scale(&p, S.data());
+    } else { // beta_j - l_i |x_i - a_i y_j|^2 = beta_j - l_i a_i^2 |x_i / a_i - y_j|^2, row by row
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t i = 0; i < N; ++i) {
+                const int64_t r = b * N + i;
+                ref_problem p = {ADV_KERNEL_SQDIST, 1, 1, M, D, E,
+                                 row_lambda[r] * row_a[r] * row_a[r], row_gamma[r], 0, 0,
+                                 x.data() + r * D, y.data() + b * M * D, beta.data() + b * M,
+                                 E ? w.data() + b * M * E : nullptr};
+                ref_interaction(&p, &rl[r], E ? &ro[r * E] : nullptr);
+                ref_value_scale(&p, &W[r]);
+                p.x = xr.data() + r * D, p.y = yr.data() + b * M * D;
+                ref_score_scale(&p, &S[r]);
+            }
     }
     // Close pairs: the tolerance of the scores that matter, measured from the row's nearest key
     // (as the conformance suite's close-pairs test): S = lambda min_j |x - y_j|^2 + 100. The
@@ -231,17 +263,19 @@ template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &r
                 for (int64_t j = 0; j < M; ++j) {
                     double d2 = 0;
                     for (int64_t k = 0; k < D; ++k) {
-                        const double t = c.gamma * x[(b * N + i) * D + k] - y[(b * M + j) * D + k];
+                        const double t = row_gamma[b * N + i] * x[(b * N + i) * D + k] - y[(b * M + j) * D + k];
                         d2 += t * t;
                     }
                     nearest = std::min(nearest, d2);
                 }
-                S[b * N + i] = c.lambda * nearest + 100.0;
+                const double a = row_a[b * N + i];
+                S[b * N + i] = (c.per_row ? row_lambda[b * N + i] * a * a : c.lambda) * nearest + 100.0;
             }
     for (int64_t r = 0; r < B * N; ++r) {
         const double ds = u * (2.0 * (double)D * S[r] + 64.0), sum_err = u * ((double)M + 64.0);
         const double tl = ds + sum_err, to = W[r] * (2.0 * ds + 2.0 * sum_err);
-        EXPECT(std::fabs((double)lse[r] - rl[r]) <= tl, "GEMM %s row %lld: lse %.9g, expected %.9g (tol %.3g)",
+        if (!c.per_row) // (the per-row mode writes no lse)
+            EXPECT(std::fabs((double)lse[r] - rl[r]) <= tl, "GEMM %s row %lld: lse %.9g, expected %.9g (tol %.3g)",
                prec ? "f64" : "f32", (long long)r, (double)lse[r], rl[r], tl);
         for (int64_t k = 0; k < E; ++k)
             EXPECT(std::fabs((double)out[r * E + k] - ro[r * E + k]) <= to,
@@ -273,11 +307,13 @@ int main() {
         }
     }
     const GemmCase gemm_cases[] = {
-        // kernel B N M d e lambda gamma shift causal values=keys close
-        {0, 2, 53, 201, 64, 3, 1.0, 1.0, 0.0, 0, 0, 0},
-        {0, 1, 45, 150, 80, 0, 0.5, 0.75, 40.0, 0, 1, 0}, // far from the origin (centring)
-        {0, 1, 41, 97, 64, 0, 1e6, 1.0, 0.0, 0, 1, 1},    // close pairs at large lambda
-        {1, 2, 70, 70, 64, 5, 0.05, 1.0, 0.0, 1, 0, 0},   // DOT, causal
+        // kernel B N M d e lambda gamma shift causal values=keys close per-row
+        {0, 2, 53, 201, 64, 3, 1.0, 1.0, 0.0, 0, 0, 0, 0},
+        {0, 1, 45, 150, 80, 0, 0.5, 0.75, 40.0, 0, 1, 0, 0}, // far from the origin (centring)
+        {0, 1, 41, 97, 64, 0, 1e6, 1.0, 0.0, 0, 1, 1, 0},    // close pairs at large lambda
+        {1, 2, 70, 70, 64, 5, 0.05, 1.0, 0.0, 1, 0, 0, 0},   // DOT, causal
+        {0, 2, 47, 130, 72, 0, 0.5, 1.0, 30.0, 0, 1, 0, 1},  // per-row, far from the origin
+        {0, 1, 43, 97, 65, 6, 1e5, 1.0, 0.0, 0, 0, 1, 1},    // per-row, close pairs, large lambda
     };
     for (const GemmCase &c : gemm_cases) {
         run_gemm<float>(c, rng);
