@@ -203,104 +203,82 @@ __global__ void inv_scatter_kernel(int bc, const T *rbuf, T *x, int64_t rows, in
 
 const int TILE = 32, TILE_ROWS = 8;
 
-struct tiling {
-    int64_t along, across, count; // tiles along the axis (of len positions), across i, in all
-    __device__ tiling(int64_t outer, int64_t len, int64_t inner)
-        : along((len + TILE - 1) / TILE), across((inner + TILE - 1) / TILE),
-          count(outer * along * across) {}
-    __device__ void origin(int64_t tile, int64_t *o, int64_t *a0, int64_t *i0) const {
-        *o = tile / (along * across);
-        *a0 = tile / across % along * TILE;
-        *i0 = tile % across * TILE;
+// Moves every element of the (outer × len × inner) view through tiles: v = load(o, a, i), then
+// store(o, a, i, v); tile[a - a0][i - i0] holds it in between. LOAD_ALONG_I: the loads have
+// the lanes along i and the stores along the axis (x read, rows written); else the reverse.
+template <bool LOAD_ALONG_I, typename V, typename Load, typename Store>
+__device__ __forceinline__ void move_tiles(int64_t outer, int64_t len, int64_t inner,
+                                           V (&tile)[TILE][TILE + 1], Load load, Store store) {
+    const int64_t along = (len + TILE - 1) / TILE, across = (inner + TILE - 1) / TILE;
+    const int lx = threadIdx.x;
+    for (int64_t b = blockIdx.x; b < outer * along * across; b += gridDim.x) {
+        const int64_t o = b / (along * across), a0 = b / across % along * TILE,
+                      i0 = b % across * TILE;
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) {
+            const int al = LOAD_ALONG_I ? r : lx, il = LOAD_ALONG_I ? lx : r;
+            if (a0 + al < len && i0 + il < inner) tile[al][il] = load(o, a0 + al, i0 + il);
+        }
+        __syncthreads();
+        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) {
+            const int al = LOAD_ALONG_I ? lx : r, il = LOAD_ALONG_I ? r : lx;
+            if (a0 + al < len && i0 + il < inner) store(o, a0 + al, i0 + il, tile[al][il]);
+        }
+        __syncthreads(); // the tile is reused
     }
-};
+}
 
 template <typename T>
 __global__ void fwd_gather_tiled(int bc, const T *x, T *rbuf, int64_t outer, int64_t n,
                                  int64_t inner) {
     __shared__ T tile[TILE][TILE + 1];
-    const tiling tl(outer, n, inner);
-    const int lx = threadIdx.x;
-    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
-        int64_t o, m0, i0;
-        tl.origin(b, &o, &m0, &i0);
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
-            if (m0 + r < n && i0 + lx < inner)
-                tile[r][lx] = gathered(bc, x, o, m0 + r, i0 + lx, n, inner);
-        __syncthreads();
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
-            if (m0 + lx < n && i0 + r < inner) rbuf[(o * inner + i0 + r) * n + m0 + lx] = tile[lx][r];
-        __syncthreads(); // the tile is reused
-    }
+    move_tiles<true>(
+        outer, n, inner, tile,
+        [&](int64_t o, int64_t m, int64_t i) { return gathered(bc, x, o, m, i, n, inner); },
+        [&](int64_t o, int64_t m, int64_t i, T v) { rbuf[(o * inner + i) * n + m] = v; });
 }
 
 template <typename T>
 __global__ void fwd_scatter_tiled(int bc, const typename complex_of<T>::type *cbuf, T *x,
                                   int64_t outer, int64_t n, int64_t inner, const double *tw) {
     __shared__ T tile[TILE][TILE + 1];
-    const tiling tl(outer, n, inner);
     const int64_t h = n / 2 + 1;
-    const int lx = threadIdx.x;
-    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
-        int64_t o, k0, i0;
-        tl.origin(b, &o, &k0, &i0);
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
-            if (k0 + lx < n && i0 + r < inner)
-                tile[lx][r] = (T)forward_coef(bc, cbuf + (o * inner + i0 + r) * h, k0 + lx, n, tw);
-        __syncthreads();
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
-            if (k0 + r < n && i0 + lx < inner)
-                x[at(o, coef_slot(bc, k0 + r, n), i0 + lx, n, inner)] = tile[r][lx];
-        __syncthreads();
-    }
+    move_tiles<false>(
+        outer, n, inner, tile,
+        [&](int64_t o, int64_t k, int64_t i) {
+            return (T)forward_coef(bc, cbuf + (o * inner + i) * h, k, n, tw);
+        },
+        [&](int64_t o, int64_t k, int64_t i, T v) { x[at(o, coef_slot(bc, k, n), i, n, inner)] = v; });
 }
 
 template <typename T>
 __global__ void inv_gather_tiled(int bc, const T *x, typename complex_of<T>::type *cbuf,
                                  int64_t outer, int64_t n, int64_t inner, const double *tw) {
-    __shared__ T tile_re[TILE][TILE + 1], tile_im[TILE][TILE + 1];
+    typedef typename complex_of<T>::type C;
+    __shared__ C tile[TILE][TILE + 1];
     const int64_t h = n / 2 + 1;
-    const tiling tl(outer, h, inner);
-    const int lx = threadIdx.x;
-    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
-        int64_t o, k0, i0;
-        tl.origin(b, &o, &k0, &i0);
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
-            if (k0 + r < h && i0 + lx < inner) {
-                double zr, zi;
-                inverse_entry(bc, x, o, k0 + r, i0 + lx, n, inner, tw, &zr, &zi);
-                tile_re[r][lx] = (T)zr;
-                tile_im[r][lx] = (T)zi;
-            }
-        __syncthreads();
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
-            if (k0 + lx < h && i0 + r < inner) {
-                typename complex_of<T>::type v;
-                v.x = tile_re[lx][r];
-                v.y = tile_im[lx][r];
-                cbuf[(o * inner + i0 + r) * h + k0 + lx] = v;
-            }
-        __syncthreads();
-    }
+    move_tiles<true>(
+        outer, h, inner, tile,
+        [&](int64_t o, int64_t k, int64_t i) {
+            double zr, zi;
+            inverse_entry(bc, x, o, k, i, n, inner, tw, &zr, &zi);
+            C v;
+            v.x = (T)zr;
+            v.y = (T)zi;
+            return v;
+        },
+        [&](int64_t o, int64_t k, int64_t i, C v) { cbuf[(o * inner + i) * h + k] = v; });
 }
 
 template <typename T>
 __global__ void inv_scatter_tiled(int bc, const T *rbuf, T *x, int64_t outer, int64_t n,
                                   int64_t inner) {
     __shared__ T tile[TILE][TILE + 1];
-    const tiling tl(outer, n, inner);
-    const int lx = threadIdx.x;
-    for (int64_t b = blockIdx.x; b < tl.count; b += gridDim.x) {
-        int64_t o, j0, i0;
-        tl.origin(b, &o, &j0, &i0);
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along the row
-            if (j0 + lx < n && i0 + r < inner)
-                tile[lx][r] = scattered(bc, rbuf + (o * inner + i0 + r) * n, j0 + lx, n);
-        __syncthreads();
-        for (int r = threadIdx.y; r < TILE; r += TILE_ROWS) // lanes along i
-            if (j0 + r < n && i0 + lx < inner) x[at(o, j0 + r, i0 + lx, n, inner)] = tile[r][lx];
-        __syncthreads();
-    }
+    move_tiles<false>(
+        outer, n, inner, tile,
+        [&](int64_t o, int64_t j, int64_t i) {
+            return scattered(bc, rbuf + (o * inner + i) * n, j, n);
+        },
+        [&](int64_t o, int64_t j, int64_t i, T v) { x[at(o, j, i, n, inner)] = v; });
 }
 
 template <typename T>
