@@ -102,6 +102,16 @@ elseif(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FO
       advect_add_test(${suite}_emu LABEL cpu LIB advect_emu SOURCES ${srcs})
       target_compile_definitions(${suite}_emu PRIVATE ADV_TEST_BACKEND=ADV_BACKEND_CUDA)
     endforeach()
+    # The command-line tool on the emulated device: --device cuda against --device cpu.
+    get_target_property(cli_sources advect_cli SOURCES)
+    list(TRANSFORM cli_sources PREPEND ${PROJECT_SOURCE_DIR}/host/cli/)
+    add_executable(advect_cli_emu ${cli_sources})
+    target_link_libraries(advect_cli_emu PRIVATE advect_emu advect_io m)
+    add_test(NAME cli_cuda_emu COMMAND Python3::Interpreter
+             ${CMAKE_CURRENT_SOURCE_DIR}/emulate/cli_cuda_emu.py $<TARGET_FILE:advect_cli_emu>)
+    # (passive OpenMP waiting: see cli.cmake)
+    set_tests_properties(cli_cuda_emu PROPERTIES LABELS cpu TIMEOUT 600
+                         ENVIRONMENT "OMP_WAIT_POLICY=passive")
   endif()
 else()
   message(STATUS "advect: CUDA kernel emulation tests off (need a C++ compiler, the CUDA "
