@@ -94,7 +94,9 @@ elseif(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FO
         set_source_files_properties(${PROJECT_SOURCE_DIR}/${src} PROPERTIES COMPILE_OPTIONS "${opts}")
       endif()
     endforeach()
-    target_link_libraries(advect_emu PUBLIC OpenMP::OpenMP_C Threads::Threads m
+    # (stdc++ by name: consumers in directories where C++ is not enabled, bench/, link with
+    # the C compiler driver.)
+    target_link_libraries(advect_emu PUBLIC OpenMP::OpenMP_C Threads::Threads m stdc++
       ${FFTW3_OMP_LIBRARY} ${FFTW3F_OMP_LIBRARY} ${FFTW_LINK_LIBRARIES})
     foreach(suite conformance conformance_poisson conformance_sampling conformance_bbot)
       get_target_property(srcs ${suite}_cuda SOURCES)
