@@ -70,7 +70,7 @@ inline unsigned long long progress; // barrier arrivals and fiber ends, for dead
 inline const std::function<void()> *body;
 inline const void *scheduler_stack_bottom = nullptr;
 inline size_t scheduler_stack_size = 0;
-inline bool waited;     // some thread of the block waited at a barrier
+inline bool waited;         // some thread of the block waited at a barrier
 inline bool direct = false; // threads run as plain calls (see launch)
 
 /* Back to the scheduler from the running fiber (dying: it will not be resumed). The switches
@@ -171,6 +171,7 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
     grid_dim = c.grid;
     block_dim = c.block;
     const unsigned nt = c.block.x * c.block.y * c.block.z;
+    if (nt == 0) return; // (an invalid configuration on a GPU; nothing runs)
     shuffle_slots.assign(nt, 0.0);
     block_barrier = barrier{nt, 0, 0};
     warp_barriers.assign((nt + 31) / 32, barrier{});
