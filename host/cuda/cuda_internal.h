@@ -53,6 +53,9 @@ cudaError_t advk_interaction_direct(const advk_interaction_args *a, int splits,
 /* Keys per reduction group for M keys: a function of M only, so that a row's result does not
  * depend on N or on the split decision. */
 int64_t advk_interaction_group_keys(int64_t m);
+/* Resident blocks per SM of the direct kernel that advk_interaction_direct would launch for
+ * these sizes (cudaOccupancyMaxActiveBlocksPerMultiprocessor; nothing is launched). */
+cudaError_t advk_interaction_direct_blocks_per_sm(const advk_interaction_args *a, int *blocks);
 /* Merges the `splits` partial states written by advk_interaction_direct; writes lse and out. */
 cudaError_t advk_interaction_merge(const advk_interaction_args *a, int splits,
                                    const void *partial, cudaStream_t stream);

@@ -446,7 +446,7 @@ __global__ void __launch_bounds__(TB, 4) direct_kernel_4(const DirectParams<T> p
 
 template <typename T, int KERNEL, int DP, int EC>
 cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kpg, void *partial,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, int *occupancy) {
     constexpr int SP = DP == 3 ? 4 : DP; // 16-byte rows for d = 3
     constexpr int QPT = queries_per_thread<T>(DP);
     constexpr int KT = key_tile<T>(DP);
@@ -478,56 +478,63 @@ cudaError_t launch_direct(const advk_interaction_args *a, int splits, int64_t kp
     p.works = p.B * p.qtiles * p.splits;
     p.vchunks = EC > 0 ? ceil_div(p.e, EC) : 1;
     const dim3 grid(grid_size(p.works, INT_MAX), grid_size(p.vchunks, 65535));
-    if constexpr (four_blocks<T>(DP, EC))
+    if constexpr (four_blocks<T>(DP, EC)) {
+        if (occupancy) // (the query of advk_interaction_direct_blocks_per_sm)
+            return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                occupancy, direct_kernel_4<T, KERNEL, DP, SP, EC, QPT, KT, TB>, TB, 0);
         direct_kernel_4<T, KERNEL, DP, SP, EC, QPT, KT, TB><<<grid, TB, 0, stream>>>(p);
-    else
+    } else {
+        if (occupancy)
+            return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                occupancy, direct_kernel<T, KERNEL, DP, SP, EC, QPT, KT, TB>, TB, 0);
         direct_kernel<T, KERNEL, DP, SP, EC, QPT, KT, TB><<<grid, TB, 0, stream>>>(p);
+    }
     return cudaGetLastError();
 }
 
 template <typename T, int KERNEL, int DP, int EC>
 cudaError_t launch_if_built(const advk_interaction_args *a, int splits, int64_t kpg, void *partial,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, int *occupancy) {
     if constexpr (has_value_bucket<T>(DP, EC))
-        return launch_direct<T, KERNEL, DP, EC>(a, splits, kpg, partial, stream);
+        return launch_direct<T, KERNEL, DP, EC>(a, splits, kpg, partial, stream, occupancy);
     else
         return cudaErrorInvalidValue; // value_bucket never selects it
 }
 
 template <typename T, int KERNEL, int DP>
 cudaError_t dispatch_values(const advk_interaction_args *a, int splits, int64_t kpg,
-                            void *partial, cudaStream_t stream) {
+                            void *partial, cudaStream_t stream, int *occupancy) {
     switch (value_bucket<T>(DP, a->e)) {
-    case 0: return launch_if_built<T, KERNEL, DP, 0>(a, splits, kpg, partial, stream);
-    case 1: return launch_if_built<T, KERNEL, DP, 1>(a, splits, kpg, partial, stream);
-    case 2: return launch_if_built<T, KERNEL, DP, 2>(a, splits, kpg, partial, stream);
-    case 3: return launch_if_built<T, KERNEL, DP, 3>(a, splits, kpg, partial, stream);
-    case 4: return launch_if_built<T, KERNEL, DP, 4>(a, splits, kpg, partial, stream);
-    case 8: return launch_if_built<T, KERNEL, DP, 8>(a, splits, kpg, partial, stream);
-    default: return launch_if_built<T, KERNEL, DP, 16>(a, splits, kpg, partial, stream);
+    case 0: return launch_if_built<T, KERNEL, DP, 0>(a, splits, kpg, partial, stream, occupancy);
+    case 1: return launch_if_built<T, KERNEL, DP, 1>(a, splits, kpg, partial, stream, occupancy);
+    case 2: return launch_if_built<T, KERNEL, DP, 2>(a, splits, kpg, partial, stream, occupancy);
+    case 3: return launch_if_built<T, KERNEL, DP, 3>(a, splits, kpg, partial, stream, occupancy);
+    case 4: return launch_if_built<T, KERNEL, DP, 4>(a, splits, kpg, partial, stream, occupancy);
+    case 8: return launch_if_built<T, KERNEL, DP, 8>(a, splits, kpg, partial, stream, occupancy);
+    default: return launch_if_built<T, KERNEL, DP, 16>(a, splits, kpg, partial, stream, occupancy);
     }
 }
 
 template <typename T, int KERNEL>
 cudaError_t dispatch_dim(const advk_interaction_args *a, int splits, int64_t kpg, void *partial,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, int *occupancy) {
     switch (dim_bucket(a->d)) {
-    case 1: return dispatch_values<T, KERNEL, 1>(a, splits, kpg, partial, stream);
-    case 2: return dispatch_values<T, KERNEL, 2>(a, splits, kpg, partial, stream);
-    case 3: return dispatch_values<T, KERNEL, 3>(a, splits, kpg, partial, stream);
-    case 4: return dispatch_values<T, KERNEL, 4>(a, splits, kpg, partial, stream);
-    case 8: return dispatch_values<T, KERNEL, 8>(a, splits, kpg, partial, stream);
-    case 16: return dispatch_values<T, KERNEL, 16>(a, splits, kpg, partial, stream);
-    case 32: return dispatch_values<T, KERNEL, 32>(a, splits, kpg, partial, stream);
-    default: return dispatch_values<T, KERNEL, 64>(a, splits, kpg, partial, stream);
+    case 1: return dispatch_values<T, KERNEL, 1>(a, splits, kpg, partial, stream, occupancy);
+    case 2: return dispatch_values<T, KERNEL, 2>(a, splits, kpg, partial, stream, occupancy);
+    case 3: return dispatch_values<T, KERNEL, 3>(a, splits, kpg, partial, stream, occupancy);
+    case 4: return dispatch_values<T, KERNEL, 4>(a, splits, kpg, partial, stream, occupancy);
+    case 8: return dispatch_values<T, KERNEL, 8>(a, splits, kpg, partial, stream, occupancy);
+    case 16: return dispatch_values<T, KERNEL, 16>(a, splits, kpg, partial, stream, occupancy);
+    case 32: return dispatch_values<T, KERNEL, 32>(a, splits, kpg, partial, stream, occupancy);
+    default: return dispatch_values<T, KERNEL, 64>(a, splits, kpg, partial, stream, occupancy);
     }
 }
 
 template <typename T>
 cudaError_t dispatch_kernel(const advk_interaction_args *a, int splits, int64_t kpg,
-                            void *partial, cudaStream_t stream) {
-    if (a->kernel == kDot) return dispatch_dim<T, kDot>(a, splits, kpg, partial, stream);
-    return dispatch_dim<T, kSqdist>(a, splits, kpg, partial, stream);
+                            void *partial, cudaStream_t stream, int *occupancy = nullptr) {
+    if (a->kernel == kDot) return dispatch_dim<T, kDot>(a, splits, kpg, partial, stream, occupancy);
+    return dispatch_dim<T, kSqdist>(a, splits, kpg, partial, stream, occupancy);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -889,6 +896,15 @@ extern "C" cudaError_t advk_interaction_direct(const advk_interaction_args *a, i
     if (keys_per_group < 1 || keys_per_group % kGroupKeyQuantum != 0) return cudaErrorInvalidValue;
     if (a->precision == 1) return dispatch_kernel<double>(a, splits, keys_per_group, partial, stream);
     return dispatch_kernel<float>(a, splits, keys_per_group, partial, stream);
+}
+
+extern "C" cudaError_t advk_interaction_direct_blocks_per_sm(const advk_interaction_args *a,
+                                                              int *blocks) {
+    *blocks = 0;
+    if (a->d < 1 || a->d > ADVK_DIRECT_MAX_DIM) return cudaErrorInvalidValue;
+    const int64_t kpg = advk_interaction_group_keys(a->m);
+    if (a->precision == 1) return dispatch_kernel<double>(a, 1, kpg, nullptr, nullptr, blocks);
+    return dispatch_kernel<float>(a, 1, kpg, nullptr, nullptr, blocks);
 }
 
 extern "C" cudaError_t advk_interaction_merge(const advk_interaction_args *a, int splits,

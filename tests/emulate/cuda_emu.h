@@ -224,15 +224,27 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
 #define blockDim (::advk_emu::block_dim)
 #define gridDim (::advk_emu::grid_dim)
 
-/* Launches are synchronous here, and a launch cannot fail. (Defined here: each emulation test
- * program is one translation unit that includes this header; the emulated backend, several
- * such units, takes cuda_runtime_shim.cpp's instead.) */
+/* Launches are synchronous here, and a launch cannot fail; 4 resident blocks per SM. (Defined
+ * here: each emulation test program is one translation unit that includes this header; the
+ * emulated backend, several such units, takes cuda_runtime_shim.cpp's instead.) */
 #ifndef ADVECT_EMU_BACKEND
 extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+extern "C" cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, const void *, int,
+                                                                     size_t) {
+    *blocks = 4;
+    return cudaSuccess;
+}
 #endif
-/* The C++ form of cudaFuncGetAttributes (cuda_runtime.h has it for nvcc only). */
+/* The C++ forms of cudaFuncGetAttributes and of the occupancy query (cuda_runtime.h has them
+ * for nvcc only). */
 template <typename T> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *attr, T *entry) {
     return cudaFuncGetAttributes(attr, reinterpret_cast<const void *>(entry));
+}
+template <typename T>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, T *entry, int block_size,
+                                                          size_t shared) {
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        blocks, reinterpret_cast<const void *>(entry), block_size, shared);
 }
 
 inline void __syncthreads() { ::advk_emu::wait(::advk_emu::block_barrier); }

@@ -3,7 +3,8 @@
  * code and kernels (rewritten by emulate_cu.py, run by cuda_emu.h), linked against this file
  * instead of libcudart, libcufft and libcublas, so that the conformance suites' CUDA instances
  * run on a machine without a GPU.
- *  - One device (an sm_90 with 132 multiprocessors, as the H200 the GPU runs use); "device"
+ *  - One device (an sm_90 with 132 multiprocessors, as the H200 the GPU runs use, or
+ *    ADVECT_EMU_SMS of them; 4 resident blocks per multiprocessor for every kernel); "device"
  *    memory is host memory; copies and memsets are synchronous, so streams need no waiting.
  *  - cuFFT's batched 1-D R2C/C2R (D2Z/Z2D) through FFTW, whose transforms have the same
  *    signs and (lack of) normalisation; plans record their layout and run per call.
@@ -24,6 +25,13 @@
 namespace {
 thread_local cudaError_t last_error = cudaSuccess;
 cudaError_t fail(cudaError_t e) { return last_error = e; }
+/* Multiprocessors: 132, or ADVECT_EMU_SMS (a small device makes the multi-wave paths of the
+ * launch heuristics reachable with test-sized problems). */
+int sms() {
+    const char *v = std::getenv("ADVECT_EMU_SMS");
+    const int n = v ? std::atoi(v) : 0;
+    return n > 0 ? n : 132;
+}
 } // namespace
 
 extern "C" {
@@ -64,7 +72,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
     case cudaDevAttrComputeMode: *value = cudaComputeModeDefault; break;
     case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
     case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
-    case cudaDevAttrMultiProcessorCount: *value = 132; break;
+    case cudaDevAttrMultiProcessorCount: *value = sms(); break;
     default: return fail(cudaErrorInvalidValue);
     }
     return cudaSuccess;
@@ -75,7 +83,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device) {
     std::strcpy(prop->name, "advect CPU emulation of an sm_90 device");
     prop->major = 9;
     prop->minor = 0;
-    prop->multiProcessorCount = 132;
+    prop->multiProcessorCount = sms();
     prop->totalGlobalMem = (size_t)1 << 34;
     prop->sharedMemPerBlock = 48 * 1024;
     prop->maxThreadsPerBlock = 1024;
@@ -86,6 +94,11 @@ cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *)
     std::memset(attr, 0, sizeof *attr);
     attr->ptxVersion = attr->binaryVersion = 90;
     attr->maxThreadsPerBlock = 1024;
+    return cudaSuccess;
+}
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, const void *, int, size_t) {
+    *blocks = 4;
     return cudaSuccess;
 }
 
