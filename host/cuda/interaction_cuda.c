@@ -93,9 +93,11 @@ static int choose_splits(const adv_interaction_desc *d, int sms, int64_t keys_pe
 }
 
 /* Wave balance of the direct kernel with one split. Its blocks are equal in work, so when the
- * query tiles fill w waves of the GPU's resident blocks with a partial last one, the SMs
- * idle for (ceil w - w) / ceil w of the time: 7.5 % at N = M = 1e6, d = 2 (3907 tiles of 256
- * queries on 132 SMs x 4 blocks). The tiles past the last full wave (the tail) then run as
+ * query tiles fill w waves of the GPU's resident blocks with a partial last one, that wave
+ * runs at reduced occupancy for a whole block time: at N = M = 1e6, d = 2 (3907 tiles of 256
+ * queries on 132 SMs x 4 blocks, w = 7.4) 1-2 blocks per SM instead of 4, which costs up to
+ * (ceil w - w) / ceil w = 7.5 % of the run (less as far as one block alone keeps an SM busy).
+ * The tiles past the last full wave (the tail) then run as
  * the split-key variant, one block per key group, which spreads them over every SM; split
  * rows have the same bits as unsplit ones, so results do not change. For one batch entry,
  * no causal mask and one value chunk; off when the tail's partial states would not fit
