@@ -97,11 +97,11 @@ static int choose_splits(const adv_interaction_desc *d, int sms, int64_t keys_pe
  * runs at reduced occupancy for a whole block time: at N = M = 1e6, d = 2 (3907 tiles of 256
  * queries on 132 SMs x 4 blocks, w = 7.4) 1-2 blocks per SM instead of 4, which costs up to
  * (ceil w - w) / ceil w = 7.5 % of the run (less as far as one block alone keeps an SM busy).
- * The tiles past the last full wave (the tail) then run as
- * the split-key variant, one block per key group, which spreads them over every SM; split
- * rows have the same bits as unsplit ones, so results do not change. For one batch entry,
- * no causal mask and one value chunk; off when the tail's partial states would not fit
- * SPLIT_WORKSPACE or there is only one key group. */
+ * The tiles past the last full wave (the tail) then run as the split-key variant, one block
+ * per key group, which spreads them over every SM; split rows have the same bits as unsplit
+ * ones, so results do not change. For one batch entry, no causal mask and one value chunk;
+ * off when the tail's partial states would not fit SPLIT_WORKSPACE or there is only one key
+ * group. */
 static adv_status plan_wave_tail(adv_context *ctx, const adv_interaction_desc *d, int sms,
                                  cuda_plan *cp) {
     int qb = 0, ec = 0, per_sm = 0;
