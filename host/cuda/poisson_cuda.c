@@ -248,6 +248,29 @@ static adv_status forward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axi
     return ADV_OK;
 }
 
+/* The last transformed axis, non-periodic: both transforms with the scaling between them on
+ * the half-spectrum (advk_poisson_spectral), in place on data. */
+static adv_status last_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
+                            void *data, cudaStream_t stream) {
+    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_gather(prec, ax->bc, data, s->rbuf, ax->outer, ax->n,
+                                                 ax->inner, stream));
+    if (prec == ADV_FLOAT64)
+        CUFFT_CHECK(ctx, cufftExecD2Z(ax->r2c, (cufftDoubleReal *)s->rbuf,
+                                      (cufftDoubleComplex *)s->cbuf));
+    else
+        CUFFT_CHECK(ctx, cufftExecR2C(ax->r2c, (cufftReal *)s->rbuf, (cufftComplex *)s->cbuf));
+    ADVI_CUDA_CHECK(ctx, advk_poisson_spectral(prec, ax->bc, s->cbuf, ax->outer * ax->inner, ax->n,
+                                               ax->tw, s->grid, stream));
+    if (prec == ADV_FLOAT64)
+        CUFFT_CHECK(ctx, cufftExecZ2D(ax->c2r, (cufftDoubleComplex *)s->cbuf,
+                                      (cufftDoubleReal *)s->rbuf));
+    else
+        CUFFT_CHECK(ctx, cufftExecC2R(ax->c2r, (cufftComplex *)s->cbuf, (cufftReal *)s->rbuf));
+    ADVI_CUDA_CHECK(ctx, advk_poisson_inv_scatter(prec, ax->bc, s->rbuf, data, ax->outer, ax->n,
+                                                  ax->inner, stream));
+    return ADV_OK;
+}
+
 static adv_status backward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
                                 void *data, cudaStream_t stream) {
     // The DHT is its own inverse (up to n, in the normalisation).
@@ -283,13 +306,22 @@ static adv_status execute_on_device(adv_poisson_plan *plan, const void *f, void 
     void *data = u == f ? u : s->work;
     if (data != u)
         ADVI_CUDA_CHECK(ctx, cudaMemcpyAsync(data, f, bytes, cudaMemcpyDeviceToDevice, stream));
+    // The last transformed axis has contiguous lines (every later axis has length 1); when it
+    // is not periodic, its forward and backward transforms enclose the scaling in one pass
+    // (last_axis). Otherwise: every axis forward, the scaling, every axis backward.
+    int last = -1;
     for (int a = 0; a < d->ndim; ++a)
-        if (s->axis[a].active &&
-            (st = forward_axis(ctx, s, &s->axis[a], prec, data, stream)) != ADV_OK)
-            return st;
-    ADVI_CUDA_CHECK(ctx, advk_poisson_scale(prec, data, d->batch, s->grid, stream));
+        if (s->axis[a].active) last = a;
+    const int fused = last >= 0 && s->axis[last].bc != ADVI_POISSON_PERIODIC;
+    for (int a = 0; a < d->ndim; ++a) {
+        if (!s->axis[a].active) continue;
+        st = fused && a == last ? last_axis(ctx, s, &s->axis[a], prec, data, stream)
+                                : forward_axis(ctx, s, &s->axis[a], prec, data, stream);
+        if (st != ADV_OK) return st;
+    }
+    if (!fused) ADVI_CUDA_CHECK(ctx, advk_poisson_scale(prec, data, d->batch, s->grid, stream));
     for (int a = d->ndim - 1; a >= 0; --a)
-        if (s->axis[a].active &&
+        if (s->axis[a].active && !(fused && a == last) &&
             (st = backward_axis(ctx, s, &s->axis[a], prec, data, stream)) != ADV_OK)
             return st;
     if (data != u)

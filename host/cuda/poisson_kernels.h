@@ -60,6 +60,12 @@ typedef struct advk_poisson_grid {
  * (kernels/common/poisson_math.h). */
 cudaError_t advk_poisson_scale(int precision, void *x, int64_t batch, advk_poisson_grid grid,
                                cudaStream_t stream);
+/* The last transformed axis when it is Neumann or Dirichlet (contiguous lines: inner = 1):
+ * between its R2C and its C2R, the forward twiddles, the scaling of every mode and the
+ * backward twiddles in place on cbuf (rows x (n/2 + 1) complex), i.e. advk_poisson_fwd_scatter,
+ * advk_poisson_scale and advk_poisson_inv_gather without the round trips through x. */
+cudaError_t advk_poisson_spectral(int precision, int bc, void *cbuf, int64_t rows, int64_t n,
+                                  const double *tw, advk_poisson_grid grid, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -281,20 +281,51 @@ __global__ void inv_scatter_tiled(int bc, const T *rbuf, T *x, int64_t outer, in
         [&](int64_t o, int64_t j, int64_t i, T v) { x[at(o, j, i, n, inner)] = v; });
 }
 
+// ---- the diagonal scaling ----
+
+// The factor of mode q (flat index within one right-hand side's cells).
+__device__ __forceinline__ double mode_scale(const advk_poisson_grid &g, int64_t q) {
+    double lambda = g.shift;
+    for (int a = g.ndim - 1; a >= 0; --a) {
+        lambda += advi_poisson_axis_eigenvalue(g.bc[a], q % g.shape[a], g.shape[a], g.spacing[a]);
+        q /= g.shape[a];
+    }
+    return advi_poisson_scale(lambda, g.inv_norm);
+}
+
 template <typename T>
 __global__ void scale_kernel(T *x, int64_t batch, advk_poisson_grid g) {
     int64_t cells = 1;
     for (int a = 0; a < g.ndim; ++a) cells *= g.shape[a];
     const int64_t total = cells * batch;
-    for (int64_t t = global_id(); t < total; t += global_stride()) {
-        int64_t q = t % cells;
-        double lambda = g.shift;
-        for (int a = g.ndim - 1; a >= 0; --a) {
-            lambda += advi_poisson_axis_eigenvalue(g.bc[a], q % g.shape[a], g.shape[a],
-                                                   g.spacing[a]);
-            q /= g.shape[a];
-        }
-        x[t] = (T)((double)x[t] * advi_poisson_scale(lambda, g.inv_norm));
+    for (int64_t t = global_id(); t < total; t += global_stride())
+        x[t] = (T)((double)x[t] * mode_scale(g, t % cells));
+}
+
+// The last transformed axis (contiguous lines, Neumann or Dirichlet) between its two FFTs,
+// in place on its half-spectrum rows: the forward twiddles (fwd_scatter), the scaling of
+// every mode (scale_kernel) and the backward twiddles (inv_gather) in one pass, instead of
+// writing the coefficients to the grid and reading them back twice. Entry k of a row gives
+// coefficients k and n - k (V_{n-k} = conj V_k), which are all that entry k of the backward
+// half-spectrum needs: each thread reads and writes its own entry only.
+template <typename T>
+__global__ void spectral_kernel(int bc, typename complex_of<T>::type *cbuf, int64_t rows,
+                                int64_t n, const double *tw, advk_poisson_grid g) {
+    const int64_t h = n / 2 + 1;
+    int64_t cells = 1;
+    for (int a = 0; a < g.ndim; ++a) cells *= g.shape[a];
+    for (int64_t t = global_id(); t < rows * h; t += global_stride()) {
+        const int64_t row = t / h, k = t % h;
+        const typename complex_of<T>::type *v = cbuf + row * h;
+        // Coefficient j of the row, scaled: the mode at its slot along the axis.
+        auto scaled = [&](int64_t j) {
+            const int64_t cell = (row * n + coef_slot(bc, j, n)) % cells;
+            return forward_coef(bc, v, j, n, tw) * mode_scale(g, cell);
+        };
+        double zr = scaled(k), zi = 0.0, yr = k > 0 ? scaled(n - k) : 0.0, yi = 0.0;
+        advi_poisson_pair_inverse(ADVI_POISSON_NEUMANN, tw[2 * k], tw[2 * k + 1], &zr, &zi, &yr, &yi);
+        cbuf[t].x = (T)zr;
+        cbuf[t].y = (T)zi;
     }
 }
 
@@ -390,6 +421,17 @@ extern "C" cudaError_t advk_poisson_inv_scatter(int precision, int bc, const voi
                                                 cudaStream_t stream) {
     return precision == 1 ? inv_scatter<double>(bc, rbuf, x, outer, n, inner, stream)
                           : inv_scatter<float>(bc, rbuf, x, outer, n, inner, stream);
+}
+
+extern "C" cudaError_t advk_poisson_spectral(int precision, int bc, void *cbuf, int64_t rows,
+                                            int64_t n, const double *tw, advk_poisson_grid grid,
+                                            cudaStream_t stream) {
+    const unsigned blocks = grid_for(rows * (n / 2 + 1));
+    if (precision == 1)
+        spectral_kernel<double><<<blocks, BLOCK, 0, stream>>>(bc, (double2 *)cbuf, rows, n, tw, grid);
+    else
+        spectral_kernel<float><<<blocks, BLOCK, 0, stream>>>(bc, (float2 *)cbuf, rows, n, tw, grid);
+    return cudaGetLastError();
 }
 
 extern "C" cudaError_t advk_poisson_scale(int precision, void *x, int64_t batch,

@@ -1,7 +1,8 @@
 /* The CUDA Poisson kernels (kernels/cuda/poisson.cu: Makhoul gathers and scatters with the
  * per-axis twiddle tables, the diagonal scaling) run on the CPU through cuda_emu.h, with a
  * naive DFT standing in for cuFFT's batched R2C/C2R, in the order of host/cuda/
- * poisson_cuda.c's solve (every axis forward, the scaling, every axis backward, in place);
+ * poisson_cuda.c's solve (every axis forward, the scaling, every axis backward, in place; the
+ * last axis, when not periodic, with the scaling between its two FFTs);
  * the result must match the CPU backend's solve of the same system (public API) to 1e-11
  * relative in float64 and 2e-5 in float32 (both exact up to the rounding of two different
  * FFT algorithms on these small grids). Every boundary condition, mixed per axis, 1-D to 3-D,
@@ -115,11 +116,28 @@ static void run(int ndim, const int64_t *shape, const adv_boundary *bc, double s
         advk_poisson_fwd_scatter(prec, (int)bc[a], cbuf.data(), work.data(), outer[a], n, inner[a],
                                  tw[a].data(), nullptr);
     };
+    // The last transformed axis, when not periodic, encloses the scaling (host/cuda/
+    // poisson_cuda.c's last_axis): gather, R2C, advk_poisson_spectral, C2R, scatter.
+    int last = -1;
     for (int a = 0; a < ndim; ++a)
-        if (shape[a] > 1) forward(a);
-    advk_poisson_scale(prec, work.data(), batch, g, nullptr);
-    for (int a = ndim - 1; a >= 0; --a) {
+        if (shape[a] > 1) last = a;
+    const bool fused = last >= 0 && bc[last] != ADV_BC_PERIODIC;
+    for (int a = 0; a < ndim; ++a) {
         if (shape[a] == 1) continue;
+        if (!(fused && a == last)) {
+            forward(a);
+            continue;
+        }
+        const int64_t n = shape[a], rows = outer[a] * inner[a];
+        advk_poisson_fwd_gather(prec, (int)bc[a], work.data(), rbuf.data(), outer[a], n, inner[a], nullptr);
+        dft_r2c(rbuf.data(), cbuf.data(), rows, n);
+        advk_poisson_spectral(prec, (int)bc[a], cbuf.data(), rows, n, tw[a].data(), g, nullptr);
+        dft_c2r(cbuf.data(), rbuf.data(), rows, n);
+        advk_poisson_inv_scatter(prec, (int)bc[a], rbuf.data(), work.data(), outer[a], n, inner[a], nullptr);
+    }
+    if (!fused) advk_poisson_scale(prec, work.data(), batch, g, nullptr);
+    for (int a = ndim - 1; a >= 0; --a) {
+        if (shape[a] == 1 || (fused && a == last)) continue;
         if (bc[a] == ADV_BC_PERIODIC) {
             forward(a);
             continue;
