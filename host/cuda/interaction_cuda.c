@@ -333,8 +333,8 @@ static adv_status execute_on_device(adv_interaction_plan *plan, int64_t n, const
     // Wave balance (plan_wave_tail): the tiles past the last full wave, when that wave would
     // be at most 90 % full, go to the split-key variant.
     const int64_t tiles = cp->wave > 0 ? ceil_div64(n, cp->queries_per_block) : 0;
-    const int64_t tail_tiles = cp->wave > 0 ? tiles % cp->wave : 0;
-    if (tiles > cp->wave && tail_tiles > 0 && tail_tiles * 10 <= cp->wave * 9) {
+    const int64_t tail_tiles = tiles > cp->wave ? tiles % cp->wave : 0;
+    if (tail_tiles > 0 && tail_tiles * 10 <= cp->wave * 9) {
         const int64_t head = (tiles - tail_tiles) * cp->queries_per_block;
         const size_t es = advi_real_size(d->precision);
         advk_interaction_args t = a; // the tail rows [head, n)

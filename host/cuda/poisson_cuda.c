@@ -233,9 +233,9 @@ static adv_status check_input(adv_poisson_plan *plan, cuda_poisson *s, const voi
     return ADV_OK;
 }
 
-/* One axis forward (gather, real FFT, twiddles and scatter), in place on data. */
-static adv_status forward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
-                               void *data, cudaStream_t stream) {
+/* Half of an axis' transform pair: the Makhoul gather and the R2C into cbuf. */
+static adv_status to_spectrum(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
+                              const void *data, cudaStream_t stream) {
     ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_gather(prec, ax->bc, data, s->rbuf, ax->outer, ax->n,
                                                  ax->inner, stream));
     if (prec == ADV_FLOAT64)
@@ -243,24 +243,12 @@ static adv_status forward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axi
                                       (cufftDoubleComplex *)s->cbuf));
     else
         CUFFT_CHECK(ctx, cufftExecR2C(ax->r2c, (cufftReal *)s->rbuf, (cufftComplex *)s->cbuf));
-    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_scatter(prec, ax->bc, s->cbuf, data, ax->outer,
-                                                  ax->n, ax->inner, ax->tw, stream));
     return ADV_OK;
 }
 
-/* The last transformed axis, non-periodic: both transforms with the scaling between them on
- * the half-spectrum (advk_poisson_spectral), in place on data. */
-static adv_status last_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
-                            void *data, cudaStream_t stream) {
-    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_gather(prec, ax->bc, data, s->rbuf, ax->outer, ax->n,
-                                                 ax->inner, stream));
-    if (prec == ADV_FLOAT64)
-        CUFFT_CHECK(ctx, cufftExecD2Z(ax->r2c, (cufftDoubleReal *)s->rbuf,
-                                      (cufftDoubleComplex *)s->cbuf));
-    else
-        CUFFT_CHECK(ctx, cufftExecR2C(ax->r2c, (cufftReal *)s->rbuf, (cufftComplex *)s->cbuf));
-    ADVI_CUDA_CHECK(ctx, advk_poisson_spectral(prec, ax->bc, s->cbuf, ax->outer * ax->inner, ax->n,
-                                               ax->tw, s->grid, stream));
+/* The other half: the C2R of cbuf and the scatter that undoes the reordering into data. */
+static adv_status from_spectrum(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
+                                void *data, cudaStream_t stream) {
     if (prec == ADV_FLOAT64)
         CUFFT_CHECK(ctx, cufftExecZ2D(ax->c2r, (cufftDoubleComplex *)s->cbuf,
                                       (cufftDoubleReal *)s->rbuf));
@@ -271,20 +259,34 @@ static adv_status last_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *
     return ADV_OK;
 }
 
+/* One axis forward (gather, real FFT, twiddles and scatter), in place on data. */
+static adv_status forward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
+                               void *data, cudaStream_t stream) {
+    adv_status st = to_spectrum(ctx, s, ax, prec, data, stream);
+    if (st != ADV_OK) return st;
+    ADVI_CUDA_CHECK(ctx, advk_poisson_fwd_scatter(prec, ax->bc, s->cbuf, data, ax->outer,
+                                                  ax->n, ax->inner, ax->tw, stream));
+    return ADV_OK;
+}
+
+/* The last transformed axis, non-periodic: both transforms with the scaling between them on
+ * the half-spectrum (advk_poisson_spectral), in place on data. */
+static adv_status last_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
+                            void *data, cudaStream_t stream) {
+    adv_status st = to_spectrum(ctx, s, ax, prec, data, stream);
+    if (st != ADV_OK) return st;
+    ADVI_CUDA_CHECK(ctx, advk_poisson_spectral(prec, ax->bc, s->cbuf, ax->outer * ax->inner, ax->n,
+                                               ax->tw, s->grid, stream));
+    return from_spectrum(ctx, s, ax, prec, data, stream);
+}
+
 static adv_status backward_axis(adv_context *ctx, cuda_poisson *s, const cuda_axis *ax, int prec,
                                 void *data, cudaStream_t stream) {
     // The DHT is its own inverse (up to n, in the normalisation).
     if (ax->bc == ADVI_POISSON_PERIODIC) return forward_axis(ctx, s, ax, prec, data, stream);
     ADVI_CUDA_CHECK(ctx, advk_poisson_inv_gather(prec, ax->bc, data, s->cbuf, ax->outer, ax->n,
                                                  ax->inner, ax->tw, stream));
-    if (prec == ADV_FLOAT64)
-        CUFFT_CHECK(ctx, cufftExecZ2D(ax->c2r, (cufftDoubleComplex *)s->cbuf,
-                                      (cufftDoubleReal *)s->rbuf));
-    else
-        CUFFT_CHECK(ctx, cufftExecC2R(ax->c2r, (cufftComplex *)s->cbuf, (cufftReal *)s->rbuf));
-    ADVI_CUDA_CHECK(ctx, advk_poisson_inv_scatter(prec, ax->bc, s->rbuf, data, ax->outer,
-                                                  ax->n, ax->inner, stream));
-    return ADV_OK;
+    return from_spectrum(ctx, s, ax, prec, data, stream);
 }
 
 static adv_status execute_on_device(adv_poisson_plan *plan, const void *f, void *u) {

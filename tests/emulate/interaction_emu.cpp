@@ -27,8 +27,32 @@ extern "C" {
 #include <cstring>
 #include <algorithm>
 #include <random>
+#include <vector>
 
-
+/* The per-row mode's reference, one row at a time: beta_j - l_i |x_i - a_i y_j|^2 =
+ * beta_j - l_i a_i^2 |x_i / a_i - y_j|^2, i.e. lambda = l_i a_i^2 and gamma = 1 / a_i. lse,
+ * out and the value scale from (x, y); the score scale from (xs, ys), the same data or its
+ * centred copy. */
+static void per_row_reference(int64_t B, int64_t N, int64_t M, int64_t d, int64_t e,
+                              const std::vector<double> &x, const std::vector<double> &y,
+                              const std::vector<double> &beta, const std::vector<double> &w,
+                              const std::vector<double> &row_a, const std::vector<double> &row_lambda,
+                              const std::vector<double> &xs, const std::vector<double> &ys,
+                              std::vector<double> &rl, std::vector<double> &ro,
+                              std::vector<double> &S, std::vector<double> &W) {
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < N; ++i) {
+            const int64_t r = b * N + i;
+            const double a = row_a[r];
+            ref_problem p = {ADV_KERNEL_SQDIST, 1, 1, M, d, e, row_lambda[r] * a * a, 1.0 / a, 0, 0,
+                             x.data() + r * d, y.data() + b * M * d, beta.data() + b * M,
+                             e ? w.data() + b * M * e : nullptr};
+            ref_interaction(&p, &rl[r], e ? &ro[r * e] : nullptr);
+            ref_value_scale(&p, &W[r]);
+            p.x = xs.data() + r * d, p.y = ys.data() + b * M * d;
+            ref_score_scale(&p, &S[r]);
+        }
+}
 
 struct Case {
     int kernel; // 0 SQDIST, 1 DOT (adv_kernel values)
@@ -93,8 +117,7 @@ static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
                    (!e || std::memcmp(out.data(), out2.data(), out.size() * sizeof(T)) == 0),
                "split rows differ from unsplit rows (M %lld, %d splits)", (long long)M, splits);
     }
-    // Reference. Per-row mode: beta_j - l_i |x_i - a_i y_j|^2 = beta_j - l_i a_i^2 |x_i / a_i -
-    // y_j|^2, one row at a time with lambda = l_i a_i^2 and gamma = 1 / a_i.
+    // Reference (the per-row mode: one row at a time, per_row_reference).
     std::vector<double> rl(B * N), ro(B * N * (e ? e : 1)), S(B * N), W(B * N);
     if (!per_row) {
         ref_problem p = {(adv_kernel)c.kernel, B, N, M, d, e, c.lambda, c.gamma, c.causal, 0,
@@ -103,17 +126,7 @@ static void run_case(const Case &c, std::mt19937_64 &rng, bool per_row) {
         ref_score_scale(&p, S.data());
         ref_value_scale(&p, W.data());
     } else {
-        for (int64_t b = 0; b < B; ++b)
-            for (int64_t i = 0; i < N; ++i) {
-                const int64_t r = b * N + i;
-                const double ai = row_a[r], li = row_lambda[r];
-                ref_problem p = {ADV_KERNEL_SQDIST, 1, 1, M, d, e, li * ai * ai, 1.0 / ai, 0, 0,
-                                 x.data() + r * d, y.data() + b * M * d, beta.data() + b * M,
-                                 e ? w.data() + b * M * e : nullptr};
-                ref_interaction(&p, &rl[r], e ? &ro[r * e] : nullptr);
-                ref_score_scale(&p, &S[r]);
-                ref_value_scale(&p, &W[r]);
-            }
+        per_row_reference(B, N, M, d, e, x, y, beta, w, row_a, row_lambda, x, y, rl, ro, S, W);
     }
     for (int64_t r = 0; r < B * N; ++r) {
         const double ds = u * (2.0 * (double)d * S[r] + 64.0), sum_err = u * ((double)M + 64.0);
@@ -239,19 +252,8 @@ template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &r
         ref_value_scale(&p, W.data());
         p.x = xr.data(), p.y = yr.data();
         ref_score_scale(&p, S.data());
-    } else { // beta_j - l_i |x_i - a_i y_j|^2 = beta_j - l_i a_i^2 |x_i / a_i - y_j|^2, row by row
-        for (int64_t b = 0; b < B; ++b)
-            for (int64_t i = 0; i < N; ++i) {
-                const int64_t r = b * N + i;
-                ref_problem p = {ADV_KERNEL_SQDIST, 1, 1, M, D, E,
-                                 row_lambda[r] * row_a[r] * row_a[r], row_gamma[r], 0, 0,
-                                 x.data() + r * D, y.data() + b * M * D, beta.data() + b * M,
-                                 E ? w.data() + b * M * E : nullptr};
-                ref_interaction(&p, &rl[r], E ? &ro[r * E] : nullptr);
-                ref_value_scale(&p, &W[r]);
-                p.x = xr.data() + r * D, p.y = yr.data() + b * M * D;
-                ref_score_scale(&p, &S[r]);
-            }
+    } else {
+        per_row_reference(B, N, M, D, E, x, y, beta, w, row_a, row_lambda, xr, yr, rl, ro, S, W);
     }
     // Close pairs: the tolerance of the scores that matter, measured from the row's nearest key
     // (as the conformance suite's close-pairs test): S = lambda min_j |x - y_j|^2 + 100. The
