@@ -253,3 +253,7 @@ adv_status adv_cuda_device_info(int id, adv_device_info *info) {
     if (!info) return ADV_ERR_NULL_POINTER;
     return advi_cuda_device_info(id, info);
 }
+
+adv_status adv_cuda_device_usable(int id, char *reason, size_t reason_size) {
+    return advi_cuda_probe(id, reason, reason_size);
+}

@@ -64,7 +64,7 @@ adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void
                            size_t count, int allow_neg_inf, int *ok) {
     if (ctx->backend == ADV_BACKEND_CUDA)
         return advi_cuda_all_finite(ctx, precision, data, count, allow_neg_inf, ok);
-    *ok = advi_cpu_all_finite(precision, data, count, allow_neg_inf);
+    *ok = advi_cpu_all_finite(ctx, precision, data, count, allow_neg_inf);
     return ADV_OK;
 }
 

@@ -91,9 +91,10 @@ adv_status advi_cpu_interaction(adv_context *ctx, const adv_interaction_desc *de
 adv_status advi_cpu_random_fill(adv_context *ctx, adv_precision precision, int normal,
                                 uint64_t seed, uint32_t stream, uint64_t first_index,
                                 uint32_t counter, int64_t n, void *out);
-/* 1 when every element is finite (allow_neg_inf: -Inf also passes, NaN/+Inf do not). */
-int advi_cpu_all_finite(adv_precision precision, const void *data, size_t count,
-                        int allow_neg_inf);
+/* 1 when every element is finite (allow_neg_inf: -Inf also passes, NaN/+Inf do not); on the
+ * context's CPU threads. */
+int advi_cpu_all_finite(adv_context *ctx, adv_precision precision, const void *data,
+                        size_t count, int allow_neg_inf);
 
 /* ---- CUDA backend (host/cuda/); when not compiled in, host/cuda_stub.c provides these and
  * each returns ADV_ERR_BACKEND_UNAVAILABLE. ---- */

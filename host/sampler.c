@@ -786,7 +786,7 @@ adv_status adv_sampler_begin(adv_sampler *s, int64_t n, void *z) {
         int ok = 1;
         size_t count = (size_t)n * (size_t)s->d;
         if (s->staged)
-            ok = advi_cpu_all_finite(s->field->precision, z, count, 0);
+            ok = advi_cpu_all_finite(s->ctx, s->field->precision, z, count, 0);
         else if ((st = advi_all_finite(s->ctx, s->field->precision, z, count, 0, &ok)) != ADV_OK)
             return st;
         if (!ok) return advi_fail(s->ctx, ADV_ERR_NONFINITE, "z (initial particles) contains NaN or Inf");

@@ -10,3 +10,11 @@ add_dependencies(cli_sample advect_cli)
 # per run instead of milliseconds). Passive waiting keeps these functional tests fast; it
 # does not change any result.
 set_tests_properties(cli_sample PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
+
+# `advect info`: options, and the text and JSON reports of the devices (tests/cli/info.py).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME cli_info COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/cli/info.py
+           $<TARGET_FILE:advect_cli>)
+  set_tests_properties(cli_info PROPERTIES LABELS cpu)
+endif()

@@ -111,6 +111,9 @@ elseif(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FO
     target_link_libraries(advect_cli_emu PRIVATE advect_emu advect_io m)
     add_test(NAME cli_cuda_emu COMMAND Python3::Interpreter
              ${CMAKE_CURRENT_SOURCE_DIR}/emulate/cli_cuda_emu.py $<TARGET_FILE:advect_cli_emu>)
+    add_test(NAME cli_info_emu COMMAND Python3::Interpreter
+             ${CMAKE_CURRENT_SOURCE_DIR}/cli/info.py $<TARGET_FILE:advect_cli_emu> 1)
+    set_tests_properties(cli_info_emu PROPERTIES LABELS cpu)
     # (passive OpenMP waiting: see cli.cmake)
     set_tests_properties(cli_cuda_emu PROPERTIES LABELS cpu TIMEOUT 600
                          ENVIRONMENT "OMP_WAIT_POLICY=passive")

@@ -17,33 +17,77 @@ static void usage(FILE *f) {
             "  help      this message\n");
 }
 
+/* A device the runtime reports, and whether this build can run on it (the probe AUTO makes). */
+typedef struct gpu_entry {
+    adv_device_info info;
+    int usable;
+    char reason[256];
+} gpu_entry;
+
+/* Writes s as a JSON string (quotes and backslashes escaped; control characters dropped). */
+static void json_string(const char *s) {
+    putchar('"');
+    for (; *s; ++s) {
+        if (*s == '"' || *s == '\\') putchar('\\');
+        if ((unsigned char)*s >= 0x20) putchar(*s);
+    }
+    putchar('"');
+}
+
 static int cmd_info(int argc, char **argv) {
     int json = 0;
     for (int i = 0; i < argc; ++i) {
         if (!strcmp(argv[i], "--json"))
             json = 1;
-        else {
-            fprintf(stderr, "advect info: unknown option '%s'\n", argv[i]);
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: advect info [--json]\n"
+                   "version, build information, and the CUDA devices the runtime reports with\n"
+                   "whether this build can use each (and why not)\n");
+            return 0;
+        } else {
+            fprintf(stderr, "advect info: unknown option '%s' (try 'advect info --help')\n",
+                    argv[i]);
             return 2;
         }
     }
     adv_build_info b;
     adv_build_info_get(&b);
-    int count = 0;
+    int count = 0, usable = 0;
     char reason[256] = "";
     adv_cuda_device_count(&count, reason, sizeof reason);
+    gpu_entry gpus[16];
+    const int listed = count < 16 ? count : 16;
+    for (int i = 0; i < listed; ++i) {
+        gpu_entry *g = &gpus[i];
+        memset(g, 0, sizeof *g);
+        if (adv_cuda_device_info(i, &g->info) != ADV_OK) {
+            g->info.id = i;
+            snprintf(g->info.name, sizeof g->info.name, "(unknown)");
+        }
+        g->usable = adv_cuda_device_usable(i, g->reason, sizeof g->reason) == ADV_OK;
+        usable += g->usable;
+    }
+    if (count > 0 && usable == 0)
+        snprintf(reason, sizeof reason, "%d CUDA device%s found, none usable by this build",
+                 count, count == 1 ? "" : "s");
     if (json) {
         printf("{\"version\": \"%s\", \"cpu\": true, \"openmp\": %s, \"cuda_compiled\": %s, "
                "\"cuda_runtime_version\": %d, \"cuda_architectures\": \"%s\", \"gpus\": [",
                adv_version(), b.has_openmp ? "true" : "false", b.has_cuda ? "true" : "false",
                b.cuda_runtime_version, b.cuda_architectures);
-        for (int i = 0; i < count; ++i) {
-            adv_device_info d;
-            if (adv_cuda_device_info(i, &d) != ADV_OK) continue;
-            printf("%s{\"id\": %d, \"name\": \"%s\", \"compute\": \"%d.%d\", \"memory_bytes\": %zu}",
-                   i ? ", " : "", d.id, d.name, d.compute_major, d.compute_minor, d.total_memory);
+        for (int i = 0; i < listed; ++i) {
+            const gpu_entry *g = &gpus[i];
+            printf("%s{\"id\": %d, \"name\": ", i ? ", " : "", i);
+            json_string(g->info.name);
+            printf(", \"compute\": \"%d.%d\", \"memory_bytes\": %zu, \"usable\": %s, "
+                   "\"reason\": ", g->info.compute_major, g->info.compute_minor,
+                   g->info.total_memory, g->usable ? "true" : "false");
+            json_string(g->usable ? "" : g->reason);
+            printf("}");
         }
-        printf("], \"no_gpu_reason\": \"%s\"}\n", count ? "" : reason);
+        printf("], \"usable_gpus\": %d, \"no_gpu_reason\": ", usable);
+        json_string(usable ? "" : reason);
+        printf("}\n");
         return 0;
     }
     printf("advect %s\n", adv_version());
@@ -56,14 +100,18 @@ static int cmd_info(int argc, char **argv) {
     else
         printf("       CUDA backend not compiled in\n");
     printf("devices:\n  cpu: always available\n");
-    if (count == 0) printf("  gpu: none usable (%s)\n", reason);
-    for (int i = 0; i < count; ++i) {
-        adv_device_info d;
-        if (adv_cuda_device_info(i, &d) != ADV_OK) continue;
-        printf("  gpu %d: %s, compute capability %d.%d, %.1f GiB, %d SMs\n", d.id, d.name,
-               d.compute_major, d.compute_minor, d.total_memory / 1073741824.0,
-               d.multiprocessors);
+    if (usable == 0) printf("  gpu: none usable (%s)\n", reason);
+    for (int i = 0; i < listed; ++i) {
+        const gpu_entry *g = &gpus[i];
+        printf("  gpu %d: %s, compute capability %d.%d, %.1f GiB, %d SMs", i, g->info.name,
+               g->info.compute_major, g->info.compute_minor,
+               g->info.total_memory / 1073741824.0, g->info.multiprocessors);
+        if (g->usable)
+            printf("\n");
+        else
+            printf(": not usable (%s)\n", g->reason);
     }
+    if (count > listed) printf("  (%d more CUDA devices not listed)\n", count - listed);
     return 0;
 }
 

@@ -23,17 +23,18 @@ adv_status advi_cpu_random_fill(adv_context *ctx, adv_precision precision, int n
     return ADV_OK;
 }
 
-int advi_cpu_all_finite(adv_precision precision, const void *data, size_t count,
-                        int allow_neg_inf) {
+int advi_cpu_all_finite(adv_context *ctx, adv_precision precision, const void *data,
+                        size_t count, int allow_neg_inf) {
+    const int threads = advi_cpu_threads(ctx);
     int bad = 0;
     if (precision == ADV_FLOAT32) {
         const float *p = data;
-#pragma omp parallel for reduction(| : bad) schedule(static) if (count > 65536)
+#pragma omp parallel for reduction(| : bad) schedule(static) num_threads(threads) if (count > 65536)
         for (size_t i = 0; i < count; ++i)
             bad |= !(isfinite(p[i]) || (allow_neg_inf && p[i] == -INFINITY));
     } else {
         const double *p = data;
-#pragma omp parallel for reduction(| : bad) schedule(static) if (count > 65536)
+#pragma omp parallel for reduction(| : bad) schedule(static) num_threads(threads) if (count > 65536)
         for (size_t i = 0; i < count; ++i)
             bad |= !(isfinite(p[i]) || (allow_neg_inf && p[i] == -INFINITY));
     }

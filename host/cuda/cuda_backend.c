@@ -17,16 +17,30 @@ static void set_reason(char *reason, size_t size, const char *fmt, const char *a
     if (reason && size) snprintf(reason, size, fmt, a, code, b);
 }
 
+/* Why cudaGetDeviceCount failed: no driver, a driver older than the runtime (35), no device
+ * (100), ... The runtime reports a missing driver as "insufficient" too; the driver version
+ * it reads is then 0, which tells the two apart. */
+static void device_count_failed(cudaError_t err, char *reason, size_t reason_size) {
+    int driver = 0;
+    if (err == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess &&
+        driver == 0) {
+        if (reason && reason_size)
+            snprintf(reason, reason_size, "no NVIDIA driver is installed (%s from "
+                     "cudaGetDeviceCount)", cudaGetErrorName(err));
+    } else {
+        set_reason(reason, reason_size, "cudaGetDeviceCount failed: %s (%d): %s",
+                   cudaGetErrorName(err), (int)err, cudaGetErrorString(err));
+    }
+    (void)cudaGetLastError(); // do not leave the error for the caller's next check
+}
+
 adv_status advi_cuda_device_count(int *count, char *reason, size_t reason_size) {
     *count = 0;
     if (reason && reason_size) reason[0] = '\0';
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
-        // No driver, a driver older than the runtime (35), no device (100), ...: none usable.
-        set_reason(reason, reason_size, "cudaGetDeviceCount failed: %s (%d): %s",
-                   cudaGetErrorName(err), (int)err, cudaGetErrorString(err));
-        (void)cudaGetLastError(); // do not leave the error for the caller's next check
+        device_count_failed(err, reason, reason_size);
         return ADV_OK;
     }
     if (n == 0 && reason && reason_size) snprintf(reason, reason_size, "no CUDA device found");
@@ -67,9 +81,7 @@ adv_status advi_cuda_probe(int device_id, char *reason, size_t reason_size) {
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
-        set_reason(reason, reason_size, "cudaGetDeviceCount failed: %s (%d): %s",
-                   cudaGetErrorName(err), (int)err, cudaGetErrorString(err));
-        (void)cudaGetLastError();
+        device_count_failed(err, reason, reason_size);
         return ADV_ERR_BACKEND_UNAVAILABLE;
     }
     if (device_id < 0 || device_id >= n) {

@@ -141,10 +141,15 @@ typedef struct adv_device_info {
     int multiprocessors;
 } adv_device_info;
 
-/* Number of usable CUDA devices (0 when the backend is not compiled in or no device is
- * usable; then `reason`, if non-NULL, receives why, up to reason_size bytes). */
+/* Number of CUDA devices the runtime reports (0 when the backend is not compiled in, there is
+ * no driver or no device; then `reason`, if non-NULL, receives why, up to reason_size bytes).
+ * A device counted here may still be unusable: see adv_cuda_device_usable. */
 ADV_API adv_status adv_cuda_device_count(int *count, char *reason, size_t reason_size);
 ADV_API adv_status adv_cuda_device_info(int id, adv_device_info *info);
+/* ADV_OK when a context with backend CUDA on device `id` can be created: the device exists, its
+ * compute mode allows it and this build has kernels it can run (the probe that AUTO makes).
+ * Otherwise ADV_ERR_BACKEND_UNAVAILABLE, and `reason` (if non-NULL) receives why. */
+ADV_API adv_status adv_cuda_device_usable(int id, char *reason, size_t reason_size);
 
 #ifdef __cplusplus
 }
