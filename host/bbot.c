@@ -550,7 +550,29 @@ adv_status adv_bbot_velocity_eval(adv_bbot_plan *plan, double t, int64_t n, cons
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "t is %g, must be in [0, 1]", t);
     adv_status st = need_solution(plan);
     if (st != ADV_OK) return st;
-    return plan->ops->velocity_eval(plan, t, n, x, v);
+    return plan->ops->velocity_eval(plan, t, NULL, n, x, v);
+}
+
+/* The user-field callback of adv_bbot_velocity_field: the plan's interpolation, at the common
+ * time or at the request's per-particle times (context memory, the plan's precision). */
+static int grid_field_velocity(void *user, const adv_field_request *r) {
+    adv_bbot_plan *plan = user;
+    if (!r->velocity) return 1;
+    return plan->ops->velocity_eval(plan, r->t, r->times, r->n, r->z, r->velocity) == ADV_OK ? 0 : 2;
+}
+
+adv_status adv_bbot_velocity_field(adv_bbot_plan *plan, adv_field **field) {
+    if (!plan) return ADV_ERR_NULL_POINTER;
+    advi_clear_error(plan->ctx);
+    if (!field) return advi_fail(plan->ctx, ADV_ERR_NULL_POINTER, "field is NULL");
+    adv_status st = need_solution(plan);
+    if (st != ADV_OK) return st;
+    adv_user_field_opts o;
+    adv_user_field_default_opts(&o);
+    o.fn = grid_field_velocity;
+    o.user = plan;
+    o.outputs = ADV_FIELD_VELOCITY;
+    return adv_field_create_user(plan->ctx, plan->opts.precision, plan->grid.d, &o, field);
 }
 
 /* ---- checkpoints ---- */

@@ -71,9 +71,10 @@ typedef struct advi_bbot_ops {
     /* dst[i] = scale · x1[offset + i], i < count. */
     adv_status (*scaled_copy)(struct adv_bbot_plan *p, void *dst, int64_t offset, int64_t count,
                               double scale);
-    /* v = velocity field at (t, x) for n particles. */
-    adv_status (*velocity_eval)(struct adv_bbot_plan *p, double t, int64_t n, const void *x,
-                                void *v);
+    /* v = velocity field at (t, x) for n particles; with times (n values of the precision,
+     * context memory) at (times[i] clamped to [0, 1], x[i]). */
+    adv_status (*velocity_eval)(struct adv_bbot_plan *p, double t, const void *times, int64_t n,
+                                const void *x, void *v);
 } advi_bbot_ops;
 
 const advi_bbot_ops *advi_cpu_bbot_ops(void);

@@ -194,16 +194,6 @@ static void sample_particles(const double *rho, int ndim, const int64_t *shape, 
     free(cdf);
 }
 
-typedef struct field_ctx {
-    adv_bbot_plan *plan;
-} field_ctx;
-
-static int bbot_field(void *user, const adv_field_request *req) {
-    field_ctx *f = user;
-    if (req->times) return 1; // RK4 evaluates at one time per stage
-    return adv_bbot_velocity_eval(f->plan, req->t, req->n, req->z, req->velocity) == ADV_OK ? 0 : 2;
-}
-
 int advect_cmd_bbot(int argc, char **argv) {
     const char *rho0_path = NULL, *rho1_path = NULL, *out_path = "advect-out/bbot.npy";
     const char *frames_path = "advect-out/bbot.png", *particles_path = NULL;
@@ -369,12 +359,7 @@ int advect_cmd_bbot(int argc, char **argv) {
             if (precision) ((double *)hx)[k] = xpart[k];
             else ((float *)hx)[k] = (float)xpart[k];
         }
-        field_ctx fc = {plan};
-        adv_user_field_opts uo;
-        adv_user_field_default_opts(&uo);
-        uo.fn = bbot_field;
-        uo.user = &fc;
-        if ((st = adv_field_create_user(ctx, prec, ndim, &uo, &field)) != ADV_OK) goto lib_error;
+        if ((st = adv_bbot_velocity_field(plan, &field)) != ADV_OK) goto lib_error;
         adv_sampler_opts so;
         adv_sampler_default_opts(&so);
         so.method = ADV_METHOD_RK4;

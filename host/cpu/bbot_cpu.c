@@ -157,10 +157,10 @@ static adv_status cpu_scaled_copy(adv_bbot_plan *p, void *dst, int64_t offset, i
     return ADV_OK;
 }
 
-static adv_status cpu_velocity_eval(adv_bbot_plan *p, double t, int64_t n, const void *x,
-                                    void *v) {
-    if (is_f64(p)) velocity_eval_f64(p, t, n, x, v);
-    else velocity_eval_f32(p, t, n, x, v);
+static adv_status cpu_velocity_eval(adv_bbot_plan *p, double t, const void *times, int64_t n,
+                                    const void *x, void *v) {
+    if (is_f64(p)) velocity_eval_f64(p, t, times, n, x, v);
+    else velocity_eval_f32(p, t, times, n, x, v);
     return ADV_OK;
 }
 

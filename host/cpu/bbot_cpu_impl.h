@@ -333,12 +333,15 @@ static void FN(scaled_copy)(adv_bbot_plan *p, REAL *dst, int64_t offset, int64_t
     for (int64_t i = 0; i < count; ++i) dst[i] = (REAL)(scale * (double)src[i]);
 }
 
-static void FN(velocity_eval)(adv_bbot_plan *p, double t, int64_t n, const REAL *x, REAL *v) {
+static void FN(velocity_eval)(adv_bbot_plan *p, double t, const REAL *times, int64_t n,
+                              const REAL *x, REAL *v) {
     const advk_bbot_grid *g = &p->grid;
     const REAL *vel = p->bufs.vel;
     const int d = g->d;
 #pragma omp parallel for num_threads(THREADS(p, n * 64)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) MATH(advk_bbot_velocity_at)(g, vel, t, x + i * d, v + i * d);
+    for (int64_t i = 0; i < n; ++i)
+        MATH(advk_bbot_velocity_at)(g, vel, times ? advk_bbot_clamp_time((double)times[i]) : t,
+                                    x + i * d, v + i * d);
 }
 
 #undef CAT_

@@ -192,10 +192,10 @@ static adv_status cuda_scaled_copy(adv_bbot_plan *p, void *dst, int64_t offset, 
     return ADV_OK;
 }
 
-static adv_status cuda_velocity_eval(adv_bbot_plan *p, double t, int64_t n, const void *x,
-                                     void *v) {
+static adv_status cuda_velocity_eval(adv_bbot_plan *p, double t, const void *times, int64_t n,
+                                     const void *x, void *v) {
     ON_DEVICE(p, "advk_bbot_velocity_eval",
-              advk_bbot_velocity_eval(prec(p), p->grid, p->bufs.vel, t, n, x, v,
+              advk_bbot_velocity_eval(prec(p), p->grid, p->bufs.vel, t, times, n, x, v,
                                       advi_cuda_stream(p->ctx)));
     return ADV_OK;
 }

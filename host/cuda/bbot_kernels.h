@@ -61,9 +61,11 @@ cudaError_t advk_bbot_finalise(int precision, advk_bbot_grid g, const void *x1, 
 /* dst[i] = scale · src[i], i < count. */
 cudaError_t advk_bbot_scaled_copy(int precision, void *dst, const void *src, int64_t count,
                                   double scale, cudaStream_t stream);
-/* v[i] = velocity field at (t, x[i]) for i < n. */
+/* v[i] = velocity field at (t, x[i]) for i < n; with times (n values of the precision), at
+ * (times[i] clamped to [0, 1], x[i]). */
 cudaError_t advk_bbot_velocity_eval(int precision, advk_bbot_grid g, const void *vel, double t,
-                                    int64_t n, const void *x, void *v, cudaStream_t stream);
+                                    const void *times, int64_t n, const void *x, void *v,
+                                    cudaStream_t stream);
 
 #ifdef __cplusplus
 }

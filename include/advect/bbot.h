@@ -20,6 +20,7 @@
 #define ADVECT_BBOT_H
 
 #include "advect/core.h"
+#include "advect/field.h"
 #include "advect/poisson.h"
 
 #ifdef __cplusplus
@@ -171,6 +172,15 @@ ADV_API adv_status adv_bbot_get_history(const adv_bbot_plan *plan, int64_t capac
  * outside [0,1] or NaN, no solution yet). */
 ADV_API adv_status adv_bbot_velocity_eval(adv_bbot_plan *plan, double t, int64_t n,
                                           const void *x, void *v);
+
+/* The same grid velocity field as an adv_field (field.h) for the samplers of sampler.h, so
+ * particles drawn from ρ0 are advected through the solution by any method, the adaptive
+ * DOPRI5 with its per-particle times included (adv_field_eval_times). The field has kind
+ * ADV_FIELD_USER, output ADV_FIELD_VELOCITY only, dimension d and the plan's precision; it
+ * reads the plan's current solution at each evaluation (a later solve changes it), so the
+ * plan must outlive the field. Destroy it with adv_field_destroy.
+ * Errors: ADV_ERR_NULL_POINTER, ADV_ERR_INVALID_VALUE (no solution yet), ADV_ERR_OUT_OF_MEMORY. */
+ADV_API adv_status adv_bbot_velocity_field(adv_bbot_plan *plan, adv_field **field);
 
 /* Checkpoints of the iterate. The file holds a header (magic "ADVBBOT\0", format version,
  * precision, dimensions), the scalars of the run (mass, scales, last cost, iterations), the

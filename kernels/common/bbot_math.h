@@ -597,6 +597,12 @@ ADV_HD void advk_bbot_axis_weights(double x, int64_t n, int wall, int64_t *i, do
     if (w[0] < 0.0) w[0] = 0.0;
 }
 
+/* A per-particle time of the grid velocity field in [0, 1] (NaN -> 0): the field layer checks
+ * times on the CPU, the CUDA path clamps them (adv_field_eval_times). */
+ADV_HD double advk_bbot_clamp_time(double t) {
+    return t > 0.0 ? (t < 1.0 ? t : 1.0) : 0.0;
+}
+
 /* v(t, x) (d components into out) from the velocity grid vel (P × N_1 × … × N_d × d, the
  * values at the space-time cell centres): multilinear in (t, x_1..x_d) over the 2^(d+1)
  * surrounding centres. */

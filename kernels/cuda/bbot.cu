@@ -412,10 +412,11 @@ __global__ void scaled_copy_kernel(T *dst, const T *src, int64_t count, double s
 }
 
 template <typename T>
-__global__ void velocity_kernel(advk_bbot_grid g, const T *vel, double t, int64_t n, const T *x,
-                                T *v) {
+__global__ void velocity_kernel(advk_bbot_grid g, const T *vel, double t, const T *times,
+                                int64_t n, const T *x, T *v) {
     for (int64_t i = global_id(); i < n; i += global_stride())
-        velocity_at(&g, vel, t, x + i * g.d, v + i * g.d);
+        velocity_at(&g, vel, times ? advk_bbot_clamp_time((double)times[i]) : t, x + i * g.d,
+                    v + i * g.d);
 }
 
 template <typename T>
@@ -564,13 +565,14 @@ cudaError_t advk_bbot_scaled_copy(int precision, void *dst, const void *src, int
 }
 
 cudaError_t advk_bbot_velocity_eval(int precision, advk_bbot_grid g, const void *vel, double t,
-                                    int64_t n, const void *x, void *v, cudaStream_t stream) {
+                                    const void *times, int64_t n, const void *x, void *v,
+                                    cudaStream_t stream) {
     if (precision == 1)
         velocity_kernel<double><<<grid_for(n), BLOCK, 0, stream>>>(
-            g, (const double *)vel, t, n, (const double *)x, (double *)v);
+            g, (const double *)vel, t, (const double *)times, n, (const double *)x, (double *)v);
     else
         velocity_kernel<float><<<grid_for(n), BLOCK, 0, stream>>>(
-            g, (const float *)vel, t, n, (const float *)x, (float *)v);
+            g, (const float *)vel, t, (const float *)times, n, (const float *)x, (float *)v);
     return cudaGetLastError();
 }
 
