@@ -585,15 +585,6 @@ typedef struct ckpt_header {
     int64_t total_iterations;
 } ckpt_header;
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t bytes) {
-    const unsigned char *b = data;
-    for (size_t i = 0; i < bytes; ++i) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-#define FNV_OFFSET 14695981039346656037ull
 
 adv_status adv_bbot_checkpoint_save(adv_bbot_plan *plan, const char *path) {
     if (!plan) return ADV_ERR_NULL_POINTER;
@@ -625,7 +616,7 @@ adv_status adv_bbot_checkpoint_save(adv_bbot_plan *plan, const char *path) {
         free(host);
         return st;
     }
-    uint64_t sum = fnv1a(fnv1a(FNV_OFFSET, &h, sizeof h), host, bytes);
+    uint64_t sum = advi_fnv1a(advi_fnv1a(ADVI_FNV_OFFSET, &h, sizeof h), host, bytes);
 
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
@@ -700,7 +691,7 @@ adv_status adv_bbot_checkpoint_load(adv_bbot_plan *plan, const char *path) {
         st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s has trailing bytes", path);
         goto done;
     }
-    if (fnv1a(fnv1a(FNV_OFFSET, &h, sizeof h), host, bytes) != sum) {
+    if (advi_fnv1a(advi_fnv1a(ADVI_FNV_OFFSET, &h, sizeof h), host, bytes) != sum) {
         st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s fails its checksum (corrupt)", path);
         goto done;
     }

@@ -59,8 +59,8 @@ adv_status advi_cuda_random_fill(adv_context *ctx, adv_precision precision, int 
     return advi_fail(ctx, ADV_ERR_BACKEND_UNAVAILABLE, NOT_BUILT);
 }
 adv_status advi_cuda_all_finite(adv_context *ctx, adv_precision precision, const void *data,
-                                size_t count, int allow_neg_inf, int *ok) {
-    (void)precision, (void)data, (void)count, (void)allow_neg_inf;
+                                size_t count, int allow_neg_inf, int *ok, double *max_abs) {
+    (void)precision, (void)data, (void)count, (void)allow_neg_inf, (void)max_abs;
     *ok = 0;
     return advi_fail(ctx, ADV_ERR_BACKEND_UNAVAILABLE, NOT_BUILT);
 }

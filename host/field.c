@@ -279,7 +279,7 @@ adv_status adv_field_create_empirical(adv_context *ctx, adv_precision precision,
 
     if (o.check_finite) {
         int ok = 0;
-        if ((st = advi_all_finite(ctx, precision, data, (size_t)(n * d), 0, &ok)) != ADV_OK) return st;
+        if ((st = advi_all_finite(ctx, precision, data, (size_t)(n * d), 0, &ok, NULL)) != ADV_OK) return st;
         if (!ok) return advi_fail(ctx, ADV_ERR_NONFINITE, "data contains NaN or Inf");
     }
     // Weights: validated and normalised on the host in double.
@@ -620,6 +620,30 @@ adv_status adv_field_create_user(adv_context *ctx, adv_precision precision, int6
     return ADV_OK;
 }
 
+/* Folds `bytes` bytes of context memory into *h. */
+static adv_status hash_context_bytes(adv_context *ctx, const void *p, size_t bytes, uint64_t *h) {
+    if (ctx->backend != ADV_BACKEND_CUDA) {
+        *h = advi_fnv1a(*h, p, bytes);
+        return ADV_OK;
+    }
+    void *host = malloc(bytes ? bytes : 1);
+    if (!host) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "field hash staging (%zu bytes)", bytes);
+    adv_status st = advi_download(ctx, host, p, bytes);
+    if (st == ADV_OK) *h = advi_fnv1a(*h, host, bytes);
+    free(host);
+    return st;
+}
+
+adv_status advi_field_hash(adv_field *f, uint64_t *h) {
+    const size_t elem = advi_real_size(f->precision);
+    if (f->kind == ADV_FIELD_EMPIRICAL) {
+        adv_status st = hash_context_bytes(f->ctx, f->data, (size_t)(f->n * f->d) * elem, h);
+        return st == ADV_OK ? hash_context_bytes(f->ctx, f->logw, (size_t)f->n * elem, h) : st;
+    }
+    if (f->par_host) *h = advi_fnv1a(*h, f->par_host, f->par_len * sizeof(double));
+    return ADV_OK;
+}
+
 adv_status adv_field_get_info(const adv_field *f, adv_field_info *info) {
     if (!f || !info) return ADV_ERR_NULL_POINTER;
     if (info->struct_size != sizeof *info) return ADV_ERR_INVALID_VALUE;
@@ -891,13 +915,18 @@ static adv_status check_eval(adv_field *f, int64_t n, const void *z, void *vel, 
         (den && !(f->outputs & ADV_FIELD_DENOISER)))
         return advi_fail(ctx, ADV_ERR_UNSUPPORTED, "this field cannot evaluate a requested output "
                                                    "(it provides flags %d)", f->outputs);
+    // Overlap of the n x d arrays as address ranges, not only equal pointers (an output that
+    // starts inside z would be read after being written).
+    static const char *const names[3] = {"velocity", "score", "denoiser"};
+    const size_t span = (size_t)n * (size_t)f->d * advi_real_size(f->precision);
     const void *outs[3] = {vel, score, den};
     for (int i = 0; i < 3; ++i) {
-        if (outs[i] && outs[i] == z)
-            return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "an output aliases z");
+        if (outs[i] && advi_ranges_overlap(outs[i], z, span))
+            return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "%s overlaps z", names[i]);
         for (int j = i + 1; j < 3; ++j)
-            if (outs[i] && outs[i] == outs[j])
-                return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "two outputs are the same array");
+            if (outs[i] && outs[j] && advi_ranges_overlap(outs[i], outs[j], span))
+                return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "%s and %s overlap", names[i],
+                                 names[j]);
     }
     return ADV_OK;
 }

@@ -3,6 +3,7 @@
  * (host/cuda/interaction_cuda.c). Nothing is written to outputs unless every check passes. */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,10 +62,10 @@ static adv_status check_desc(adv_context *ctx, const adv_interaction_desc *d) {
 }
 
 adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void *data,
-                           size_t count, int allow_neg_inf, int *ok) {
+                           size_t count, int allow_neg_inf, int *ok, double *max_abs) {
     if (ctx->backend == ADV_BACKEND_CUDA)
-        return advi_cuda_all_finite(ctx, precision, data, count, allow_neg_inf, ok);
-    *ok = advi_cpu_all_finite(ctx, precision, data, count, allow_neg_inf);
+        return advi_cuda_all_finite(ctx, precision, data, count, allow_neg_inf, ok, max_abs);
+    *ok = advi_cpu_all_finite(ctx, precision, data, count, allow_neg_inf, max_abs);
     return ADV_OK;
 }
 
@@ -99,6 +100,45 @@ adv_status adv_interaction_plan_destroy(adv_interaction_plan *plan) {
     return ADV_OK;
 }
 
+/* The scores and sums the engine forms must stay finite. With R = (largest finite value of
+ * the precision) / 4, a margin for the base-2 score units of the float32 GPU kernels and for
+ * rounding, the inputs' largest magnitudes must satisfy
+ *   SQDIST: max(1, λ) d (|γ| max|x| + max|y|)² <= R   (|γx - y|², the GEMM path's norms, and
+ *                                                      λ|γx - y|² all stay below it)
+ *   DOT:    max(1, |λ|) d max|x| max|y| <= R
+ *   max|β| <= R, and M max|w| <= R (the unnormalised value sums).
+ * Beyond that the scores of a row could overflow to -Inf, all of them (the row would read as
+ * "no admissible key": lse = -Inf, out = 0, a wrong answer), or to +Inf (NaN): rejected. */
+static adv_status check_score_range(adv_context *ctx, const adv_interaction_desc *d, double mx,
+                                    double my, double mw, double mb) {
+    const double R = (d->precision == ADV_FLOAT64 ? DBL_MAX : FLT_MAX) / 4.0;
+    const char *type = d->precision == ADV_FLOAT64 ? "float64" : "float32";
+    const double scale = fmax(1.0, fabs(d->lambda)) * (double)d->dim;
+    if (d->kernel == ADV_KERNEL_SQDIST) {
+        const double r = fabs(d->gamma) * mx + my, bound = scale * r * r;
+        if (!(bound <= R))
+            return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                             "SQDIST scores can overflow %s: max(1, lambda) d (|gamma| max|x| + "
+                             "max|y|)^2 = %g exceeds %g; rescale x and y%s", type, bound, R,
+                             d->precision == ADV_FLOAT32 ? " or use float64" : "");
+    } else {
+        const double bound = scale * mx * my;
+        if (!(bound <= R))
+            return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                             "DOT scores can overflow %s: max(1, |lambda|) d max|x| max|y| = %g "
+                             "exceeds %g; rescale x and y%s", type, bound, R,
+                             d->precision == ADV_FLOAT32 ? " or use float64" : "");
+    }
+    if (!(mb <= R))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "beta has a magnitude of %g, above %g (%s)",
+                         mb, R, type);
+    if (!(mw * (double)d->n_keys <= R))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                         "values of magnitude %g over %lld keys can overflow the %s sums (above %g)",
+                         mw, (long long)d->n_keys, type, R);
+    return ADV_OK;
+}
+
 adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, const void *y,
                                    const void *beta, const void *w, void *lse, void *out) {
     if (!plan) return ADV_ERR_NULL_POINTER;
@@ -126,16 +166,19 @@ adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, co
                       {"y", y, B * M * (size_t)d->dim, 0},
                       {"w", w, B * M * (size_t)d->value_dim, 0},
                       {"beta", beta, B * M, 1}};
+        double max_abs[4] = {0, 0, 0, 0};
         for (size_t k = 0; k < 4; ++k) {
             if (!arrays[k].ptr) continue;
             int ok = 0;
             adv_status st = advi_all_finite(ctx, d->precision, arrays[k].ptr, arrays[k].count,
-                                            arrays[k].allow_neg_inf, &ok);
+                                            arrays[k].allow_neg_inf, &ok, &max_abs[k]);
             if (st != ADV_OK) return st;
             if (!ok)
                 return advi_fail(ctx, ADV_ERR_NONFINITE, "%s contains NaN or %s", arrays[k].name,
                                  arrays[k].allow_neg_inf ? "+Inf" : "Inf");
         }
+        adv_status st = check_score_range(ctx, d, max_abs[0], max_abs[1], max_abs[2], max_abs[3]);
+        if (st != ADV_OK) return st;
     }
     return advi_interaction_execute_n(plan, d->n_queries, x, y, beta, w, lse, out);
 }

@@ -53,6 +53,24 @@ int advi_cpu_threads(const adv_context *ctx);
 /* Element size of a precision. */
 static inline size_t advi_real_size(adv_precision p) { return p == ADV_FLOAT64 ? 8 : 4; }
 
+/* Whether [a, a + bytes) and [b, b + bytes) share a byte (compared as addresses). */
+static inline int advi_ranges_overlap(const void *a, const void *b, size_t bytes) {
+    const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y ? y - x < bytes : x - y < bytes;
+}
+
+/* 64-bit FNV-1a of `bytes` bytes, continuing from h (start from ADVI_FNV_OFFSET): the
+ * checksums and configuration fingerprints of checkpoints. */
+#define ADVI_FNV_OFFSET 14695981039346656037ull
+static inline uint64_t advi_fnv1a(uint64_t h, const void *data, size_t bytes) {
+    const unsigned char *b = (const unsigned char *)data;
+    for (size_t i = 0; i < bytes; ++i) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
 /* ---- interaction sums (host/interaction.c) ---- */
 struct adv_interaction_plan {
     adv_context *ctx;
@@ -60,9 +78,11 @@ struct adv_interaction_plan {
     void *backend_state; /* owned by the backend */
 };
 
-/* Finiteness check in the context's memory space: ADV_OK with *ok set, or a backend error. */
+/* Finiteness check in the context's memory space: ADV_OK with *ok set, or a backend error.
+ * max_abs (may be NULL) receives the largest |element| over the finite ones (0 if none), for
+ * range checks. */
 adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void *data,
-                           size_t count, int allow_neg_inf, int *ok);
+                           size_t count, int allow_neg_inf, int *ok, double *max_abs);
 
 /* ---- Poisson plans (host/poisson.c) ---- */
 struct adv_poisson_plan {
@@ -92,9 +112,9 @@ adv_status advi_cpu_random_fill(adv_context *ctx, adv_precision precision, int n
                                 uint64_t seed, uint32_t stream, uint64_t first_index,
                                 uint32_t counter, int64_t n, void *out);
 /* 1 when every element is finite (allow_neg_inf: -Inf also passes, NaN/+Inf do not); on the
- * context's CPU threads. */
+ * context's CPU threads. max_abs (may be NULL): as advi_all_finite. */
 int advi_cpu_all_finite(adv_context *ctx, adv_precision precision, const void *data,
-                        size_t count, int allow_neg_inf);
+                        size_t count, int allow_neg_inf, double *max_abs);
 
 /* ---- CUDA backend (host/cuda/); when not compiled in, host/cuda_stub.c provides these and
  * each returns ADV_ERR_BACKEND_UNAVAILABLE. ---- */
@@ -119,7 +139,7 @@ void advi_cuda_interaction_plan_fini(adv_interaction_plan *plan);
 /* Sets *ok to 1 when every element of the device array is finite (see advi_cpu_all_finite);
  * synchronises the context's stream. */
 adv_status advi_cuda_all_finite(adv_context *ctx, adv_precision precision, const void *data,
-                                size_t count, int allow_neg_inf, int *ok);
+                                size_t count, int allow_neg_inf, int *ok, double *max_abs);
 adv_status advi_cuda_poisson_plan_init(adv_poisson_plan *plan);
 adv_status advi_cuda_poisson_execute(adv_poisson_plan *plan, const void *f, void *u);
 void advi_cuda_poisson_plan_fini(adv_poisson_plan *plan);

@@ -14,6 +14,7 @@
 #include "../kernels/common/sampler_math.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@ struct adv_sampler {
     const advs_tableau *tab;  /* fixed-step RK methods and DOPRI5 */
     int exp_end;              /* the last grid step is an exponential step (singular end) */
     int64_t k_ode;            /* DOPRI5: grid index where the adaptive part ends */
+    int tail;                 /* DOPRI5, exp_end: one more adaptive segment, t_{k_ode} -> t_tail */
+    double t_tail;            /* ... where the exponential last step then starts */
     int staged;               /* CUDA with particles on the host */
     /* run state */
     int running, finished;
@@ -45,7 +48,8 @@ struct adv_sampler {
     int64_t chunk;
     int chunk_started;
     int64_t step;             /* fixed-step: grid steps done in this chunk; DOPRI5: rounds */
-    int64_t seg;              /* DOPRI5: grid index of the current segment's end */
+    int64_t seg;              /* DOPRI5: grid index of the current segment's end; k_ode + 1:
+                                 the tail segment (ends at t_tail) */
     int has_prev;             /* DPM2M: Dprev holds the previous denoiser */
     double h_prev;            /* DPM2M: previous log-SNR step */
     adv_sampler_stats stats;
@@ -110,17 +114,40 @@ static double ratio_inverse(const adv_schedule *s, double lo, double hi, double 
     return 0.5 * (lo + hi);
 }
 
-static void make_grid(const adv_sampler_opts *o, const adv_schedule *s, int64_t K, double *g) {
+/* DOPRI5 towards a singular end: the exponential last step lands on the denoiser D_t(z), the
+ * end point of the exact flow only once the posterior has collapsed on one data point. So the
+ * adaptive part runs on to where the noise left, sigma b/a, is below the tolerance (or to the
+ * last interior grid time if that is later): the accuracy is set by atol/rtol, not by the
+ * number of grid (snapshot) times. It stops short of t1 by at least 1e-4 in float32 and 1e-8
+ * in float64, because per-particle times reach the field in its precision and 1 - t must stay
+ * resolved there. */
+static double dopri5_tail_end(const adv_sampler *s) {
+    const double gap = s->info.precision == ADV_FLOAT32 ? 1e-4 : 1e-8;
+    const double target = fmax(s->o.atol, s->o.rtol) / s->info.sigma; // b/a
+    const double t = ratio_inverse(&s->info.schedule, s->grid[0], s->o.t1, target);
+    return fmin(t, s->o.t1 - gap);
+}
+
+/* Smallest time step of a Karras grid near t1: its points crowd towards a singular end
+ * (r -> 0) faster than double resolves times near 1 (from ~350 steps on they would coincide);
+ * they are kept this far apart instead (~90 ulp of 1; at the default 100 steps the last
+ * interior point is ~1e-12 from t1, unaffected). */
+#define GRID_MIN_GAP 1e-14
+
+/* The K + 1 times of the grid. Karras spaces the noise level sigma r_t (EDM's sigma, in the
+ * data's units), so a source scale sigma != 1 moves the grid as it moves the noise. */
+static void make_grid(const adv_sampler_opts *o, const adv_schedule *s, double sigma, int64_t K,
+                      double *g) {
     const double t0 = o->t0, t1 = o->t1;
     g[0] = t0;
     if (o->grid == ADV_GRID_COSINE) {
         for (int64_t k = 1; k < K; ++k)
             g[k] = t0 + (t1 - t0) * 0.5 * (1.0 - cos(M_PI * (double)k / (double)K));
     } else if (o->grid == ADV_GRID_KARRAS) {
-        double r0 = sched_ratio(s, t0), r1 = sched_ratio(s, t1);
+        double r0 = sigma * sched_ratio(s, t0), r1 = sigma * sched_ratio(s, t1);
         int64_t start = 0, kk = K;
-        if (!(r0 < HUGE_VAL)) { // a_{t0} = 0: the first interval runs to r = 80
-            double rr = sched_ratio(s, t0 + 1e-6 * (t1 - t0));
+        if (!(r0 < HUGE_VAL)) { // a_{t0} = 0: the first interval runs to sigma r = 80
+            double rr = sigma * sched_ratio(s, t0 + 1e-6 * (t1 - t0));
             r0 = rr < 80.0 ? rr : 80.0;
             start = 1;
             kk = K - 1;
@@ -128,7 +155,13 @@ static void make_grid(const adv_sampler_opts *o, const adv_schedule *s, int64_t 
         double i0 = pow(r0, 1.0 / o->rho), i1 = pow(r1, 1.0 / o->rho);
         for (int64_t k = 0; k < kk; ++k) {
             double r = pow(i0 + (double)k / (double)kk * (i1 - i0), o->rho);
-            if (start + k > 0) g[start + k] = ratio_inverse(s, t0, t1, r);
+            if (start + k > 0) g[start + k] = ratio_inverse(s, t0, t1, r / sigma);
+        }
+        // Going down from t1, no point closer than GRID_MIN_GAP to the next (this keeps the
+        // order: a point moved down lies GRID_MIN_GAP below the next, one not moved below it).
+        for (int64_t k = K - 1; k >= 1; --k) {
+            const double cap = t1 - (double)(K - k) * GRID_MIN_GAP;
+            if (g[k] > cap) g[k] = cap;
         }
     } else {
         for (int64_t k = 1; k < K; ++k) g[k] = t0 + (t1 - t0) * (double)k / (double)K;
@@ -148,6 +181,11 @@ static adv_status check_opts(adv_context *ctx, const adv_sampler_opts *o, const 
         if (!(o->atol >= 0.0) || !(o->rtol >= 0.0) || !(o->atol + o->rtol > 0.0) ||
             !isfinite(o->atol + o->rtol))
             BAD("atol = %g, rtol = %g: need >= 0, finite, not both 0", o->atol, o->rtol);
+        const double eps = f->precision == ADV_FLOAT32 ? FLT_EPSILON : DBL_EPSILON;
+        if (fmax(o->atol, o->rtol) < 8.0 * eps)
+            BAD("atol = %g, rtol = %g: the larger must be >= %g (8 ulp of %s); tighter "
+                "tolerances cannot be met in this precision", o->atol, o->rtol, 8.0 * eps,
+                f->precision == ADV_FLOAT32 ? "float32" : "float64");
         if (!(o->h_init >= 0.0) || !(o->h_min >= 0.0) || !(o->h_max >= 0.0) ||
             !isfinite(o->h_init + o->h_min + o->h_max))
             BAD("h_init, h_min, h_max must be finite and >= 0");
@@ -232,7 +270,7 @@ adv_status adv_sampler_create(adv_field *field, const adv_sampler_opts *opts, ad
         free(s);
         return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "time grid (%lld steps)", (long long)o.steps);
     }
-    make_grid(&o, &s->info.schedule, s->K, s->grid);
+    make_grid(&o, &s->info.schedule, s->info.sigma, s->K, s->grid);
     for (int64_t k = 0; k < s->K; ++k)
         if (!(s->grid[k + 1] > s->grid[k])) {
             st = advi_fail(ctx, ADV_ERR_INVALID_VALUE,
@@ -245,6 +283,10 @@ adv_status adv_sampler_create(adv_field *field, const adv_sampler_opts *opts, ad
     s->exp_end = s->info.singular_end && !(ab[1] > 0.0) && o.method != ADV_METHOD_DDIM &&
                  o.method != ADV_METHOD_DPM2M;
     s->k_ode = s->exp_end ? s->K - 1 : s->K;
+    if (o.method == ADV_METHOD_DOPRI5 && s->exp_end) {
+        s->t_tail = dopri5_tail_end(s);
+        s->tail = s->t_tail > s->grid[s->k_ode];
+    }
     if (st == ADV_OK && o.method == ADV_METHOD_SDE) {
         for (int64_t k = 0; k + 1 < s->K; ++k) {
             double g2 = sde_g2(s, s->grid[k]);
@@ -395,11 +437,19 @@ static adv_status eval_count(adv_sampler *s, double t, const double *times, int6
 
 /* ---- DOPRI5 -------------------------------------------------------------------------- */
 
+/* Where the adaptive part ends. */
+static double dp_end(const adv_sampler *s) { return s->tail ? s->t_tail : s->grid[s->k_ode]; }
+
+/* The end of DOPRI5 segment `seg` (grid times, then the tail). */
+static double dp_segment_end(const adv_sampler *s, int64_t seg) {
+    return seg <= s->k_ode ? s->grid[seg] : s->t_tail;
+}
+
 static adv_status dp_init(adv_sampler *s, int64_t cnt) {
     adv_context *ctx = s->ctx;
     const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
     const adv_precision p = s->field->precision;
-    const double t0 = s->grid[0], span = s->grid[s->k_ode] - t0;
+    const double t0 = s->grid[0], span = dp_end(s) - t0;
     const double hmax = s->o.h_max > 0.0 ? s->o.h_max : s->o.t1 - s->o.t0;
     void *k1 = s->buf[0], *y = s->buf[7], *f1 = s->buf[1];
     adv_status st;
@@ -460,7 +510,7 @@ static adv_status dp_round(adv_sampler *s, int64_t cnt, double T, int *segment_d
     const adv_precision p = s->field->precision;
     const advs_tableau *tb = &advs_dopri5;
     const double hmax = s->o.h_max > 0.0 ? s->o.h_max : s->o.t1 - s->o.t0;
-    const double t_end = s->grid[s->k_ode];
+    const double t_end = dp_end(s);
     void **k = s->buf, *y = s->buf[7], *ynew = s->buf[8], *err = s->buf[9];
     adv_status st;
     // Active rows didx[0..na); dhv is indexed like them.
@@ -646,8 +696,9 @@ static adv_status chunk_start(adv_sampler *s) {
     if (s->o.save_every > 0 && (st = snapshot(s, 0, 0, s->grid[0])) != ADV_OK) return st;
     if (s->o.method == ADV_METHOD_DOPRI5) {
         s->seg = s->o.save_every > 0 && s->o.save_every < s->k_ode ? s->o.save_every : s->k_ode;
-        if (s->k_ode > 0 && (st = dp_init(s, cnt)) != ADV_OK) return st;
-        if (s->k_ode == 0)
+        if (s->k_ode == 0 && s->tail) s->seg = 1; // only the tail segment
+        if ((s->k_ode > 0 || s->tail) && (st = dp_init(s, cnt)) != ADV_OK) return st;
+        if (s->k_ode == 0 && !s->tail)
             for (int64_t i = 0; i < cnt; ++i) { // nothing adaptive: only the exponential step
                 s->dt[i] = s->grid[0];
                 s->dstatus[i] = P_DONE;
@@ -657,10 +708,44 @@ static adv_status chunk_start(adv_sampler *s) {
     return ADV_OK;
 }
 
+static const char *const METHOD_NAMES[] = {"Euler", "Heun", "midpoint", "RK4", "DOPRI5",
+                                           "DDIM", "DPM-Solver++(2M)", "Euler-Maruyama"};
+
+/* An unstable run (an SDE step too large for its eta, an overflow, ...) must not hand back
+ * NaN, or the garbage that follows particles so large that their squared distances to the
+ * data overflow (every softmax weight underflows: D = 0), as samples. So the chunk's
+ * particles are scanned (check_finite) before the last step and at the end: finite, and
+ * |z| <= sqrt(R / d) with R = (largest finite value) / 4. One scan each, next to the chunk's
+ * K steps of field evaluations. */
+static adv_status check_chunk(adv_sampler *s, int64_t first, int64_t cnt, const char *when) {
+    if (!s->o.check_finite) return ADV_OK;
+    int ok = 1;
+    double zmax = 0.0;
+    adv_status st = advi_all_finite(s->ctx, s->field->precision, s->zc,
+                                    (size_t)cnt * (size_t)s->d, 0, &ok, &zmax);
+    if (st != ADV_OK) return st;
+    const int f32 = s->field->precision == ADV_FLOAT32;
+    const double limit = sqrt((f32 ? FLT_MAX : DBL_MAX) / 4.0 / (double)s->d);
+    if (ok && zmax <= limit) return ADV_OK;
+    char what[96];
+    if (ok)
+        snprintf(what, sizeof what, "reached |z| = %g, beyond what %s distances hold (%g)", zmax,
+                 f32 ? "float32" : "float64", limit);
+    else
+        snprintf(what, sizeof what, "became NaN or Inf");
+    return advi_fail(s->ctx, ADV_ERR_NONFINITE,
+                     "particles %lld..%lld %s %s the %s run on [%g, %g] (%lld steps): it is "
+                     "unstable for this field%s", (long long)first, (long long)(first + cnt - 1),
+                     what, when, METHOD_NAMES[s->o.method], s->o.t0, s->o.t1, (long long)s->K,
+                     s->o.method == ADV_METHOD_SDE ? "; use more steps or a smaller eta"
+                                                   : "; use more steps");
+}
+
 static adv_status chunk_finish(adv_sampler *s) {
     int64_t first, cnt;
     chunk_rows(s, &first, &cnt);
     adv_status st = ADV_OK;
+    if ((st = check_chunk(s, first, cnt, "during")) != ADV_OK) return st;
     if (s->staged)
         st = advi_download(s->ctx, (char *)s->z + (size_t)first * s->row, s->zc, (size_t)cnt * s->row);
     if (st != ADV_OK) return st;
@@ -699,13 +784,16 @@ static adv_status chunk_step(adv_sampler *s) {
     adv_status st;
     const int64_t ke = s->o.save_every;
     if (s->o.method == ADV_METHOD_DOPRI5) {
+        // Segments 1..k_ode end at grid times; segment k_ode + 1 is the tail (see dp_end).
+        const int in_grid = s->seg >= 1 && s->seg <= s->k_ode;
+        const int in_tail = s->tail && s->seg == s->k_ode + 1;
         int done = 1;
-        if (s->seg <= s->k_ode && s->k_ode > 0) {
-            if ((st = dp_round(s, cnt, s->grid[s->seg], &done)) != ADV_OK) return st;
+        if (in_grid || in_tail) {
+            if ((st = dp_round(s, cnt, dp_segment_end(s, s->seg), &done)) != ADV_OK) return st;
             s->step++;
         }
         if (!done) return ADV_OK;
-        if (s->seg <= s->k_ode && s->k_ode > 0) { // segment end reached by every particle
+        if (in_grid) { // segment end reached by every particle
             if (ke > 0 && s->seg % ke == 0 && (st = snapshot(s, s->seg / ke, s->seg, s->grid[s->seg])) != ADV_OK)
                 return st;
             if (s->seg < s->k_ode) {
@@ -713,10 +801,12 @@ static adv_status chunk_step(adv_sampler *s) {
                 return ADV_OK;
             }
             s->seg = s->k_ode + 1;
+            if (s->tail) return ADV_OK; // the tail next
         }
         if (s->exp_end) {
+            if ((st = check_chunk(s, first, cnt, "before the last step of")) != ADV_OK) return st;
             for (int64_t i = 0; i < cnt; ++i) s->dmask[i] = s->dstatus[i] != P_FAILED;
-            if ((st = exp_step(s, cnt, s->grid[s->K - 1], s->grid[s->K], 0, s->dmask)) != ADV_OK) return st;
+            if ((st = exp_step(s, cnt, dp_end(s), s->grid[s->K], 0, s->dmask)) != ADV_OK) return st;
             for (int64_t i = 0; i < cnt; ++i)
                 if (s->dstatus[i] != P_FAILED) s->dt[i] = s->grid[s->K];
             if (ke > 0 && s->K % ke == 0 && (st = snapshot(s, s->K / ke, s->K, s->grid[s->K])) != ADV_OK)
@@ -727,6 +817,8 @@ static adv_status chunk_step(adv_sampler *s) {
     const int64_t k = s->step;
     const double t = s->grid[k], u = s->grid[k + 1];
     const int last = k == s->K - 1;
+    if (last && k > 0 && (st = check_chunk(s, first, cnt, "before the last step of")) != ADV_OK)
+        return st;
     if (s->o.method == ADV_METHOD_DDIM || s->o.method == ADV_METHOD_DPM2M)
         st = exp_step(s, cnt, t, u, s->o.method == ADV_METHOD_DPM2M, NULL);
     else if (s->o.method == ADV_METHOD_SDE)
@@ -786,8 +878,8 @@ adv_status adv_sampler_begin(adv_sampler *s, int64_t n, void *z) {
         int ok = 1;
         size_t count = (size_t)n * (size_t)s->d;
         if (s->staged)
-            ok = advi_cpu_all_finite(s->ctx, s->field->precision, z, count, 0);
-        else if ((st = advi_all_finite(s->ctx, s->field->precision, z, count, 0, &ok)) != ADV_OK)
+            ok = advi_cpu_all_finite(s->ctx, s->field->precision, z, count, 0, NULL);
+        else if ((st = advi_all_finite(s->ctx, s->field->precision, z, count, 0, &ok, NULL)) != ADV_OK)
             return st;
         if (!ok) return advi_fail(s->ctx, ADV_ERR_NONFINITE, "z (initial particles) contains NaN or Inf");
     }
@@ -876,7 +968,7 @@ adv_status adv_sample(adv_field *field, const adv_sampler_opts *opts, int64_t n,
  *   particles n x d
  *   u64 FNV-1a 64 of every byte before it */
 
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u /* 2: the fingerprint covers the field's data (and the FNV offset) */
 static const char CKPT_MAGIC[8] = {'A', 'D', 'V', 'C', 'K', 'P', 'T', '\0'};
 
 typedef struct ckpt_io {
@@ -885,18 +977,10 @@ typedef struct ckpt_io {
     int err;
 } ckpt_io;
 
-static void fnv(uint64_t *h, const void *p, size_t n) {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; ++i) {
-        *h ^= c[i];
-        *h *= 1099511628211ull;
-    }
-}
-
 static void put(ckpt_io *io, const void *p, size_t n) {
     if (io->err || n == 0) return;
     if (fwrite(p, 1, n, io->fp) != n) io->err = 1;
-    fnv(&io->hash, p, n);
+    io->hash = advi_fnv1a(io->hash, p, n);
 }
 static void put_i64(ckpt_io *io, int64_t v) { put(io, &v, 8); }
 static void put_i32(ckpt_io *io, int32_t v) { put(io, &v, 4); }
@@ -913,9 +997,10 @@ static int64_t get_i64(ckpt_io *io) { int64_t v = 0; get(io, &v, 8); return v; }
 static int32_t get_i32(ckpt_io *io) { int32_t v = 0; get(io, &v, 4); return v; }
 static double get_f64(ckpt_io *io) { double v = 0; get(io, &v, 8); return v; }
 
-/* Hash of everything a run's result depends on besides the particles. */
-static uint64_t fingerprint(const adv_sampler *s) {
-    uint64_t h = 1469598103934665603ull;
+/* Hash of everything a run's result depends on besides the particles: the options, the grid
+ * and the field's numbers (its data and weights or parameters: advi_field_hash). */
+static adv_status fingerprint(adv_sampler *s, uint64_t *out) {
+    uint64_t h = ADVI_FNV_OFFSET;
     const adv_sampler_opts *o = &s->o;
     int64_t iv[] = {o->method, o->steps, o->grid, o->max_steps, o->diffusion != NULL, (int64_t)o->seed,
                     o->init_from_source, s->cs, o->save_every, s->info.kind, s->info.precision,
@@ -923,10 +1008,12 @@ static uint64_t fingerprint(const adv_sampler *s) {
     double dv[] = {o->t0, o->t1, o->rho, o->atol, o->rtol, o->h_init, o->h_min, o->h_max, o->safety,
                    o->pi_alpha, o->pi_beta, o->eta, s->info.sigma, s->info.schedule.beta_min,
                    s->info.schedule.beta_max, s->info.schedule.sigma_min, s->info.schedule.sigma_max};
-    fnv(&h, iv, sizeof iv);
-    fnv(&h, dv, sizeof dv);
-    fnv(&h, s->grid, (size_t)(s->K + 1) * sizeof(double));
-    return h;
+    h = advi_fnv1a(h, iv, sizeof iv);
+    h = advi_fnv1a(h, dv, sizeof dv);
+    h = advi_fnv1a(h, s->grid, (size_t)(s->K + 1) * sizeof(double));
+    adv_status st = advi_field_hash(s->field, &h);
+    *out = h;
+    return st;
 }
 
 /* Host copy of particle rows [r0, r0 + rows) as they stand now (the current chunk's rows come
@@ -956,7 +1043,7 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     if (!tmp) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "path");
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp", 5);
-    ckpt_io io = {fopen(tmp, "wb"), 1469598103934665603ull, 0};
+    ckpt_io io = {fopen(tmp, "wb"), ADVI_FNV_OFFSET, 0};
     if (!io.fp) {
         adv_status st = advi_fail(ctx, ADV_ERR_IO, "cannot open %s for writing: %s", tmp, strerror(errno));
         free(tmp);
@@ -971,7 +1058,13 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     uint32_t ver = CKPT_VERSION, bom = 0x01020304u;
     put(&io, &ver, 4);
     put(&io, &bom, 4);
-    uint64_t fp = fingerprint(s);
+    uint64_t fp = 0;
+    if ((st = fingerprint(s, &fp)) != ADV_OK) {
+        fclose(io.fp);
+        remove(tmp);
+        free(tmp);
+        return st;
+    }
     put(&io, &fp, 8);
     put_i64(&io, s->n), put_i64(&io, s->d), put_i64(&io, s->cs), put_i64(&io, s->K);
     put_i32(&io, s->info.precision), put_i32(&io, s->o.method);
@@ -1019,7 +1112,7 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
     FILE *fp = fopen(path, "rb");
     if (!fp) return advi_fail(ctx, ADV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     // Pass 1: the checksum of the whole file, streamed.
-    uint64_t h = 1469598103934665603ull, stored = 0;
+    uint64_t h = ADVI_FNV_OFFSET, stored = 0;
     unsigned char buf[1 << 16], tail[8];
     size_t have_tail = 0, total = 0, got;
     while ((got = fread(buf, 1, sizeof buf, fp)) > 0) {
@@ -1028,8 +1121,8 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
         // (those are the stored checksum, or more data still to come).
         size_t len = have_tail + got, keep = len < 8 ? len : 8, hashed = len - keep;
         size_t from_tail = hashed < have_tail ? hashed : have_tail;
-        fnv(&h, tail, from_tail);
-        fnv(&h, buf, hashed - from_tail);
+        h = advi_fnv1a(h, tail, from_tail);
+        h = advi_fnv1a(h, buf, hashed - from_tail);
         unsigned char nt[8];
         for (size_t k = 0; k < keep; ++k) {
             size_t pos = hashed + k; // position in the combined stream
@@ -1080,8 +1173,13 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
     if (cs > n) cs = n;
     int64_t saved_cs = s->cs;
     s->cs = cs;
-    uint64_t mine = fingerprint(s);
+    uint64_t mine = 0;
+    st = fingerprint(s, &mine);
     s->cs = saved_cs;
+    if (st != ADV_OK) {
+        fclose(fp);
+        return st;
+    }
     if (cd != s->d || ccs != cs || cK != s->K || cprec != (int32_t)s->info.precision ||
         cmeth != (int32_t)s->o.method || fpr != mine) {
         fclose(fp);
@@ -1111,6 +1209,7 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
               (started && chunk == nchunks) || (started ? rows != exp_rows : rows != 0) ||
               has_ctl != (started && s->o.method == ADV_METHOD_DOPRI5) ||
               (has_prev && !(started && s->o.method == ADV_METHOD_DPM2M)) || step < 0 ||
+              seg < 0 || seg > s->k_ode + 1 ||
               step > (s->o.method == ADV_METHOD_DOPRI5 ? INT64_MAX : s->K) || total != expect;
     if (bad) {
         fclose(fp);

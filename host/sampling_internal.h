@@ -185,6 +185,12 @@ struct adv_field {
     size_t coef_host_n;
 };
 
+/* Folds the numbers that define the field into *h (advi_fnv1a): the empirical data points and
+ * log-weights (read back from context memory) or the Gaussian family's parameter block. A
+ * user field's callback is opaque: nothing is added. Used by the sampler's checkpoints, so a
+ * run cannot be resumed on other data. */
+adv_status advi_field_hash(adv_field *f, uint64_t *h);
+
 /* Schedule evaluation that also serves user callbacks (host). ab = a, b, a', b'. */
 void advi_schedule_eval(const adv_schedule *s, double t, double ab[4]);
 /* A built-in schedule as advf_schedule's kind and parameters; 0 for a user callback. */

@@ -1,6 +1,7 @@
 /* Shared helpers of the advect subcommands: strict option parsing, error lines and exit
- * codes, progress bar, JSON output and staged (temporary-then-renamed) output files. */
-#define _POSIX_C_SOURCE 200809L
+ * codes, progress bar, JSON output, staged (temporary-then-renamed) output files, and the
+ * checks that no output overwrites another output or an input. */
+#define _XOPEN_SOURCE 700 /* POSIX 2008 with XSI: realpath */
 #include "cli_util.h"
 
 #include <errno.h>
@@ -430,9 +431,124 @@ adv_status cli_write_png(cli_outputs *o, const char *path, const advio_image *im
     return advio_png_write_stream(f, img, msg, msg_size);
 }
 
+/* ---- paths ---- */
+
+int cli_has_suffix(const char *path, const char *suffix) {
+    size_t lp = strlen(path), ls = strlen(suffix);
+    if (ls > lp) return 0;
+    for (size_t k = 0; k < ls; ++k) {
+        char c = path[lp - ls + k], x = suffix[k];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
+        if (c != x) return 0;
+    }
+    return 1;
+}
+
+/* Appends "/" name to the malloc'ed *s (no doubled slash after the root). */
+static int append_component(char **s, const char *name, size_t len) {
+    size_t n = strlen(*s);
+    int root = n == 1 && (*s)[0] == '/';
+    char *t = realloc(*s, n + len + 2);
+    if (!t) return -1;
+    if (!root) t[n++] = '/';
+    memcpy(t + n, name, len);
+    t[n + len] = 0;
+    *s = t;
+    return 0;
+}
+
+/* The canonical form described at cli_same_path (malloc'ed; NULL when out of memory or the
+ * working directory cannot be resolved). Symbolic links are resolved only where they exist;
+ * the missing rest is normalised lexically, which is what the kernel will do once the
+ * outputs' parent directories have been created (a directory created there is no link). */
+static char *canonical_path(const char *path) {
+    char *abs;
+    if (path[0] == '/') {
+        abs = strdup(path);
+    } else {
+        char *cwd = realpath(".", NULL);
+        if (!cwd) return NULL;
+        abs = malloc(strlen(cwd) + strlen(path) + 2);
+        if (abs) sprintf(abs, "%s/%s", cwd, path);
+        free(cwd);
+    }
+    if (!abs) return NULL;
+    // Components of abs: starts[k] .. starts[k] + lens[k].
+    size_t len = strlen(abs), n = 0;
+    size_t *starts = malloc(sizeof(size_t) * (len + 1)), *lens = malloc(sizeof(size_t) * (len + 1));
+    char *prefix = malloc(len + 2), *res = NULL;
+    if (!starts || !lens || !prefix) goto out;
+    for (size_t i = 0; i < len;) {
+        while (i < len && abs[i] == '/') ++i;
+        if (i == len) break;
+        starts[n] = i;
+        while (i < len && abs[i] != '/') ++i;
+        lens[n] = i - starts[n];
+        ++n;
+    }
+    // The longest prefix that resolves ("/" always does).
+    size_t k = n;
+    for (;; --k) {
+        size_t m = 0;
+        prefix[m++] = '/';
+        for (size_t c = 0; c < k; ++c) {
+            if (c) prefix[m++] = '/';
+            memcpy(prefix + m, abs + starts[c], lens[c]);
+            m += lens[c];
+        }
+        prefix[m] = 0;
+        res = realpath(prefix, NULL);
+        if (res || k == 0) break;
+    }
+    if (!res) goto out;
+    for (size_t c = k; c < n; ++c) {
+        const char *name = abs + starts[c];
+        if (lens[c] == 1 && name[0] == '.') continue;
+        if (lens[c] == 2 && name[0] == '.' && name[1] == '.') {
+            char *slash = strrchr(res, '/');
+            if (slash == res) res[1] = 0; // "/.." is "/"
+            else if (slash) *slash = 0;
+            continue;
+        }
+        if (append_component(&res, name, lens[c]) != 0) {
+            free(res);
+            res = NULL;
+            goto out;
+        }
+    }
+out:
+    free(abs), free(starts), free(lens), free(prefix);
+    return res;
+}
+
 int cli_same_path(const char *a, const char *b) {
     if (!a || !b) return 0;
     if (!strcmp(a, b)) return 1;
     struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
+        return 1;
+    char *ca = canonical_path(a), *cb = canonical_path(b);
+    int same = ca && cb && !strcmp(ca, cb);
+    free(ca), free(cb);
+    return same;
+}
+
+int cli_check_paths(const char *cmd, const cli_path *p, int count) {
+    for (int i = 0; i < count; ++i)
+        for (int j = i + 1; j < count; ++j) {
+            if (!p[i].path || !p[j].path || (p[i].input && p[j].input)) continue;
+            if ((p[i].may_equal && !strcmp(p[i].may_equal, p[j].option)) ||
+                (p[j].may_equal && !strcmp(p[j].may_equal, p[i].option)))
+                continue;
+            if (cli_same_path(p[i].path, p[j].path))
+                return cli_fail(cmd, CLI_USAGE, "%s and %s name the same file '%s'", p[i].option,
+                                p[j].option, p[i].path);
+        }
+    return CLI_OK;
+}
+
+uint64_t cli_physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }

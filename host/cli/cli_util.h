@@ -136,7 +136,35 @@ adv_status cli_write_npy(cli_outputs *o, const char *path, adv_precision dtype, 
 adv_status cli_write_png(cli_outputs *o, const char *path, const advio_image *img, char *msg,
                          size_t msg_size);
 
-/* 1 if both paths name the same file (same string, or same existing inode). */
+/* ---- paths ---- */
+
+/* 1 when path ends in suffix (ASCII case-insensitive, e.g. ".npy"). */
+int cli_has_suffix(const char *path, const char *suffix);
+
+/* 1 if both paths name the same file, now or once the outputs are written: the same string,
+ * the same existing inode (hard links), or the same canonical form. The canonical form of a
+ * path is realpath() of its longest existing prefix followed by the rest of its components
+ * normalised lexically ("." dropped, ".." removing the previous one); for a file that does
+ * not exist yet in an existing directory that is realpath(directory) + "/" + name, so
+ * "r/x.npy", "./r/x.npy" and "/abs/r/x.npy" all compare equal. */
 int cli_same_path(const char *a, const char *b);
+
+/* One file named on the command line, for cli_check_paths. */
+typedef struct cli_path {
+    const char *option;    /* e.g. "--out" */
+    const char *path;      /* NULL: not given (skipped) */
+    int input;             /* 1: read by the command; 0: written */
+    const char *may_equal; /* an option whose file this one may be (e.g. --resume may be the
+                              --checkpoint it continues), or NULL */
+} cli_path;
+
+/* Every output must differ from every other output and from every input (two inputs may
+ * coincide): writing one file over another loses data, and an output over an input
+ * replaces what is being read. Returns CLI_OK, or CLI_USAGE after the one line
+ * "advect <cmd>: A and B name the same file 'path'" (A before B in the array's order). */
+int cli_check_paths(const char *cmd, const cli_path *paths, int count);
+
+/* Bytes of physical memory (0 when unknown). */
+uint64_t cli_physical_memory(void);
 
 #endif

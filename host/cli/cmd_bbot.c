@@ -20,6 +20,9 @@
 
 #define CMD "bbot"
 #define MAX_FRAMES 9
+/* Largest tile side of the frames strip, in pixels: finer grids are shown area-averaged, so
+ * nine tiles side by side always fit in a PNG (and a screen); the .npy keeps every cell. */
+#define FRAME_MAX_SIDE 512
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -36,8 +39,14 @@ static void usage(FILE *f) {
             "relative cost change must also fall below tol/100), --gamma 1, --precision f64,\n"
             "--out advect-out/bbot.npy (shape (P+1, grid...)), --frames advect-out/bbot.png.\n"
             "--particles N also advects N particles drawn from rho0 through the velocity\n"
-            "field and saves them (shape (P+1, N, d), default advect-out/bbot_particles.npy).\n"
-            "The cost is W2^2 on [0,1]^d without the factor 1/2.\n");
+            "field and saves them (shape (P+1, N, d), default advect-out/bbot_particles.npy);\n"
+            "--particles-out needs --particles.\n"
+            "The frames show up to 9 time faces; a grid side above %d cells is drawn\n"
+            "area-averaged down to %d pixels (the .npy keeps every cell).\n"
+            "--out and --particles-out must end in .npy, --frames in .png; no output may\n"
+            "name the same file as another output or as --rho0/--rho1.\n"
+            "The cost is W2^2 on [0,1]^d without the factor 1/2.\n",
+            FRAME_MAX_SIDE, FRAME_MAX_SIDE);
 }
 
 /* One bump at (0.5, 0.3) to two bumps at (0.3, 0.7) and (0.7, 0.7), 64 x 64. */
@@ -62,23 +71,12 @@ static void make_example(advio_array *r0, advio_array *r1) {
         }
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t ls = strlen(s), lx = strlen(suffix);
-    if (lx > ls) return 0;
-    for (size_t k = 0; k < lx; ++k) {
-        char c = s[ls - lx + k];
-        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-        if (c != suffix[k]) return 0;
-    }
-    return 1;
-}
-
 /* Reads a density: .npy (float32/float64, 1-3 dimensions) or a grayscale image. */
 static int read_density(const char *opt, const char *path, advio_array *out) {
     char msg[512] = "";
     adv_status st;
-    if (ends_with(path, ".png") || ends_with(path, ".pgm")) st = advio_gray_read(path, out, msg, sizeof msg);
-    else if (ends_with(path, ".npy")) st = advio_npy_read(path, out, msg, sizeof msg);
+    if (cli_has_suffix(path, ".png") || cli_has_suffix(path, ".pgm")) st = advio_gray_read(path, out, msg, sizeof msg);
+    else if (cli_has_suffix(path, ".npy")) st = advio_npy_read(path, out, msg, sizeof msg);
     else return cli_fail(CMD, CLI_USAGE, "%s %s: expected a .npy, .png or .pgm file", opt, path);
     if (st != ADV_OK) return cli_fail(CMD, cli_status_code(st), "%s %s: %s", opt, path, msg);
     if (out->ndim < 1 || out->ndim > ADV_BBOT_MAX_DIM || out->count == 0)
@@ -111,40 +109,65 @@ static int on_progress(void *user, int64_t max_iterations, const adv_bbot_iterat
     return 0;
 }
 
+/* Area average of a rows x cols field (row-major) onto oh x ow cells (oh <= rows, ow <=
+ * cols): output cell (i, j) is the mean of the input cells [i rows/oh, (i+1) rows/oh) x
+ * [j cols/ow, (j+1) cols/ow). The mean of a density over a block is the density of the
+ * coarser grid, so the picture keeps the mass where it is; a spike narrower than a block is
+ * spread over its block (and so shows dimmer), which the .npy does not suffer. */
+static void area_average(const double *src, int64_t rows, int64_t cols, int oh, int ow, double *dst) {
+    for (int i = 0; i < oh; ++i) {
+        const int64_t r0 = i * rows / oh, r1 = (i + 1) * rows / oh;
+        for (int j = 0; j < ow; ++j) {
+            const int64_t c0 = j * cols / ow, c1 = (j + 1) * cols / ow;
+            double sum = 0.0;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) sum += src[r * cols + c];
+            dst[(size_t)i * ow + j] = sum / (double)((r1 - r0) * (c1 - c0));
+        }
+    }
+}
+
 /* The frame images: up to MAX_FRAMES time faces, 1-D densities drawn as filled profiles,
- * 2-D as images, 3-D as their projection along the first axis. */
+ * 2-D as images, 3-D as their projection along the first axis; each tile at most
+ * FRAME_MAX_SIDE pixels a side before the integer zoom of small grids (area_average). */
 static adv_status render_frames(const double *rho, int64_t P, int ndim, const int64_t *shape,
                                 advio_image *img, char *msg, size_t msg_size) {
     const int64_t M = shape[0] * (ndim > 1 ? shape[1] : 1) * (ndim > 2 ? shape[2] : 1);
-    int th, tw;
-    if (ndim == 1) th = 64, tw = (int)shape[0];
-    else if (ndim == 2) th = (int)shape[0], tw = (int)shape[1];
-    else th = (int)shape[1], tw = (int)shape[2];
+    // The field drawn per frame: rows x cols values (a 1-D density is one row).
+    const int64_t rows = ndim == 1 ? 1 : ndim == 2 ? shape[0] : shape[1];
+    const int64_t cols = ndim == 1 ? shape[0] : ndim == 2 ? shape[1] : shape[2];
+    const int oh = (int)(rows < FRAME_MAX_SIDE ? rows : FRAME_MAX_SIDE);
+    const int ow = (int)(cols < FRAME_MAX_SIDE ? cols : FRAME_MAX_SIDE);
+    const int th = ndim == 1 ? 64 : oh, tw = ow;
     const int count = P + 1 < MAX_FRAMES ? (int)(P + 1) : MAX_FRAMES;
-    double *tiles = calloc((size_t)count * (size_t)th * (size_t)tw, sizeof *tiles);
-    if (!tiles) return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
-    double hi = 0.0, vmax = 0.0;
+    double *vals = malloc((size_t)count * (size_t)oh * (size_t)ow * sizeof *vals);
+    double *tiles = ndim == 1 ? calloc((size_t)count * (size_t)th * (size_t)tw, sizeof *tiles) : vals;
+    double *plane = ndim == 3 ? malloc((size_t)(rows * cols) * sizeof *plane) : NULL;
+    if (!vals || !tiles || (ndim == 3 && !plane)) {
+        free(vals), free(plane);
+        if (tiles != vals) free(tiles);
+        return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    double hi = 0.0;
     for (int k = 0; k < count; ++k) {
         const int64_t j = count > 1 ? (int64_t)llround((double)k * (double)P / (count - 1)) : 0;
         const double *f = rho + j * M;
-        double *t = tiles + (size_t)k * th * tw;
-        if (ndim == 1) {
-            for (int64_t i = 0; i < shape[0]; ++i) vmax = fmax(vmax, f[i]);
-        } else if (ndim == 2) {
-            for (int64_t i = 0; i < M; ++i) t[i] = f[i], hi = fmax(hi, f[i]);
-        } else {
+        if (ndim == 3) {
+            memset(plane, 0, (size_t)(rows * cols) * sizeof *plane);
             for (int64_t i0 = 0; i0 < shape[0]; ++i0)
-                for (int64_t r = 0; r < (int64_t)th * tw; ++r) t[r] += f[i0 * th * tw + r];
-            for (int64_t r = 0; r < (int64_t)th * tw; ++r) hi = fmax(hi, t[r]);
+                for (int64_t r = 0; r < rows * cols; ++r) plane[r] += f[i0 * rows * cols + r];
+            f = plane;
         }
+        double *v = vals + (size_t)k * oh * ow;
+        area_average(f, rows, cols, oh, ow, v);
+        for (size_t r = 0; r < (size_t)oh * ow; ++r) hi = fmax(hi, v[r]);
     }
     if (ndim == 1) { // filled profiles, the same vertical scale for every frame
         for (int k = 0; k < count; ++k) {
-            const int64_t j = count > 1 ? (int64_t)llround((double)k * (double)P / (count - 1)) : 0;
-            const double *f = rho + j * M;
+            const double *v = vals + (size_t)k * ow;
             double *t = tiles + (size_t)k * th * tw;
             for (int x = 0; x < tw; ++x) {
-                const double h = vmax > 0 ? f[x] / vmax * th : 0.0;
+                const double h = hi > 0 ? v[x] / hi * th : 0.0;
                 for (int y = 0; y < th; ++y) t[(size_t)y * tw + x] = (th - y) <= h ? 1.0 : 0.0;
             }
         }
@@ -155,7 +178,8 @@ static adv_status render_frames(const double *rho, int64_t P, int ndim, const in
     if (scale > 8) scale = 8;
     adv_status st = advio_render_tiles(tiles, count, th, tw, count, 0.0, hi > 0 ? hi : 1.0, scale,
                                        img, msg, msg_size);
-    free(tiles);
+    if (tiles != vals) free(tiles);
+    free(vals), free(plane);
     return st;
 }
 
@@ -237,21 +261,35 @@ int advect_cmd_bbot(int argc, char **argv) {
     if (a.bad) return CLI_USAGE;
     if ((rho0_path == NULL) != (rho1_path == NULL))
         return cli_fail(CMD, CLI_USAGE, "--rho0 and --rho1 must be given together");
-    if (!ends_with(out_path, ".npy"))
+    if (!cli_has_suffix(out_path, ".npy"))
         return cli_fail(CMD, CLI_USAGE, "--out %s: the output must be a .npy file", out_path);
-    if (!ends_with(frames_path, ".png"))
+    if (!cli_has_suffix(frames_path, ".png"))
         return cli_fail(CMD, CLI_USAGE, "--frames %s: the frames must be a .png file", frames_path);
-    char derived[4096];
+    // Without particles nothing would be written there: an ignored option hides a mistake.
+    if (particles_path && !n_particles)
+        return cli_fail(CMD, CLI_USAGE, "--particles-out needs --particles N (the number of particles "
+                        "to advect)");
+    char *derived = NULL;
     if (!particles_path) {
-        snprintf(derived, sizeof derived, "%.*s_particles.npy", (int)(strlen(out_path) - 4), out_path);
+        const size_t len = strlen(out_path);
+        derived = malloc(len + sizeof "_particles.npy");
+        if (!derived) return cli_fail(CMD, CLI_INTERNAL, "out of memory");
+        snprintf(derived, len + sizeof "_particles.npy", "%.*s_particles.npy", (int)(len - 4), out_path);
         particles_path = derived;
-    } else if (!ends_with(particles_path, ".npy")) {
+    } else if (!cli_has_suffix(particles_path, ".npy")) {
         return cli_fail(CMD, CLI_USAGE, "--particles-out %s: must be a .npy file", particles_path);
     }
-    if (cli_same_path(out_path, frames_path) ||
-        (n_particles && (cli_same_path(out_path, particles_path) ||
-                         cli_same_path(frames_path, particles_path))))
-        return cli_fail(CMD, CLI_USAGE, "the output paths must differ");
+    {
+        const cli_path paths[] = {
+            {"--rho0", rho0_path, 1, NULL}, {"--rho1", rho1_path, 1, NULL},
+            {"--out", out_path, 0, NULL},   {"--frames", frames_path, 0, NULL},
+            {"--particles-out", n_particles ? particles_path : NULL, 0, NULL},
+        };
+        if (cli_check_paths(CMD, paths, (int)(sizeof paths / sizeof paths[0])) != CLI_OK) {
+            free(derived);
+            return CLI_USAGE;
+        }
+    }
 
     // ---- inputs ----
     int code = CLI_OK;
@@ -282,6 +320,26 @@ int advect_cmd_bbot(int argc, char **argv) {
     const int ndim = r0.ndim;
     const int64_t *shape = r0.shape;
     const int64_t M = (int64_t)r0.count;
+
+    // The host keeps ρ on every time face (in the run's precision and in double) and, with
+    // particles, their P+1 snapshots: sizes beyond the machine's memory are bad options,
+    // not internal failures of an allocation (counted in double: no overflow).
+    {
+        const double es = precision ? 8.0 : 4.0, mem = (double)cli_physical_memory();
+        const double rho_bytes = (double)(P + 1) * (double)M * (es + 8.0);
+        const double part_bytes = (double)(P + 1) * (double)n_particles * (double)ndim * es;
+        if (mem > 0 && rho_bytes + part_bytes > mem) {
+            if (part_bytes > rho_bytes)
+                code = cli_fail(CMD, CLI_USAGE, "--particles %lld with --time-steps %lld: the trajectories "
+                                "take %.3g GB, more than this machine's memory (%.3g GB)",
+                                (long long)n_particles, (long long)P, part_bytes / 1e9, mem / 1e9);
+            else
+                code = cli_fail(CMD, CLI_USAGE, "--time-steps %lld on %lld cells: the densities take %.3g "
+                                "GB, more than this machine's memory (%.3g GB)", (long long)P,
+                                (long long)M, rho_bytes / 1e9, mem / 1e9);
+            goto done;
+        }
+    }
 
     // ---- solve ----
     adv_context_opts copts;
@@ -467,6 +525,7 @@ cleanup:
     free(h0), free(h1), free(hrho), free(rho), free(hpart), free(xpart);
     adv_context_destroy(ctx);
 done:
+    free(derived);
     advio_array_free(&r0);
     advio_array_free(&r1);
     return code;

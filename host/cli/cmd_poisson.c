@@ -26,10 +26,12 @@ static void usage(FILE *f) {
             "                      [--project-mean] [--json] [--quiet]\n"
             "Solves (c - Laplacian_h) u = f on a cell-centred grid (1 to 4 dimensions, the\n"
             "array's shape), one boundary condition and spacing per axis (or one for all).\n"
-            "Defaults: --bc neumann, --spacing 1, --shift 0, --precision f64, --device auto,\n"
-            "--out advect-out/poisson.npy. With c = 0 and no Dirichlet axis f must have zero\n"
-            "mean, unless --project-mean removes it. Without --rhs: an embedded 128x128\n"
-            "example.\n");
+            "Defaults: --bc neumann, --spacing 1, --shift 0, --device auto,\n"
+            "--out advect-out/poisson.npy, --precision: the dtype of the --rhs array (f32 for\n"
+            "float32, f64 for float64; f64 for the example). u is written in the solve's\n"
+            "precision. With c = 0 and no Dirichlet axis f must have zero mean (to the\n"
+            "precision's tolerance), unless --project-mean removes it. --out must end in .npy\n"
+            "and differ from --rhs. Without --rhs: an embedded 128x128 example.\n");
 }
 
 /* Splits a comma-separated list into at most max items; returns the count or -1. */
@@ -103,7 +105,7 @@ int advect_cmd_poisson(int argc, char **argv) {
     const char *rhs_path = NULL, *out_path = "advect-out/poisson.npy";
     const char *bc_arg = "neumann", *spacing_arg = NULL;
     double shift = 0.0;
-    int precision = 1, device = 0, json = 0, quiet = 0, project = 0;
+    int precision = -1, device = 0, json = 0, quiet = 0, project = 0; // -1: the input's dtype
     static const char *const precisions[] = {"f32", "f64", NULL};
     static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
     static const char *const bcs[] = {"periodic", "neumann", "dirichlet", NULL};
@@ -131,11 +133,15 @@ int advect_cmd_poisson(int argc, char **argv) {
         else cli_unknown(&a);
     }
     if (a.bad) return CLI_USAGE;
+    if (!cli_has_suffix(out_path, ".npy"))
+        return cli_fail(CMD, CLI_USAGE, "--out %s: the solution is written as .npy; the name must end in .npy",
+                        out_path);
+    const cli_path paths[] = {{"--rhs", rhs_path, 1, NULL}, {"--out", out_path, 0, NULL}};
+    if (cli_check_paths(CMD, paths, 2) != CLI_OK) return CLI_USAGE;
 
     char msg[512] = "";
     adv_poisson_desc d;
     adv_poisson_default_desc(&d);
-    d.precision = precision ? ADV_FLOAT64 : ADV_FLOAT32;
     d.shift = shift;
     d.effort = ADV_FFT_ESTIMATE; // one solve: planning time would dominate with MEASURE
     d.mean_policy = project ? ADV_POISSON_PROJECT_MEAN : ADV_POISSON_REQUIRE_ZERO_MEAN;
@@ -150,6 +156,10 @@ int advect_cmd_poisson(int argc, char **argv) {
             return cli_fail(CMD, CLI_USAGE, "--rhs %s: need a non-empty array of 1 to %d "
                             "dimensions", rhs_path, ADV_POISSON_MAX_DIM);
         }
+        // A float32 file is solved in float32 unless asked otherwise: its values (and a mean
+        // removed before rounding to float32, ~1e-8 relative) carry float32 accuracy only,
+        // which the float64 zero-mean tolerance would reject.
+        if (precision < 0) precision = rhs.dtype == ADV_FLOAT32 ? 0 : 1;
         size_t bad = 0;
         if (!advio_array_all_finite(&rhs, &bad)) {
             advio_array_free(&rhs);
@@ -164,6 +174,8 @@ int advect_cmd_poisson(int argc, char **argv) {
     } else if (make_example(&rhs, &d) != 0) {
         return cli_fail(CMD, CLI_INTERNAL, "out of memory");
     }
+    if (precision < 0) precision = 1; // the embedded example is float64
+    d.precision = precision ? ADV_FLOAT64 : ADV_FLOAT32;
     d.ndim = rhs.ndim;
     for (int k = 0; k < rhs.ndim; ++k) d.shape[k] = rhs.shape[k];
 
@@ -304,10 +316,21 @@ int advect_cmd_poisson(int argc, char **argv) {
     goto cleanup;
 
 lib_error:
-    code = cli_fail(CMD, cli_status_code(st), "%s%s", adv_context_last_error(ctx),
-                    st == ADV_ERR_INVALID_VALUE && strstr(adv_context_last_error(ctx), "mean")
-                        ? " (the --project-mean option removes the mean)"
-                        : "");
+    if (st == ADV_ERR_INVALID_VALUE && strstr(adv_context_last_error(ctx), "zero mean")) {
+        // The library's message names its own constants; say it in the CLI's terms.
+        double sum = 0.0, abs_sum = 0.0;
+        for (size_t k = 0; k < rhs.count; ++k)
+            sum += ((double *)rhs.data)[k], abs_sum += fabs(((double *)rhs.data)[k]);
+        code = cli_fail(CMD, CLI_USAGE, "--rhs %s has mean %g (|sum f| / sum |f| = %.2g, too large for %s): "
+                        "with --shift 0 and no Dirichlet axis the right-hand side must have zero "
+                        "mean; --project-mean removes it", rhs_path ? rhs_path : "(example)",
+                        sum / (double)rhs.count, abs_sum > 0 ? fabs(sum) / abs_sum : 0.0,
+                        precision ? "f64" : "f32");
+    } else {
+        code = cli_fail(CMD, cli_status_code(st), "%s", adv_context_last_error(ctx)[0]
+                                                            ? adv_context_last_error(ctx)
+                                                            : adv_status_string(st));
+    }
 cleanup:
     adv_poisson_plan_destroy(plan);
     if (dev) adv_free(ctx, dev);

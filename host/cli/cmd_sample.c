@@ -72,11 +72,16 @@ static void usage(FILE *f) {
 "                       components (default: --out with .png)\n"
 "  --image-shape HxW    plot samples as a grid of HxW grayscale images (H*W = d)\n"
 "  --trajectory PATH.npy  snapshots, shape (S, N, d), S = 1 + steps/save-every\n"
-"  --save-every K       snapshot every K steps (default steps/10)\n"
+"  --save-every K       snapshot every K steps; K must divide --steps, so that the\n"
+"                       last snapshot is the final state (default: the largest\n"
+"                       divisor of --steps up to steps/10)\n"
 "  --checkpoint PATH    save the run state regularly (and on Ctrl-C)\n"
-"  --resume PATH        continue a run from a checkpoint (same options)\n"
+"  --resume PATH        continue a run from a checkpoint (same options; it may be\n"
+"                       the --checkpoint file)\n"
 "  --json               print the summary as JSON on stdout\n"
 "  --quiet              no progress bar, no text summary\n"
+"--out and --trajectory must end in .npy. No two of --out, --plot, --trajectory,\n"
+"--checkpoint may name the same file, nor may any of them be --data or --resume.\n"
 "exit status: 0 success, 2 bad usage or input, 1 internal failure\n",
             TOY_POINTS, DEFAULT_SDE_T0);
 }
@@ -164,10 +169,30 @@ typedef struct sample_opts {
     uint64_t seed;
     int device, precision;
     const char *out, *plot, *trajectory, *checkpoint, *resume;
+    char *plot_owned; /* the default plot path (derived from --out), freed by the caller */
     int64_t save_every;
     int json, quiet;
     int img_h, img_w;
 } sample_opts;
+
+/* --out with .png instead of .npy (--out always ends in .npy, in any case). */
+static char *default_plot_path(const char *out) {
+    size_t len = strlen(out);
+    char *p = malloc(len + 5);
+    if (!p) return NULL;
+    memcpy(p, out, len + 1);
+    if (cli_has_suffix(p, ".npy")) p[len - 4] = 0;
+    strcat(p, ".png");
+    return p;
+}
+
+/* The default --save-every: about ten snapshots, but always a divisor of the steps, so the
+ * last snapshot is the final state (the largest divisor up to steps/10; 1 for a prime). */
+static int64_t default_save_every(int64_t steps) {
+    int64_t k = steps >= 10 ? steps / 10 : 1;
+    while (steps % k) --k;
+    return k;
+}
 
 static int parse_options(int argc, char **argv, sample_opts *o) {
     memset(o, 0, sizeof *o);
@@ -242,17 +267,35 @@ static int parse_options(int argc, char **argv, sample_opts *o) {
     if (o->trajectory && o->resume)
         return cli_fail(CMD, CLI_USAGE, "--trajectory cannot be combined with --resume (the snapshots "
                                         "taken before the checkpoint are not in it)");
-    if (o->trajectory && !o->save_every) o->save_every = o->steps >= 10 ? o->steps / 10 : 1;
+    if (o->trajectory && !o->save_every) o->save_every = default_save_every(o->steps);
+    // A trajectory whose snapshots do not reach the last step would silently lack the
+    // final state (the sampler snapshots every save_every-th step only).
+    if (o->trajectory && o->steps % o->save_every != 0)
+        return cli_fail(CMD, CLI_USAGE, "--save-every must divide --steps (got %lld and %lld), or the "
+                        "trajectory would end before the final state", (long long)o->save_every,
+                        (long long)o->steps);
     if (o->toy < 0 && !o->data_path) o->toy = 0;
     if (!o->out) o->out = "advect-out/samples.npy";
-    const char *paths[3] = {o->out, o->plot, o->trajectory};
-    const char *names[3] = {"--out", "--plot", "--trajectory"};
-    for (int i = 0; i < 3; ++i)
-        for (int j = i + 1; j < 3; ++j)
-            if (paths[i] && paths[j] && cli_same_path(paths[i], paths[j]))
-                return cli_fail(CMD, CLI_USAGE, "%s and %s name the same file '%s'", names[i], names[j],
-                                paths[i]);
-    return CLI_OK;
+    // .npy bytes under another extension would mislead every reader of the file.
+    if (!cli_has_suffix(o->out, ".npy"))
+        return cli_fail(CMD, CLI_USAGE, "--out %s: the samples are written as .npy; the name must end in .npy",
+                        o->out);
+    if (o->trajectory && !cli_has_suffix(o->trajectory, ".npy"))
+        return cli_fail(CMD, CLI_USAGE, "--trajectory %s: the snapshots are written as .npy; the name must "
+                        "end in .npy", o->trajectory);
+    if (!o->plot) {
+        o->plot = o->plot_owned = default_plot_path(o->out);
+        if (!o->plot) return cli_fail(CMD, CLI_INTERNAL, "out of memory");
+    }
+    // Only now is every path final (the plot's default comes from --out). The checkpoint is
+    // written during the run (and on Ctrl-C), so it must not be an input or another output;
+    // --resume may be the checkpoint it continues.
+    const cli_path paths[] = {
+        {"--data", o->data_path, 1, NULL},   {"--resume", o->resume, 1, "--checkpoint"},
+        {"--out", o->out, 0, NULL},          {"--plot", o->plot, 0, NULL},
+        {"--trajectory", o->trajectory, 0, NULL}, {"--checkpoint", o->checkpoint, 0, NULL},
+    };
+    return cli_check_paths(CMD, paths, (int)(sizeof paths / sizeof paths[0]));
 }
 
 /* ---- the run ---- */
@@ -370,16 +413,6 @@ static adv_status render_plot(const sample_opts *o, const double *data, int64_t 
     return st;
 }
 
-static char *default_plot_path(const char *out) {
-    size_t len = strlen(out);
-    char *p = malloc(len + 5);
-    if (!p) return NULL;
-    memcpy(p, out, len + 1);
-    if (len >= 4 && !strcmp(p + len - 4, ".npy")) p[len - 4] = 0;
-    strcat(p, ".png");
-    return p;
-}
-
 int advect_cmd_sample(int argc, char **argv) {
     for (int i = 0; i < argc; ++i)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -388,7 +421,10 @@ int advect_cmd_sample(int argc, char **argv) {
         }
     sample_opts o;
     int rc = parse_options(argc, argv, &o);
-    if (rc != CLI_OK) return rc;
+    if (rc != CLI_OK) {
+        free(o.plot_owned);
+        return rc;
+    }
 
     char msg[1024] = "";
     advio_array pts = {0};
@@ -396,7 +432,7 @@ int advect_cmd_sample(int argc, char **argv) {
     adv_field *field = NULL;
     adv_sampler *sampler = NULL;
     void *z = NULL, *dev_data = NULL, *conv = NULL;
-    char *plot_path = NULL;
+    const char *plot_path = o.plot;
     advio_image img = {0};
     cli_outputs outs;
     cli_outputs_init(&outs);
@@ -434,10 +470,21 @@ int advect_cmd_sample(int argc, char **argv) {
                       o.img_h, o.img_w, (long long)o.img_h * o.img_w, d);
         goto done;
     }
+    // The samples are one host array of n x d values: a size beyond the address space or
+    // the machine's memory is a bad --n, not an internal failure of the allocation.
     if ((uint64_t)o.n > SIZE_MAX / item / (uint64_t)d) {
         rc = cli_fail(CMD, CLI_USAGE, "--n %lld samples of dimension %d do not fit in memory",
                       (long long)o.n, d);
         goto done;
+    }
+    {
+        const uint64_t bytes = (uint64_t)o.n * (uint64_t)d * item, mem = cli_physical_memory();
+        if (mem && bytes > mem) {
+            rc = cli_fail(CMD, CLI_USAGE, "--n %lld: %lld samples of dimension %d take %.3g GB, more than "
+                          "this machine's memory (%.3g GB)", (long long)o.n, (long long)o.n, d,
+                          (double)bytes / 1e9, (double)mem / 1e9);
+            goto done;
+        }
     }
 
     // Context.
@@ -469,7 +516,16 @@ int advect_cmd_sample(int argc, char **argv) {
                 rc = cli_fail(CMD, CLI_INTERNAL, "out of memory");
                 goto done;
             }
-            for (size_t i = 0; i < pts.count; ++i) ((float *)conv)[i] = (float)data[i];
+            for (size_t i = 0; i < pts.count; ++i) {
+                const float v = (float)data[i]; // data are finite: inf here is float32 overflow
+                if (isinf(v)) {
+                    rc = cli_fail(CMD, CLI_USAGE, "--data %s: value %g (row %zu, column %zu) exceeds the "
+                                  "float32 range; use --precision f64", o.data_path, data[i],
+                                  i / (size_t)d, i % (size_t)d);
+                    goto done;
+                }
+                ((float *)conv)[i] = v;
+            }
             host_data = conv;
         }
         const void *field_data = host_data;
@@ -624,11 +680,6 @@ int advect_cmd_sample(int argc, char **argv) {
     nn_stats(data, nd, d, z, prec, o.n, m, tol, &mean_nn, &frac_on);
 
     // Outputs, staged and renamed together.
-    plot_path = o.plot ? strdup(o.plot) : default_plot_path(o.out);
-    if (!plot_path) {
-        rc = cli_fail(CMD, CLI_INTERNAL, "out of memory");
-        goto done;
-    }
     {
         int64_t shape[2] = {o.n, d};
         adv_status s = cli_write_npy(&outs, o.out, prec, 2, shape, z, msg, sizeof msg);
@@ -708,7 +759,7 @@ done:
     }
     cli_outputs_abort(&outs); // no-op after a successful commit
     advio_image_free(&img);
-    free(plot_path);
+    free(o.plot_owned);
     free(z);
     free(conv);
     if (sampler) adv_sampler_destroy(sampler);

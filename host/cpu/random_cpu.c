@@ -24,19 +24,29 @@ adv_status advi_cpu_random_fill(adv_context *ctx, adv_precision precision, int n
 }
 
 int advi_cpu_all_finite(adv_context *ctx, adv_precision precision, const void *data,
-                        size_t count, int allow_neg_inf) {
+                        size_t count, int allow_neg_inf, double *max_abs) {
     const int threads = advi_cpu_threads(ctx);
     int bad = 0;
+    double vmax = 0.0;
     if (precision == ADV_FLOAT32) {
         const float *p = data;
-#pragma omp parallel for reduction(| : bad) schedule(static) num_threads(threads) if (count > 65536)
-        for (size_t i = 0; i < count; ++i)
-            bad |= !(isfinite(p[i]) || (allow_neg_inf && p[i] == -INFINITY));
+#pragma omp parallel for reduction(| : bad) reduction(max : vmax) schedule(static) \
+    num_threads(threads) if (count > 65536)
+        for (size_t i = 0; i < count; ++i) {
+            const int finite = isfinite(p[i]);
+            bad |= !(finite || (allow_neg_inf && p[i] == -INFINITY));
+            if (finite && fabsf(p[i]) > vmax) vmax = fabsf(p[i]);
+        }
     } else {
         const double *p = data;
-#pragma omp parallel for reduction(| : bad) schedule(static) num_threads(threads) if (count > 65536)
-        for (size_t i = 0; i < count; ++i)
-            bad |= !(isfinite(p[i]) || (allow_neg_inf && p[i] == -INFINITY));
+#pragma omp parallel for reduction(| : bad) reduction(max : vmax) schedule(static) \
+    num_threads(threads) if (count > 65536)
+        for (size_t i = 0; i < count; ++i) {
+            const int finite = isfinite(p[i]);
+            bad |= !(finite || (allow_neg_inf && p[i] == -INFINITY));
+            if (finite && fabs(p[i]) > vmax) vmax = fabs(p[i]);
+        }
     }
+    if (max_abs) *max_abs = vmax;
     return !bad;
 }

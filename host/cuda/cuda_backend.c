@@ -226,47 +226,49 @@ adv_status advi_cuda_synchronize(adv_context *ctx) {
  * cudaMalloc on devices without memory pools. */
 static adv_status all_finite_on_device(adv_context *ctx, adv_precision precision,
                                        const void *data, size_t count, int allow_neg_inf,
-                                       int *ok) {
+                                       int *ok, double *max_abs) {
     cudaStream_t stream = advi_cuda_stream(ctx);
-    unsigned int *flag = NULL, host_flag = 1;
+    advk_scan_result *result = NULL, host = {1, 0, 0};
     adv_status st = ADV_OK;
     int pooled = 0;
     if (ctx->alloc) {
-        flag = ctx->alloc(ctx->alloc_user, sizeof *flag, ADV_MEMORY_DEVICE);
-        if (!flag)
+        result = ctx->alloc(ctx->alloc_user, sizeof *result, ADV_MEMORY_DEVICE);
+        if (!result)
             return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY,
                              "the allocator hook returned NULL for the finiteness flag");
     } else {
-        cudaError_t err = cudaMallocAsync((void **)&flag, sizeof *flag, stream);
+        cudaError_t err = cudaMallocAsync((void **)&result, sizeof *result, stream);
         pooled = err == cudaSuccess;
         if (err == cudaErrorNotSupported) {
             (void)cudaGetLastError();
-            err = cudaMalloc((void **)&flag, sizeof *flag);
+            err = cudaMalloc((void **)&result, sizeof *result);
         }
         if (err != cudaSuccess) return advi_cuda_error(ctx, err, "device allocation of the finiteness flag");
     }
-    ADVI_CUDA_TRY(ctx, st, done, cudaMemsetAsync(flag, 0, sizeof *flag, stream));
+    ADVI_CUDA_TRY(ctx, st, done, cudaMemsetAsync(result, 0, sizeof *result, stream));
     ADVI_CUDA_TRY(ctx, st, done,
-                  advk_all_finite((int)precision, data, count, allow_neg_inf, flag, stream));
+                  advk_all_finite((int)precision, data, count, allow_neg_inf, result, stream));
     ADVI_CUDA_TRY(ctx, st, done,
-                  cudaMemcpyAsync(&host_flag, flag, sizeof host_flag, cudaMemcpyDeviceToHost, stream));
+                  cudaMemcpyAsync(&host, result, sizeof host, cudaMemcpyDeviceToHost, stream));
     ADVI_CUDA_TRY(ctx, st, done, cudaStreamSynchronize(stream));
-    *ok = host_flag == 0;
+    *ok = host.bad == 0;
+    if (max_abs) memcpy(max_abs, &host.max_abs_bits, sizeof *max_abs);
 done:
     if (ctx->free) {
         // The hook frees immediately: make sure no queued work still uses the flag.
         if (st != ADV_OK) (void)cudaStreamSynchronize(stream);
-        ctx->free(ctx->alloc_user, flag, ADV_MEMORY_DEVICE);
+        ctx->free(ctx->alloc_user, result, ADV_MEMORY_DEVICE);
     } else {
-        cudaError_t err = pooled ? cudaFreeAsync(flag, stream) : cudaFree(flag);
+        cudaError_t err = pooled ? cudaFreeAsync(result, stream) : cudaFree(result);
         if (err != cudaSuccess && st == ADV_OK) st = advi_cuda_error(ctx, err, "freeing the finiteness flag");
     }
     return st;
 }
 
 adv_status advi_cuda_all_finite(adv_context *ctx, adv_precision precision, const void *data,
-                                size_t count, int allow_neg_inf, int *ok) {
+                                size_t count, int allow_neg_inf, int *ok, double *max_abs) {
     *ok = 0;
+    if (max_abs) *max_abs = 0.0;
     if (count == 0) {
         *ok = 1;
         return ADV_OK;
@@ -274,7 +276,7 @@ adv_status advi_cuda_all_finite(adv_context *ctx, adv_precision precision, const
     advi_device_guard g;
     adv_status st = advi_device_enter(ctx, ctx->device_id, &g);
     if (st != ADV_OK) return st;
-    st = all_finite_on_device(ctx, precision, data, count, allow_neg_inf, ok);
+    st = all_finite_on_device(ctx, precision, data, count, allow_neg_inf, ok, max_abs);
     advi_device_leave(&g);
     return st;
 }

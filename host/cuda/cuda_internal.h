@@ -101,10 +101,18 @@ cudaError_t advk_random_fill(int precision, int normal, uint64_t seed, uint32_t 
                              uint64_t first_index, uint32_t counter, int64_t n, void *out,
                              cudaStream_t stream);
 
-/* Finiteness check (kernels/cuda/check.cu): ORs 1 into *flag (device memory, zeroed by the
- * caller) when an element is NaN or infinite (-Inf allowed when allow_neg_inf). */
+/* Result of the finiteness check, in device memory, zeroed by the caller. */
+typedef struct advk_scan_result {
+    unsigned int bad;                /* 1 when an element is NaN or infinite */
+    unsigned int unused;
+    unsigned long long max_abs_bits; /* the largest |finite element| as the bits of a double */
+} advk_scan_result;
+
+/* Finiteness check (kernels/cuda/check.cu): sets result->bad when an element is NaN or
+ * infinite (-Inf allowed when allow_neg_inf) and raises result->max_abs_bits to the largest
+ * |finite element|. */
 cudaError_t advk_all_finite(int precision, const void *data, size_t count, int allow_neg_inf,
-                            unsigned int *flag, cudaStream_t stream);
+                            advk_scan_result *result, cudaStream_t stream);
 
 /* cudaSuccess when the current device can run this library's kernels (the fat binary holds
  * code for its architecture). */

@@ -29,8 +29,11 @@ typedef struct adv_interaction_desc {
     int causal;              /* DOT only: keep j <= i */
     int values_are_keys;     /* w_j = y_j (the values pointer is ignored) */
     int check_finite;        /* default 1: reject NaN/Inf in x, y, w and NaN/+Inf in beta
-                                (beta = -Inf is legal: a zero weight). On CUDA this costs one
-                                small reduction and a stream synchronisation. */
+                                (beta = -Inf is legal: a zero weight) with ADV_ERR_NONFINITE,
+                                and inputs so large that scores or sums could overflow the
+                                precision (ADV_ERR_INVALID_VALUE; the bounds are in
+                                docs/api.md). On CUDA this costs small reductions and a
+                                stream synchronisation. */
 } adv_interaction_desc;
 
 ADV_API adv_status adv_interaction_default_desc(adv_interaction_desc *desc);

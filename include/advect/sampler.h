@@ -82,7 +82,10 @@ typedef struct adv_sampler_opts {
     int particles_on_host;    /* CUDA only: z (and trajectory) are host memory, staged to the
                                  device chunk by chunk, so N may exceed device memory.
                                  Ignored on the CPU. Default 0 */
-    int check_finite;         /* default 1: reject NaN/Inf in the initial particles */
+    int check_finite;         /* default 1: reject NaN/Inf in the initial particles, and fail
+                                 with ADV_ERR_NONFINITE (naming the particles) when a chunk's
+                                 particles are NaN/Inf at its end (an unstable run); they are
+                                 then left as computed */
     /* snapshots */
     int64_t save_every;       /* k >= 1: snapshot after every k-th step (and the initial state);
                                  0 = none (default) */

@@ -217,12 +217,80 @@ Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
         {"--rho0 a.npy --rho1 a.npy --out out.csv", "--out"},
         {"--rho0 a.npy --rho1 a.npy --frames f.jpg", "--frames"},
         {"--rho0 a.npy --rho1 a.npy --bogus", "--bogus"},
+        {"--rho0 a.npy --rho1 a.npy --particles-out p.npy", "--particles-out needs --particles"},
+        {"--rho0 a.npy --rho1 a.npy --out q.npy --particles 5 --particles-out ./q.npy",
+         "--out and --particles-out name the same file"},
+        {"--rho0 a.npy --rho1 a.npy --particles 100000000 --time-steps 100000",
+         "more than this machine's memory"},
+        // Last: without the check this one would replace a.npy.
+        {"--rho0 a.npy --rho1 a.npy --out ./a.npy", "--rho0 and --out name the same file"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
         const int rc = cli_run("bbot", cases[k].args);
         cr_expect_eq(rc, 2, "'%s': exit %d, stderr %s", cases[k].args, rc, cli_slurp("err.txt"));
         expect_one_line(cases[k].word);
         cr_expect(!cli_exists("advect-out"), "'%s' left an output directory", cases[k].args);
+        cr_expect(!cli_exists("q.npy") && !cli_exists("p.npy"), "'%s' wrote an output", cases[k].args);
     }
+    advio_array back;
+    read_npy("a.npy", &back);
+    cr_expect(back.count == 24 && ((double *)back.data)[1] == a[1], "the input a.npy was left intact");
+    advio_array_free(&back);
+    cli_remove_dir();
+}
+
+/* Grids wider than a PNG strip of nine full-size tiles can be: the frames are area-averaged
+ * to at most 512 pixels a side, and everything is written. */
+Test(cli_bbot, wide_grids_get_downsampled_frames) {
+    cli_make_dir("bbot");
+    enum { N = 8000 };
+    double *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    for (int i = 0; i < N; ++i) {
+        const double x = (i + 0.5) / N;
+        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
+    }
+    const int64_t s1[1] = {N};
+    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, N);
+    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, N);
+    // 9 time faces of 8000 cells side by side would be 72020 pixels wide.
+    cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 8 --iters 3 --device cpu --quiet"), 0,
+                 "stderr: %s", cli_slurp("err.txt"));
+    advio_array r;
+    read_npy("advect-out/bbot.npy", &r);
+    cr_expect(r.ndim == 2 && r.shape[0] == 9 && r.shape[1] == N, "the .npy keeps every cell");
+    advio_array_free(&r);
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/advect-out/bbot.png", cli_dir);
+    advio_array png;
+    cr_assert_eq(advio_gray_read(path, &png, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(png.shape[1], 9 * (512 + 2) + 2, "nine 512-pixel tiles and borders");
+    cr_expect_eq(png.shape[0], 64 + 4);
+    advio_array_free(&png);
+
+    // 2-D, 2 x 1024 (rows x columns): columns averaged pairwise. A stationary density (rho0
+    // = rho1) with a left half three times lighter than the right half: the first tile's
+    // gray levels are 255/3 and 255 on either side of the middle.
+    enum { C = 1024 };
+    for (int i = 0; i < 2 * C; ++i) a[i] = (i % C) < C / 2 ? 1.0 : 3.0;
+    const int64_t s2[2] = {2, C};
+    write_npy("c.npy", ADV_FLOAT64, 2, s2, a, 2 * C);
+    cr_assert_eq(cli_run("bbot", "--rho0 c.npy --rho1 c.npy --time-steps 8 --iters 3 --device cpu --quiet "
+                                 "--out c_out.npy --frames c.png"),
+                 0, "stderr: %s", cli_slurp("err.txt"));
+    snprintf(path, sizeof path, "%s/c.png", cli_dir);
+    cr_assert_eq(advio_gray_read(path, &png, msg, sizeof msg), ADV_OK, "%s", msg);
+    // Tiles of 2 x 512 cells, zoomed by 128 / 512 -> 1: 9 * 514 + 2 wide, 2 + 4 high.
+    cr_assert_eq(png.shape[1], 9 * 514 + 2);
+    cr_assert_eq(png.shape[0], 6);
+    const double *g = png.data; // [0, 1]
+    const int w = (int)png.shape[1];
+    for (int y = 2; y < 4; ++y) {
+        cr_expect(fabs(g[y * w + 2 + 10] - 1.0 / 3.0) < 0.01, "left half %g", g[y * w + 2 + 10]);
+        cr_expect(fabs(g[y * w + 2 + 255] - 1.0 / 3.0) < 0.01, "left edge %g", g[y * w + 2 + 255]);
+        cr_expect(fabs(g[y * w + 2 + 256] - 1.0) < 0.01, "right edge %g", g[y * w + 2 + 256]);
+        cr_expect(fabs(g[y * w + 2 + 500] - 1.0) < 0.01, "right half %g", g[y * w + 2 + 500]);
+    }
+    advio_array_free(&png);
+    free(a), free(b);
     cli_remove_dir();
 }

@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,9 +86,10 @@ Test(cli_poisson, json_summary_and_zero_mean_rules) {
     cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --out u.npy"), 2);
     expect_one_line("mean");
     cr_assert(!cli_exists("u.npy"), "output written on failure");
-    // --project-mean: the zero-mean solution of f - mean(f).
-    cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --project-mean --out u.npy --json"), 0, "%s",
-                 cli_slurp("err.txt"));
+    // --project-mean: the zero-mean solution of f - mean(f) (in f64 on request: f.npy is
+    // float32, which alone would mean an f32 solve).
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --project-mean --precision f64 --out u.npy --json"),
+                 0, "%s", cli_slurp("err.txt"));
     const char *out = cli_slurp("out.txt");
     cr_assert(strstr(out, "\"residual\":") && strstr(out, "\"time_s\":") &&
                   strstr(out, "\"device\": \"cpu\"") && strstr(out, "\"precision\": \"f64\""),
@@ -95,7 +97,7 @@ Test(cli_poisson, json_summary_and_zero_mean_rules) {
     cr_assert(out[0] == '{' && strchr(out, '}'), "not a JSON object: %s", out);
     advio_array u;
     read_npy("u.npy", &u);
-    cr_assert_eq(u.dtype, ADV_FLOAT64, "default precision is f64");
+    cr_assert_eq(u.dtype, ADV_FLOAT64, "--precision f64 writes f64");
     const double h[2] = {1.0, 1.0};
     const adv_boundary bc[2] = {ADV_BC_NEUMANN, ADV_BC_NEUMANN};
     double fr[72], au[72], mean = 0.0;
@@ -113,6 +115,40 @@ Test(cli_poisson, json_summary_and_zero_mean_rules) {
     // A Dirichlet axis makes any mean fine.
     cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann,dirichlet --out u2.npy --quiet"), 0);
     cr_assert_eq(cli_slurp("out.txt")[0], '\0', "--quiet printed something");
+    cli_remove_dir();
+}
+
+/* The precision follows the input's dtype: a float32 right-hand side whose mean was removed
+ * before rounding (mean ~1e-8 relative, within float32's zero-mean tolerance, not float64's)
+ * is solved in f32 and written as float32; a float64 one in f64. Forcing f64 on it is the
+ * mean error, told in the CLI's terms (--project-mean), not the library's constants. */
+Test(cli_poisson, precision_follows_the_input_dtype) {
+    cli_make_dir("poisson");
+    const int64_t shape[2] = {8, 9};
+    double f[72], mean = 0.0, sum = 0.0, abs_sum = 0.0;
+    tu_fill_uniform(f, 72, -1.0, 1.0, 11);
+    for (int i = 0; i < 72; ++i) mean += f[i] / 72;
+    for (int i = 0; i < 72; ++i) f[i] -= mean;
+    write_npy("f32.npy", ADV_FLOAT32, 2, shape, f);
+    write_npy("f64.npy", ADV_FLOAT64, 2, shape, f);
+    tu_round_to_precision(f, 72, ADV_FLOAT32);
+    for (int i = 0; i < 72; ++i) sum += f[i], abs_sum += fabs(f[i]);
+    cr_assert(fabs(sum) > 1e-10 * abs_sum, "the test needs a float32 mean beyond the f64 tolerance");
+    cr_assert_eq(cli_run("poisson", "--rhs f32.npy --out u32.npy --json"), 0, "%s", cli_slurp("err.txt"));
+    cr_assert(strstr(cli_slurp("out.txt"), "\"precision\": \"f32\""), "%s", cli_slurp("out.txt"));
+    advio_array u;
+    read_npy("u32.npy", &u);
+    cr_assert_eq(u.dtype, ADV_FLOAT32, "a float32 input gives a float32 solution");
+    advio_array_free(&u);
+    cr_assert_eq(cli_run("poisson", "--rhs f64.npy --out u64.npy --json"), 0, "%s", cli_slurp("err.txt"));
+    cr_assert(strstr(cli_slurp("out.txt"), "\"precision\": \"f64\""), "%s", cli_slurp("out.txt"));
+    read_npy("u64.npy", &u);
+    cr_assert_eq(u.dtype, ADV_FLOAT64);
+    advio_array_free(&u);
+    cr_assert_eq(cli_run("poisson", "--rhs f32.npy --precision f64 --out u.npy"), 2);
+    expect_one_line("--project-mean");
+    cr_assert(!strstr(cli_slurp("err.txt"), "ADV_"), "library names in the message: %s", cli_slurp("err.txt"));
+    cr_assert(!cli_exists("u.npy"));
     cli_remove_dir();
 }
 
@@ -161,12 +197,21 @@ Test(cli_poisson, bad_usage_and_input) {
         {"--rhs garbage.npy --shift 1 --out u.npy", "garbage.npy"},
         {"--rhs f.npy --shift 1 --frobnicate --out u.npy", "frobnicate"},
         {"--out u.npy --rhs", "--rhs"},
+        {"--rhs f.npy --shift 1 --out u.png", "--out u.png"},
+        {"--out u.png", "must end in .npy"},
+        {"--rhs f.npy --shift 1 --out ./f.npy", "--rhs and --out name the same file"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
         cr_assert_eq(cli_run("poisson", cases[k].args), 2, "'%s': stderr %s", cases[k].args, cli_slurp("err.txt"));
         expect_one_line(cases[k].word);
-        cr_assert(!cli_exists("u.npy"), "'%s' wrote an output", cases[k].args);
+        cr_assert(!cli_exists("u.npy") && !cli_exists("u.png") && !cli_exists("advect-out"),
+                  "'%s' wrote an output", cases[k].args);
     }
+    advio_array back;
+    read_npy("f.npy", &back);
+    cr_assert(back.ndim == 3 && back.dtype == ADV_FLOAT64 && ((double *)back.data)[7] == f[7],
+              "the input f.npy was left intact");
+    advio_array_free(&back);
     // --device cuda: 0 with a usable GPU, otherwise 2 (backend unavailable), never 1.
     int count = 0;
     adv_cuda_device_count(&count, NULL, 0);

@@ -275,6 +275,8 @@ Test(cli_sample, bad_inputs_leave_nothing) {
     cr_assert_eq(advio_npy_write(ipath("nan.npy"), ADV_FLOAT64, 2, s22, nan_data, msg, sizeof msg), ADV_OK);
     double one_d[4] = {0, 1, 2, 3};
     cr_assert_eq(advio_npy_write(ipath("vec.npy"), ADV_FLOAT64, 1, s4, one_d, msg, sizeof msg), ADV_OK);
+    double huge[4] = {0, 1, 1e300, 2}; // finite in float64, beyond float32 (the default)
+    cr_assert_eq(advio_npy_write(ipath("huge.npy"), ADV_FLOAT64, 2, s22, huge, msg, sizeof msg), ADV_OK);
     write_file(ipath("nan.csv"), "x,y\n1,2\nnan,3\n", 14);
     write_file(ipath("ragged.csv"), "1,2\n3\n", 6);
     int gpus = 0;
@@ -317,6 +319,19 @@ Test(cli_sample, bad_inputs_leave_nothing) {
         {"--data %s/ok.npy --precision f16", "--precision"},
         {"--data %s/ok.npy --resume %s/ok.npy", "--resume"},
         {"--data %s/ok.npy --seed -1", "--seed"},
+        // Sizes beyond the machine: bad input, not an internal out-of-memory failure.
+        {"--data %s/ok.npy --n 99999999999999999", "--n 99999999999999999: "},
+        {"--data %s/huge.npy", "exceeds the float32 range; use --precision f64"},
+        // .npy outputs must be named so.
+        {"--data %s/ok.npy --out x.png", "--out x.png"},
+        {"--data %s/ok.npy --trajectory t.png", "--trajectory t.png"},
+        {"--data %s/ok.npy --trajectory t.npy --steps 10 --save-every 3", "--save-every must divide --steps"},
+        // One file under two names, before it exists; the default plot path; the checkpoint
+        // against the input data and --resume against the outputs.
+        {"--data %s/ok.npy --out r/x.npy --trajectory ./r/x.npy", "--out and --trajectory name the same file"},
+        {"--data %s/ok.npy --out q/a.npy --checkpoint q/a.png", "--plot and --checkpoint name the same file"},
+        {"--data %s/ok.npy --checkpoint %s/./ok.npy", "--data and --checkpoint name the same file"},
+        {"--data %s/ok.npy --out s.npy --resume ./s.npy", "--resume and --out name the same file"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
         char args[1024];
@@ -384,6 +399,18 @@ Test(cli_sample, outputs_trajectory_and_determinism) {
     advio_array_free(&s2);
     advio_array_free(&s);
     advio_array_free(&t);
+    // The default --save-every divides --steps (25: every step), so the trajectory ends with
+    // the final state; steps/10 = 2 would stop at step 24.
+    snprintf(args, sizeof args, "--data %s/c.npy --n 20 --steps 25 --method euler --precision f64 --out e.npy "
+             "--trajectory e_traj.npy --quiet", in_dir);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    read_npy(wpath("e.npy"), &s);
+    read_npy(wpath("e_traj.npy"), &t);
+    cr_assert_eq(t.shape[0], 26, "1 + 25/1 snapshots, got %lld", (long long)t.shape[0]);
+    cr_expect_eq(memcmp((double *)t.data + 25 * 40, s.data, 40 * sizeof(double)), 0,
+                 "the last snapshot is the final state");
+    advio_array_free(&s);
+    advio_array_free(&t);
 }
 
 Test(cli_sample, checkpoint_then_resume_is_identical) {
@@ -401,6 +428,10 @@ Test(cli_sample, checkpoint_then_resume_is_identical) {
     cr_expect_eq(memcmp(a.data, b.data, a.count * 4), 0, "resuming must reproduce the run bit for bit");
     advio_array_free(&a);
     advio_array_free(&b);
+    // --resume may be the --checkpoint that the continued run keeps updating.
+    snprintf(args, sizeof args, "--data %s/c.npy %s --out again.npy --resume run.ckpt --checkpoint ./run.ckpt",
+             in_dir, common);
+    cr_assert_eq(run(args), 0, "%s", err_text);
     // A checkpoint of other options is refused (exit 2), leaving no output.
     snprintf(args, sizeof args, "--data %s/c.npy --n 300 --steps 31 --method sde --seed 3 --out x.npy --resume run.ckpt",
              in_dir);

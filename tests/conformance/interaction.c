@@ -856,5 +856,79 @@ static void run_nonfinite(adv_precision p) {
     conf_context_destroy(ctx);
 }
 
+/* Finite inputs so large that scores or sums could overflow the precision (docs/api.md,
+ * "Range"): ADV_ERR_INVALID_VALUE naming the overflow, outputs untouched. Without the check
+ * SQDIST rows whose every distance overflows read as "no admissible key" (lse = -Inf, out = 0)
+ * and DOT scores overflow to +Inf. Just inside the bound the sum runs and is finite. */
+static void run_out_of_range(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const conf_case c = {33, 65, 3, 2, 0, 2, BETA_RANDOM, 1.0, 1.0, 0};
+    const size_t B = 2, N = 33, M = 65, d = 3, e = 2, s = tu_real_size(p);
+    const int f64 = p == ADV_FLOAT64;
+    const double big = f64 ? 1e154 : 1e19, huge = f64 ? 1e308 : 1e38, fine = f64 ? 1e150 : 1e17;
+    conf_data data;
+    data_make(ctx, p, ADV_KERNEL_SQDIST, &c, 8001, &data);
+    void *dlse = conf_alloc_poisoned(ctx, p, B * N), *dout = conf_alloc_poisoned(ctx, p, B * N * e);
+    unsigned char *lse = tu_calloc(B * N, s), *out = tu_calloc(B * N * e, s);
+    const struct {
+        adv_kernel kernel;
+        int slot; /* 0 x, 1 y, 2 beta, 3 w */
+        double value;
+        int rejected;
+        const char *what;
+    } cases[] = {{ADV_KERNEL_SQDIST, 0, big, 1, "SQDIST, a huge query"},
+                 {ADV_KERNEL_SQDIST, 1, -big, 1, "SQDIST, a huge key"},
+                 {ADV_KERNEL_DOT, 0, huge, 1, "DOT, a huge query"},
+                 {ADV_KERNEL_SQDIST, 2, huge, 1, "a huge beta"},
+                 {ADV_KERNEL_SQDIST, 3, huge / 8, 1, "values whose sum overflows"},
+                 {ADV_KERNEL_SQDIST, 0, fine, 0, "SQDIST, large but in range"}}; // last: it writes
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        double *host[4] = {data.x, data.y, data.beta, data.w};
+        const size_t count[4] = {B * N * d, B * M * d, B * M, B * M * e};
+        const int slot = cases[k].slot;
+        double *bad = tu_calloc(count[slot], sizeof(double));
+        memcpy(bad, host[slot], count[slot] * sizeof(double));
+        bad[count[slot] - 1] = cases[k].value;
+        void *dbad = conf_upload(ctx, p, bad, count[slot]);
+        const void *arg[4] = {data.dx, data.dy, data.dbeta, data.dw};
+        arg[slot] = dbad;
+        adv_interaction_desc desc = make_desc(p, cases[k].kernel, &c);
+        adv_status st = adv_interaction_sum(ctx, &desc, arg[0], arg[1], arg[2], arg[3], dlse, dout);
+        char message[512];
+        snprintf(message, sizeof message, "%s", adv_context_last_error(ctx));
+        cr_assert_eq(adv_memcpy(ctx, lse, dlse, B * N * s, ADV_COPY_CONTEXT_TO_HOST), ADV_OK);
+        cr_assert_eq(adv_memcpy(ctx, out, dout, B * N * e * s, ADV_COPY_CONTEXT_TO_HOST), ADV_OK);
+        if (cases[k].rejected) {
+            cr_expect_eq(st, ADV_ERR_INVALID_VALUE, "%s: %s: %s (%s)", tu_precision_name(p),
+                         cases[k].what, adv_status_name(st), message);
+            cr_expect(strstr(message, "overflow") || strstr(message, "magnitude"), "message: %s",
+                      message);
+            size_t touched = 0;
+            for (size_t i = 0; i < B * N * s; ++i) touched += lse[i] != 0xFF;
+            for (size_t i = 0; i < B * N * e * s; ++i) touched += out[i] != 0xFF;
+            cr_expect_eq(touched, 0, "%s: %s: %zu output bytes written", tu_precision_name(p),
+                         cases[k].what, touched);
+        } else {
+            cr_expect_eq(st, ADV_OK, "%s: %s: %s", tu_precision_name(p), cases[k].what, message);
+            for (size_t i = 0; i < B * N; ++i) {
+                const double v = f64 ? ((double *)lse)[i] : ((float *)lse)[i];
+                cr_expect(v > -INFINITY && v < INFINITY, "%s: %s: lse[%zu] = %g",
+                          tu_precision_name(p), cases[k].what, i, v);
+            }
+        }
+        conf_free(ctx, dbad);
+        free(bad);
+    }
+    free(lse);
+    free(out);
+    conf_free(ctx, dlse);
+    conf_free(ctx, dout);
+    data_free(ctx, &data);
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, out_of_range_inputs_rejected_f32) { run_out_of_range(ADV_FLOAT32); }
+Test(interaction, out_of_range_inputs_rejected_f64) { run_out_of_range(ADV_FLOAT64); }
+
 Test(interaction, nonfinite_inputs_rejected_f32) { run_nonfinite(ADV_FLOAT32); }
 Test(interaction, nonfinite_inputs_rejected_f64) { run_nonfinite(ADV_FLOAT64); }

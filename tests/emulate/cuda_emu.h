@@ -258,6 +258,16 @@ template <typename T> T atomicOr(T *address, T value) {
     *address = old | value;
     return old;
 }
+template <typename T> T atomicMax(T *address, T value) {
+    const T old = *address;
+    if (value > old) *address = value;
+    return old;
+}
+inline long long __double_as_longlong(double x) {
+    long long bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return bits;
+}
 namespace advk_emu {
 inline int block_or = 0;
 }

@@ -1,6 +1,7 @@
 /* Unit tests of the command-line helpers (host/cli/cli_util.c): strict number parsing,
- * `--name value` / `--name=value` option forms, unknown options, JSON output, and staged
- * outputs (commit renames everything; abort leaves no file and no created directory). */
+ * `--name value` / `--name=value` option forms, unknown options, JSON output, staged
+ * outputs (commit renames everything; abort leaves no file and no created directory), and
+ * the path checks (the same file under different names, even before it exists). */
 #define _GNU_SOURCE
 #include "cli_util.h"
 
@@ -177,4 +178,81 @@ Test(cli_outputs, commit_and_abort) {
     cli_outputs_init(&o);
     cr_expect_null(cli_output_open(&o, "/dev/null/x.npy", msg, sizeof msg));
     cli_outputs_abort(&o);
+}
+
+/* Outputs that do not exist yet are compared by their canonical form: the same file reached
+ * through "./", "..", an absolute path, a symbolic link to the directory or a directory not
+ * created yet must be recognised, and different files must not be. */
+Test(cli_paths, same_path_for_files_not_yet_written) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/advect-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(chdir(dir), 0); // Criterion runs each test in its own process
+    cr_assert_eq(mkdir("r", 0777), 0);
+    cr_assert_eq(symlink("r", "link"), 0);
+    char abs[600];
+    snprintf(abs, sizeof abs, "%s/r/x.npy", dir);
+    const char *same[][2] = {
+        {"r/x.npy", "./r/x.npy"},        {"q.npy", "./q.npy"},         {"r/x.npy", abs},
+        {"r/x.npy", "r/../r/x.npy"},      {"r/x.npy", "r//x.npy"},      {"link/x.npy", "r/x.npy"},
+        {"new/a.npy", "./new/a.npy"},    {"new/a.npy", "new/./a.npy"}, {"new/a.npy", "new/b/../a.npy"},
+        {"gone/../q.npy", "q.npy"},
+    };
+    for (size_t k = 0; k < sizeof same / sizeof same[0]; ++k)
+        cr_expect(cli_same_path(same[k][0], same[k][1]), "'%s' and '%s' are one file", same[k][0],
+                  same[k][1]);
+    const char *differ[][2] = {
+        {"r/x.npy", "r/y.npy"}, {"r/x.npy", "x.npy"}, {"new/a.npy", "a.npy"}, {"q.npy", "q.npy.png"},
+    };
+    for (size_t k = 0; k < sizeof differ / sizeof differ[0]; ++k)
+        cr_expect(!cli_same_path(differ[k][0], differ[k][1]), "'%s' and '%s' differ", differ[k][0],
+                  differ[k][1]);
+    // Existing files: hard links are one file.
+    FILE *f = fopen("r/x.npy", "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    cr_assert_eq(link("r/x.npy", "hard.npy"), 0);
+    cr_expect(cli_same_path("hard.npy", "./r/x.npy"));
+    cr_expect(cli_same_path("link/x.npy", "r/x.npy"));
+    unlink("hard.npy"), unlink("r/x.npy"), unlink("link"), rmdir("r");
+    cr_expect_eq(chdir("/"), 0);
+    cr_expect_eq(rmdir(dir), 0, "the test leaves nothing behind");
+}
+
+/* cli_check_paths: outputs against outputs and inputs, never two inputs, the allowed pair
+ * skipped, and one line naming both options. */
+Test(cli_paths, check_paths_names_both_options) {
+    const cli_path ok[] = {
+        {"--data", "d.npy", 1, NULL},         {"--resume", "./c.ckpt", 1, "--checkpoint"},
+        {"--out", "o.npy", 0, NULL},          {"--checkpoint", "c.ckpt", 0, NULL},
+        {"--rho1", "./d.npy", 1, NULL},       {"--plot", NULL, 0, NULL},
+    };
+    cr_expect_eq(cli_check_paths("test", ok, 6), CLI_OK);
+    const cli_path bad[] = {{"--data", "d.npy", 1, NULL}, {"--checkpoint", "./d.npy", 0, NULL}};
+    // The message goes to stderr: capture it through a temporary file on descriptor 2.
+    int saved = dup(2);
+    cr_assert_geq(saved, 0);
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    cr_assert_not_null(tmp);
+    dup2(fileno(tmp), 2);
+    const int rc = cli_check_paths("test", bad, 2);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cr_expect_eq(rc, CLI_USAGE);
+    char line[512] = "";
+    rewind(tmp);
+    size_t n = fread(line, 1, sizeof line - 1, tmp);
+    line[n] = 0;
+    fclose(tmp);
+    cr_expect_str_eq(line, "advect test: --data and --checkpoint name the same file 'd.npy'\n");
+}
+
+Test(cli_paths, suffix) {
+    cr_expect(cli_has_suffix("a/b.npy", ".npy"));
+    cr_expect(cli_has_suffix("B.NPY", ".npy"));
+    cr_expect(!cli_has_suffix("b.png", ".npy"));
+    cr_expect(!cli_has_suffix("npy", ".npy"));
+    cr_expect(!cli_has_suffix("b.npy.png", ".npy"));
 }

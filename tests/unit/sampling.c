@@ -113,6 +113,49 @@ Test(grid, uniform_cosine_karras) {
     adv_context_destroy(ctx);
 }
 
+/* Karras grids crowd towards a singular end faster than double resolves times near 1: from
+ * ~350 steps their last points kept coinciding with 1 (the sampler refused the grid). They now
+ * stay strictly increasing. With a source scale sigma the spacing is of the noise level
+ * sigma r_t, as in EDM. */
+Test(grid, karras_many_steps_and_sigma) {
+    adv_context *ctx = su_cpu_context(1);
+    double y[6] = {0, 1, 2, 3, 4, 5};
+    void *dy = su_put(ctx, ADV_FLOAT64, y, 6);
+    adv_empirical_opts eo;
+    adv_empirical_default_opts(&eo);
+    eo.sigma = 2.0;
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, dy, NULL, 3, 2, &eo, &f), ADV_OK);
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.grid = ADV_GRID_KARRAS;
+    o.steps = 2000;
+    adv_sampler *s = NULL;
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK, "%s", adv_context_last_error(ctx));
+    double *g = tu_calloc(2001, sizeof(double));
+    cr_assert_eq(adv_sampler_time_grid(s, g), ADV_OK);
+    for (int k = 0; k < 2000; ++k) cr_expect(g[k + 1] > g[k], "not increasing at %d", k);
+    cr_expect(g[2000] == 1.0 && g[0] == 0.0);
+    adv_sampler_destroy(s);
+    // sigma = 2, t0 = 0.1, t1 = 0.9: 2 (1-t)/t follows the rho = 7 interpolation of (2 r)^(1/7).
+    o.steps = 13;
+    o.t0 = 0.1;
+    o.t1 = 0.9;
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+    cr_assert_eq(adv_sampler_time_grid(s, g), ADV_OK);
+    for (int k = 1; k < 13; ++k) {
+        const double r0 = 18.0, r1 = 0.2 / 0.9;
+        const double r = pow(pow(r0, 1 / 7.0) + k / 13.0 * (pow(r1, 1 / 7.0) - pow(r0, 1 / 7.0)), 7);
+        const double want = 1.0 / (1.0 + r / 2.0);
+        cr_expect(fabs(g[k] - want) < 1e-12, "point %d: %.15g vs %.15g", k, g[k], want);
+    }
+    adv_sampler_destroy(s);
+    free(g);
+    adv_field_destroy(f);
+    adv_free(ctx, dy);
+    adv_context_destroy(ctx);
+}
+
 /* ---- reproducibility -------------------------------------------------------------------- */
 
 #define RN 37
@@ -178,6 +221,53 @@ Test(reproducible, dpm2m_f64) { repro(ADV_METHOD_DPM2M, ADV_FLOAT64); }
 Test(reproducible, rk4_f32) { repro(ADV_METHOD_RK4, ADV_FLOAT32); }
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
+
+/* DOPRI5 to a singular end: the end points are set by atol/rtol, not by the grid. With one
+ * grid step (no interior grid time at all) and with 37, every particle lands on a data point
+ * (to rounding: the adaptive part runs on until the noise left is below the tolerance, then
+ * the exponential step lands on the denoiser) and on the same one. Before, the adaptive part
+ * stopped at the last interior grid time: one step meant no integration at all. */
+Test(dopri5, end_points_do_not_depend_on_the_grid) {
+    adv_context *ctx = su_cpu_context(2);
+    double y[RM * RD];
+    tu_fill_uniform(y, RM * RD, -2.0, 2.0, 902);
+    void *dy = NULL;
+    adv_field *f = empirical(ctx, ADV_FLOAT64, ADV_SCHEDULE_LINEAR, y, RM, RD, &dy);
+    double ends[2][RN * RD];
+    const int64_t steps[2] = {1, 37};
+    for (int r = 0; r < 2; ++r) {
+        adv_sampler_opts o;
+        adv_sampler_default_opts(&o);
+        o.method = ADV_METHOD_DOPRI5;
+        o.grid = ADV_GRID_UNIFORM;
+        o.steps = steps[r];
+        o.atol = o.rtol = 1e-6;
+        o.init_from_source = 1;
+        o.seed = 5;
+        adv_sampler_stats st = {.struct_size = sizeof st};
+        cr_assert_eq(adv_sample(f, &o, RN, ends[r], &st), ADV_OK, "%s", adv_context_last_error(ctx));
+        cr_expect(st.failed == 0 && st.accepted > RN * 10, "%lld steps: %lld accepted, %lld failed",
+                  (long long)steps[r], (long long)st.accepted, (long long)st.failed);
+        double worst = 0.0;
+        for (int i = 0; i < RN; ++i) {
+            double best = HUGE_VAL;
+            for (int j = 0; j < RM; ++j) {
+                double d2 = 0.0;
+                for (int c = 0; c < RD; ++c) d2 += pow(ends[r][i * RD + c] - y[j * RD + c], 2);
+                best = fmin(best, d2);
+            }
+            worst = fmax(worst, sqrt(best));
+        }
+        cr_expect(worst <= 1e-12, "%lld grid steps: a sample is %g from the nearest data point",
+                  (long long)steps[r], worst);
+    }
+    for (int k = 0; k < RN * RD; ++k)
+        cr_expect(fabs(ends[0][k] - ends[1][k]) <= 1e-12, "coordinate %d: %.17g vs %.17g", k,
+                  ends[0][k], ends[1][k]);
+    adv_field_destroy(f);
+    adv_free(ctx, dy);
+    adv_context_destroy(ctx);
+}
 
 typedef struct ck_setup {
     adv_context *ctx;
@@ -245,6 +335,41 @@ static void checkpoint_case(adv_method m) {
     cr_expect_eq(sb.rejected, sp.rejected);
     cr_expect_eq(sb.evaluations, sp.evaluations);
     cr_expect_eq(sb.particles, RN);
+    remove(path);
+    adv_sampler_destroy(s);
+    adv_sampler_destroy(r);
+    ck_free(&c);
+}
+
+/* DOPRI5 saved after every round of one chunk (chunk = all particles), its grid segments and
+ * the tail towards the singular end included, and resumed in a fresh sampler: identical bits
+ * every time. */
+Test(checkpoint, dopri5_every_round) {
+    ck_setup c;
+    ck_make(&c, ADV_METHOD_DOPRI5, 78);
+    c.o.chunk_size = 0;
+    c.o.steps = 3;
+    const size_t bytes = RN * RD * sizeof(double);
+    double plain[RN * RD], a[RN * RD], b[RN * RD];
+    adv_sampler *s = NULL, *r = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &r), ADV_OK);
+    cr_assert_eq(adv_sampler_run(s, RN, plain, NULL), ADV_OK);
+    char *path = tmp_path("rounds");
+    int done = 0, rounds = 0;
+    cr_assert_eq(adv_sampler_begin(s, RN, a), ADV_OK);
+    while (!done) {
+        cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK, "%s", adv_context_last_error(c.ctx));
+        cr_assert_eq(adv_sampler_checkpoint_load(r, path, RN, b), ADV_OK, "round %d: %s", rounds,
+                     adv_context_last_error(c.ctx));
+        int rdone = 0;
+        cr_assert_eq(adv_sampler_advance(r, INT64_MAX, &rdone, NULL), ADV_OK);
+        cr_expect(rdone && memcmp(b, plain, bytes) == 0, "resumed after round %d: differs", rounds);
+        cr_assert_eq(adv_sampler_advance(s, 1, &done, NULL), ADV_OK);
+        ++rounds;
+    }
+    cr_expect(rounds > 10, "only %d rounds", rounds);
+    cr_expect(memcmp(a, plain, bytes) == 0);
     remove(path);
     adv_sampler_destroy(s);
     adv_sampler_destroy(r);
@@ -322,6 +447,28 @@ Test(checkpoint, corrupt_and_mismatched_files) {
     cr_assert_eq(adv_sampler_create(c.f, &o2, &s2), ADV_OK);
     cr_expect_eq(adv_sampler_checkpoint_load(s2, good, RN, z), ADV_ERR_INVALID_VALUE);
     cr_expect(memcmp(z, poison, sizeof z) == 0);
+    // Nor can a field with other data (one coordinate changed) or other weights.
+    double y2[RM * RD], w2[RM];
+    repro_data(y2);
+    y2[5] += 1e-9;
+    void *dy2 = NULL;
+    adv_field *f2 = empirical(c.ctx, ADV_FLOAT64, ADV_SCHEDULE_LINEAR, y2, RM, RD, &dy2);
+    adv_sampler *s3 = NULL;
+    cr_assert_eq(adv_sampler_create(f2, &c.o, &s3), ADV_OK);
+    cr_expect_eq(adv_sampler_checkpoint_load(s3, good, RN, z), ADV_ERR_INVALID_VALUE, "other data");
+    adv_sampler_destroy(s3);
+    adv_field_destroy(f2);
+    repro_data(y2);
+    for (int i = 0; i < RM; ++i) w2[i] = i == 7 ? 2.0 : 1.0;
+    adv_empirical_opts eo;
+    adv_empirical_default_opts(&eo);
+    cr_assert_eq(adv_field_create_empirical(c.ctx, ADV_FLOAT64, y2, w2, RM, RD, &eo, &f2), ADV_OK);
+    cr_assert_eq(adv_sampler_create(f2, &c.o, &s3), ADV_OK);
+    cr_expect_eq(adv_sampler_checkpoint_load(s3, good, RN, z), ADV_ERR_INVALID_VALUE, "other weights");
+    cr_expect(memcmp(z, poison, sizeof z) == 0);
+    adv_sampler_destroy(s3);
+    adv_field_destroy(f2);
+    adv_free(c.ctx, dy2);
     cr_expect_eq(adv_sampler_checkpoint_save(s, "/nonexistent-dir/x.ckpt"), ADV_ERR_IO);
     remove(good);
     remove(bad);
@@ -519,6 +666,11 @@ Test(invalid, eval_and_sample) {
     EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, NAN, 3, z, v, s, NULL));
     EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, 0.5, 3, z, v, v, NULL));
     EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, 0.5, 3, v, v, s, NULL));
+    double zc[7] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7}, zcopy[7]; // outputs overlapping z
+    memcpy(zcopy, zc, sizeof zc);
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, 0.5, 3, zc, zc + 1, s, NULL));
+    EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval(f, 0.5, 3, zc + 1, v, zc, NULL));
+    cr_expect(memcmp(zc, zcopy, sizeof zc) == 0);
     EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_eval_times(f, times, 3, z, v, s, NULL));
     EXPECT_EVAL(ADV_ERR_NULL_POINTER, adv_field_eval_times(f, NULL, 3, z, v, s, NULL));
     EXPECT_EVAL(ADV_ERR_INVALID_SIZE, adv_field_sample(f, 0.5, 1, 0, 0, v));
@@ -586,6 +738,8 @@ Test(invalid, sampler_options_and_runs) {
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.atol = -1));
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.atol = 0, o.rtol = 0));
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.h_min = 0.5, o.h_max = 0.1));
+    // Tighter than 8 ulp of float64 (1.8e-15): not achievable.
+    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.atol = o.rtol = 1e-15));
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.max_steps = 0));
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_DOPRI5, o.safety = 1.5));
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_SDE, o.t0 = 0.1, o.eta = -1));
@@ -624,6 +778,22 @@ Test(invalid, sampler_options_and_runs) {
     cr_expect_eq(adv_sampler_progress(s, &frac), ADV_OK);
     cr_expect(fabs(frac - 0.5) < 1e-12 && !done, "progress %g", frac);
     adv_sampler_destroy(s);
+    // An unstable run (Euler-Maruyama with eta = 100: each step multiplies the distance to the
+    // data by ~eta, beyond float32 within 20 steps) fails instead of returning NaN samples.
+    const float yf[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    adv_field *f32 = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT32, yf, NULL, 5, 2, NULL, &f32), ADV_OK);
+    adv_sampler_default_opts(&o);
+    o.method = ADV_METHOD_SDE;
+    o.t0 = 0.05;
+    o.eta = 100;
+    o.steps = 20;
+    cr_assert_eq(adv_sampler_create(f32, &o, &s), ADV_OK);
+    float zs[6] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f};
+    cr_expect_eq(adv_sampler_run(s, 3, zs, NULL), ADV_ERR_NONFINITE, "%s", adv_context_last_error(ctx));
+    cr_expect(strstr(adv_context_last_error(ctx), "eta") != NULL, "%s", adv_context_last_error(ctx));
+    adv_sampler_destroy(s);
+    adv_field_destroy(f32);
     adv_field_destroy(u);
     adv_field_destroy(f);
     adv_context_destroy(ctx);
