@@ -232,13 +232,14 @@ adv_status adv_bbot_plan_destroy(adv_bbot_plan *plan) {
 
 /* ---- solve ---- */
 
-/* Checks one density and returns its sum and sum of squares. */
+/* Checks one density and returns its sum and the sum of squares of ρ / mean(ρ): the second
+ * pass scales before squaring, so densities in any units (1e-170, 1e160) give the same. */
 static adv_status input_stats(adv_bbot_plan *p, const void *rho, const char *name, double *sum,
                               double *sum2) {
     adv_context *ctx = p->ctx;
     double s[ADVI_BBOT_NSUMS];
     adv_status st = p->ops->sums_reset(p);
-    if (st == ADV_OK) st = p->ops->input_stats(p, rho);
+    if (st == ADV_OK) st = p->ops->input_stats(p, rho, 1.0);
     if (st == ADV_OK) st = p->ops->sums_fetch(p, s);
     if (st != ADV_OK) return st;
     if (s[ADVI_BBOT_SUM_BAD] > 0.0)
@@ -248,12 +249,18 @@ static adv_status input_stats(adv_bbot_plan *p, const void *rho, const char *nam
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
                          "%s has %.0f negative values (densities must be >= 0)", name,
                          s[ADVI_BBOT_SUM_NEG]);
-    if (!isfinite(s[ADVI_BBOT_SUM_MASS]) || !isfinite(s[ADVI_BBOT_SUM_MASS2]))
+    if (!isfinite(s[ADVI_BBOT_SUM_MASS]))
         return advi_fail(ctx, ADV_ERR_NONFINITE, "the mass of %s overflows", name);
     if (!(s[ADVI_BBOT_SUM_MASS] > 0.0))
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "%s is zero everywhere (no mass)", name);
     *sum = s[ADVI_BBOT_SUM_MASS];
+    const double unit = (double)p->grid.M / *sum; // 1 / mean
+    if ((st = p->ops->sums_reset(p)) == ADV_OK && (st = p->ops->input_stats(p, rho, unit)) == ADV_OK)
+        st = p->ops->sums_fetch(p, s);
+    if (st != ADV_OK) return st;
     *sum2 = s[ADVI_BBOT_SUM_MASS2];
+    if (!isfinite(*sum2))
+        return advi_fail(ctx, ADV_ERR_NONFINITE, "the squares of %s / its mean overflow", name);
     return ADV_OK;
 }
 
@@ -287,7 +294,7 @@ static adv_status load_problem(adv_bbot_plan *p, const void *rho0, const void *r
     }
     p->mass = p->opts.normalize ? 1.0 : m0;
     p->input_scale = s0;
-    p->rho_norm = fmax(sqrt(sq0 * s0 * s0 / M), sqrt(sq1 * s1 * s1 / M));
+    p->rho_norm = fmax(sqrt(sq0 / M), sqrt(sq1 / M)); // sq: Σ (ρ / mean)²
     if (!warm) {
         p->total_iterations = 0;
         p->last_cost = NAN;
@@ -376,9 +383,9 @@ static adv_status run(adv_bbot_plan *p, void *rho, void *momentum, void *velocit
     double *face_mass = malloc((size_t)(g->P + 1) * sizeof *face_mass);
     if (!face_mass) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "face masses");
     if ((st = p->ops->sums_reset(p)) == ADV_OK && (st = prox_g1(p, 1)) == ADV_OK &&
-        (st = p->ops->sums_fetch(p, s)) == ADV_OK)
-        st = p->ops->finalise(p, p->mass, p->opts.velocity_threshold, rho, momentum, velocity,
-                              face_mass);
+        (st = p->ops->finalise(p, p->mass, p->opts.velocity_threshold, rho, momentum, velocity,
+                               face_mass)) == ADV_OK)
+        st = p->ops->sums_fetch(p, s);
     if (st != ADV_OK) {
         free(face_mass);
         return st;
@@ -395,6 +402,7 @@ static adv_status run(adv_bbot_plan *p, void *rho, void *momentum, void *velocit
         memset(&r, 0, sizeof r);
         r.struct_size = size;
         r.cost = s[ADVI_BBOT_SUM_COST] * cell * p->mass;
+        r.path_cost = s[ADVI_BBOT_SUM_PATH] * cell * p->mass;
         r.iterations = done;
         r.total_iterations = p->total_iterations;
         r.converged = converged;
@@ -547,7 +555,7 @@ adv_status adv_bbot_velocity_eval(adv_bbot_plan *plan, double t, int64_t n, cons
     if (!x || !v) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "%s is NULL", x ? "v" : "x");
     if (n < 1) return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n is %lld, must be >= 1", (long long)n);
     if (!(t >= 0.0 && t <= 1.0))
-        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "t is %g, must be in [0, 1]", t);
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "t is %.17g, must be in [0, 1]", t);
     adv_status st = need_solution(plan);
     if (st != ADV_OK) return st;
     return plan->ops->velocity_eval(plan, t, NULL, n, x, v);

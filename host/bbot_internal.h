@@ -22,6 +22,7 @@ enum {
     ADVI_BBOT_SUM_MASS2,    /* Σ ρ² */
     ADVI_BBOT_SUM_BAD,      /* number of NaN/Inf values */
     ADVI_BBOT_SUM_NEG,      /* number of negative values */
+    ADVI_BBOT_SUM_PATH,     /* finalise: Σ |m̄|²/ρ̄ over the centred cells above the threshold */
     ADVI_BBOT_NSUMS
 };
 
@@ -44,8 +45,9 @@ typedef struct advi_bbot_ops {
     adv_status (*sums_reset)(struct adv_bbot_plan *p);
     /* Copies the ADVI_BBOT_NSUMS accumulators to out (synchronises on CUDA). */
     adv_status (*sums_fetch)(struct adv_bbot_plan *p, double *out);
-    /* Adds Σρ, Σρ², the NaN/Inf count and the negative count of M values to the slots. */
-    adv_status (*input_stats)(struct adv_bbot_plan *p, const void *rho);
+    /* Adds Σρ, Σ(scale ρ)², the NaN/Inf count and the negative count of M values to the
+     * slots (the scale keeps the squares in range whatever the densities' units). */
+    adv_status (*input_stats)(struct adv_bbot_plan *p, const void *rho, double scale);
     /* Writes the end faces of z's density: s0 ρ0 and s1 ρ1. Unless warm: also the linear
      * interpolation in time between them, m = 0, and the centred part V = I(U). */
     adv_status (*init_state)(struct adv_bbot_plan *p, const void *rho0, const void *rho1,
@@ -65,7 +67,8 @@ typedef struct advi_bbot_ops {
     adv_status (*grad_lines)(struct adv_bbot_plan *p, double mu);
     /* From x1's staggered part: the velocity grid (bufs.vel, threshold on the centred density),
      * and the outputs when non-NULL: rho = scale f, momentum = scale m̄. face_mass receives
-     * the P+1 sums Σ_i f(t_j, i) (host doubles). */
+     * the P+1 sums Σ_i f(t_j, i) (host doubles); ADVI_BBOT_SUM_PATH += Σ |m̄|²/f̄ over the
+     * cells whose centred density f̄ is above the threshold (where the velocity is m̄/f̄). */
     adv_status (*finalise)(struct adv_bbot_plan *p, double scale, double threshold, void *rho,
                            void *momentum, void *velocity, double *face_mass);
     /* dst[i] = scale · x1[offset + i], i < count. */

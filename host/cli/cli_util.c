@@ -336,7 +336,7 @@ void cli_json_end(cli_json *j) {
 void cli_outputs_init(cli_outputs *o) { memset(o, 0, sizeof *o); }
 
 /* mkdir -p of path's parent, remembering what was created so that abort can remove it. */
-static adv_status make_parents(cli_outputs *o, const char *path, char *msg, size_t msg_size) {
+adv_status cli_outputs_make_parents(cli_outputs *o, const char *path, char *msg, size_t msg_size) {
     size_t len = strlen(path);
     char *buf = malloc(len + 1);
     if (!buf) return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
@@ -373,7 +373,7 @@ FILE *cli_output_open(cli_outputs *o, const char *path, char *msg, size_t msg_si
         advio_fail(msg, msg_size, ADV_ERR_INTERNAL, "too many output files");
         return NULL;
     }
-    if (make_parents(o, path, msg, msg_size) != ADV_OK) return NULL;
+    if (cli_outputs_make_parents(o, path, msg, msg_size) != ADV_OK) return NULL;
     if (advio_atomic_open(&o->files[o->count], path, msg, msg_size) != ADV_OK) return NULL;
     return o->files[o->count++].f;
 }

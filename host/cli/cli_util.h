@@ -129,6 +129,9 @@ FILE *cli_output_open(cli_outputs *o, const char *path, char *msg, size_t msg_si
 adv_status cli_outputs_commit(cli_outputs *o, char *msg, size_t msg_size);
 /* Removes every staged temporary file and the directories created for them (if empty). */
 void cli_outputs_abort(cli_outputs *o);
+/* mkdir -p of path's parent directory, for a file written by someone else (the library's
+ * checkpoints); a failed run removes the directories it made if they are still empty. */
+adv_status cli_outputs_make_parents(cli_outputs *o, const char *path, char *msg, size_t msg_size);
 
 /* Writers into staged outputs (the .npy and PNG formats of host/io). */
 adv_status cli_write_npy(cli_outputs *o, const char *path, adv_precision dtype, int ndim,

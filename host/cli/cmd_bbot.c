@@ -486,6 +486,7 @@ int advect_cmd_bbot(int argc, char **argv) {
         cli_json_bool(&j, "converged", res.converged);
         cli_json_number(&j, "constraint_residual", res.constraint_residual);
         cli_json_number(&j, "cost_change", res.cost_change);
+        cli_json_number(&j, "path_cost", res.path_cost);
         cli_json_string(&j, "grid", grid);
         cli_json_int(&j, "time_steps", P);
         cli_json_string(&j, "device", on_gpu ? "cuda" : "cpu");
@@ -505,6 +506,8 @@ int advect_cmd_bbot(int argc, char **argv) {
                "mass error %.1e, %.3f s\n",
                res.cost, (long long)res.iterations, res.converged ? "converged" : "not converged",
                res.divergence_residual, res.mass_error, res.time_s);
+        printf("  energy of the returned path %.6g%s\n", res.path_cost,
+               res.converged ? "" : " (differs from the cost until the solve converges)");
         printf("  wrote %s and %s", out_path, frames_path);
         if (n_particles)
             printf(", and %s (%lld particles, %.3f s)", particles_path, (long long)n_particles, t_particles);

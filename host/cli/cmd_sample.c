@@ -603,6 +603,12 @@ int advect_cmd_sample(int argc, char **argv) {
         tw.d = d;
     }
 
+    // The checkpoint's directory, made like the outputs' (the library writes the file itself).
+    if (o.checkpoint && cli_outputs_make_parents(&outs, o.checkpoint, msg, sizeof msg) != ADV_OK) {
+        rc = cli_fail(CMD, CLI_USAGE, "--checkpoint: %s", msg);
+        goto done;
+    }
+
     // Run (or resume), in small advances: progress bar, checkpoints, Ctrl-C.
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

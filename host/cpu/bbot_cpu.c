@@ -97,9 +97,9 @@ static adv_status cpu_sums_fetch(adv_bbot_plan *p, double *out) {
     return ADV_OK;
 }
 
-static adv_status cpu_input_stats(adv_bbot_plan *p, const void *rho) {
-    if (is_f64(p)) input_stats_f64(p, rho, state_of(p)->sums);
-    else input_stats_f32(p, rho, state_of(p)->sums);
+static adv_status cpu_input_stats(adv_bbot_plan *p, const void *rho, double scale) {
+    if (is_f64(p)) input_stats_f64(p, rho, scale, state_of(p)->sums);
+    else input_stats_f32(p, rho, scale, state_of(p)->sums);
     return ADV_OK;
 }
 
@@ -145,8 +145,8 @@ static adv_status cpu_grad_lines(adv_bbot_plan *p, double mu) {
 
 static adv_status cpu_finalise(adv_bbot_plan *p, double scale, double threshold, void *rho,
                                void *momentum, void *velocity, double *face_mass) {
-    if (is_f64(p)) finalise_f64(p, scale, threshold, rho, momentum, velocity, face_mass);
-    else finalise_f32(p, scale, threshold, rho, momentum, velocity, face_mass);
+    if (is_f64(p)) finalise_f64(p, scale, threshold, rho, momentum, velocity, face_mass, state_of(p)->sums);
+    else finalise_f32(p, scale, threshold, rho, momentum, velocity, face_mass, state_of(p)->sums);
     return ADV_OK;
 }
 

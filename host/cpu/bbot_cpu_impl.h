@@ -8,7 +8,7 @@
 #define FN(name) CAT(name, SFX)
 #define MATH(name) CAT(name, SFX)
 
-static void FN(input_stats)(adv_bbot_plan *p, const REAL *rho, double *sums) {
+static void FN(input_stats)(adv_bbot_plan *p, const REAL *rho, double scale, double *sums) {
     const int64_t M = p->grid.M;
     double sum = 0.0, sum2 = 0.0, bad = 0.0, neg = 0.0;
 #pragma omp parallel for num_threads(THREADS(p, M)) reduction(+ : sum, sum2, bad, neg) schedule(static)
@@ -18,7 +18,7 @@ static void FN(input_stats)(adv_bbot_plan *p, const REAL *rho, double *sums) {
         else if (v < 0.0) neg += 1.0;
         else {
             sum += v;
-            sum2 += v * v;
+            sum2 += (scale * v) * (scale * v);
         }
     }
     sums[ADVI_BBOT_SUM_MASS] += sum;
@@ -296,14 +296,15 @@ static void FN(lines)(adv_bbot_plan *p, double mu, double *const *cp, double *co
 }
 
 static void FN(finalise)(adv_bbot_plan *p, double scale, double threshold, REAL *rho, REAL *mom,
-                         REAL *vel_out, double *face_mass) {
+                         REAL *vel_out, double *face_mass, double *sums) {
     const advk_bbot_grid *g = &p->grid;
     const REAL *x1 = p->bufs.x1;
     const REAL *f = x1 + g->offU[0];
     REAL *vel = p->bufs.vel;
     const int d = g->d;
     const int64_t M = g->M, P = g->P;
-#pragma omp parallel for num_threads(THREADS(p, g->cells)) schedule(static)
+    double path = 0.0;
+#pragma omp parallel for num_threads(THREADS(p, g->cells)) reduction(+ : path) schedule(static)
     for (int64_t cell = 0; cell < g->cells; ++cell) {
         double cv[ADVK_BBOT_MAX_COMP] = {0};
         MATH(advk_bbot_centred)(g, x1, cell, cv);
@@ -311,8 +312,10 @@ static void FN(finalise)(adv_bbot_plan *p, double scale, double threshold, REAL 
         for (int a = 0; a < d; ++a) {
             vel[cell * d + a] = (REAL)(dense ? cv[a + 1] / cv[0] : 0.0);
             if (mom) mom[cell * d + a] = (REAL)(scale * cv[a + 1]);
+            if (dense) path += cv[a + 1] * cv[a + 1] / cv[0];
         }
     }
+    sums[ADVI_BBOT_SUM_PATH] += path;
     if (vel_out) memcpy(vel_out, vel, (size_t)g->cells * (size_t)d * sizeof(REAL));
     if (rho) {
 #pragma omp parallel for num_threads(THREADS(p, (P + 1) * M)) schedule(static)

@@ -18,6 +18,15 @@ typedef struct cuda_bbot {
     double *face_mass; /* device: P + 1 doubles */
 } cuda_bbot;
 
+// The kernels' slot numbers are the host's accumulator indices.
+_Static_assert(ADVK_BBOT_SLOT_COST == ADVI_BBOT_SUM_COST && ADVK_BBOT_SLOT_DIV2 == ADVI_BBOT_SUM_DIV2 &&
+                   ADVK_BBOT_SLOT_D2 == ADVI_BBOT_SUM_D2 && ADVK_BBOT_SLOT_X1SQ == ADVI_BBOT_SUM_X1SQ &&
+                   ADVK_BBOT_SLOT_MASS == ADVI_BBOT_SUM_MASS &&
+                   ADVK_BBOT_SLOT_MASS2 == ADVI_BBOT_SUM_MASS2 &&
+                   ADVK_BBOT_SLOT_BAD == ADVI_BBOT_SUM_BAD && ADVK_BBOT_SLOT_NEG == ADVI_BBOT_SUM_NEG &&
+                   ADVK_BBOT_SLOT_PATH == ADVI_BBOT_SUM_PATH,
+               "accumulator slots differ between host/bbot_internal.h and bbot_kernels.h");
+
 static cuda_bbot *state_of(adv_bbot_plan *p) { return p->backend; }
 static int prec(const adv_bbot_plan *p) { return p->opts.precision == ADV_FLOAT64 ? 1 : 0; }
 
@@ -85,9 +94,9 @@ static adv_status cuda_sums_fetch(adv_bbot_plan *p, double *out) {
                             ADV_COPY_CONTEXT_TO_HOST);
 }
 
-static adv_status cuda_input_stats(adv_bbot_plan *p, const void *rho) {
+static adv_status cuda_input_stats(adv_bbot_plan *p, const void *rho, double scale) {
     ON_DEVICE(p, "advk_bbot_input_stats",
-              advk_bbot_input_stats(prec(p), rho, p->grid.M, state_of(p)->sums,
+              advk_bbot_input_stats(prec(p), rho, p->grid.M, scale, state_of(p)->sums,
                                     advi_cuda_stream(p->ctx)));
     return ADV_OK;
 }
@@ -160,7 +169,7 @@ static cudaError_t finalise_all(adv_bbot_plan *p, double scale, double threshold
     cudaError_t err = cudaMemsetAsync(s->face_mass, 0, (size_t)(g->P + 1) * sizeof(double), stream);
     if (err == cudaSuccess)
         err = advk_bbot_finalise(prec(p), *g, p->bufs.x1, scale, threshold, p->bufs.vel,
-                                 momentum, s->face_mass, stream);
+                                 momentum, s->face_mass, s->sums, stream);
     if (err == cudaSuccess && velocity)
         err = cudaMemcpyAsync(velocity, p->bufs.vel, (size_t)g->cells * (size_t)g->d * es,
                               cudaMemcpyDeviceToDevice, stream);

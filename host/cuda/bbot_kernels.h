@@ -25,10 +25,11 @@ extern "C" {
 #define ADVK_BBOT_SLOT_MASS2 5
 #define ADVK_BBOT_SLOT_BAD 6
 #define ADVK_BBOT_SLOT_NEG 7
+#define ADVK_BBOT_SLOT_PATH 8
 
-/* Σρ, Σρ², #NaN/Inf and #negative over M values into their slots. */
-cudaError_t advk_bbot_input_stats(int precision, const void *rho, int64_t M, double *sums,
-                                  cudaStream_t stream);
+/* Σρ, Σ(scale ρ)², #NaN/Inf and #negative over M values into their slots. */
+cudaError_t advk_bbot_input_stats(int precision, const void *rho, int64_t M, double scale,
+                                  double *sums, cudaStream_t stream);
 /* The end faces of z's density (s0 ρ0, s1 ρ1); unless warm also the linear interpolation in
  * time, m = 0 and V = I(U). */
 cudaError_t advk_bbot_init_state(int precision, advk_bbot_grid g, void *z, const void *rho0,
@@ -57,7 +58,7 @@ int advk_bbot_lines_fuse_grad(advk_bbot_grid g);
  * Σ_i f(t_j, i) (P+1 doubles, zeroed by the caller). */
 cudaError_t advk_bbot_finalise(int precision, advk_bbot_grid g, const void *x1, double scale,
                                double threshold, void *vel, void *mom, double *face_mass,
-                               cudaStream_t stream);
+                               double *sums, cudaStream_t stream);
 /* dst[i] = scale · src[i], i < count. */
 cudaError_t advk_bbot_scaled_copy(int precision, void *dst, const void *src, int64_t count,
                                   double scale, cudaStream_t stream);

@@ -80,9 +80,11 @@ ADV_API adv_status adv_bbot_default_opts(adv_bbot_opts *opts);
 /* Outcome of a solve (separate from the call status). */
 typedef struct adv_bbot_result {
     size_t struct_size;         /* set by the caller to sizeof(adv_bbot_result) */
-    double cost;                /* ∫∫|m|²/ρ dx dt of the returned path: ≈ W2²(ρ0, ρ1) on
+    double cost;                /* ∫∫|m|²/ρ dx dt of the final prox iterate (the splitting's
+                                   objective, as in adv_bbot_iterate): ≈ W2²(ρ0, ρ1) on
                                    [0,1]^d, no ½; with normalize = 0 it is mass · W2² of the
-                                   normalised densities */
+                                   normalised densities. It is feasible for the pointwise
+                                   constraint, not yet for continuity: see path_cost */
     int64_t iterations;         /* iterations of this call */
     int64_t total_iterations;   /* including resumed/warm runs of the same iterate */
     int converged;              /* both tolerances met */
@@ -95,6 +97,12 @@ typedef struct adv_bbot_result {
                                    projection conserves mass exactly) */
     double mass;                /* the mass of the returned ρ(t) (1 when normalised) */
     double time_s;              /* wall-clock seconds of the call */
+    double path_cost;           /* ∫∫ ρ̄|v|² dx dt of the returned path (ρ̄, m̄ at the cell
+                                   centres, v = m̄/ρ̄ where ρ̄ is above the velocity threshold,
+                                   the cells the returned velocity covers): the energy that
+                                   particles advected through it see. Equal to cost up to the
+                                   threshold at convergence; far from it the gap shows the
+                                   path is not yet consistent */
 } adv_bbot_result;
 
 typedef struct adv_bbot_plan adv_bbot_plan;

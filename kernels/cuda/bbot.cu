@@ -218,7 +218,7 @@ __device__ __forceinline__ void velocity_at(const advk_bbot_grid *g, const doubl
 
 // The reducing kernels run every thread to the block reduction (no early return).
 template <typename T>
-__global__ void input_stats_kernel(const T *rho, int64_t M, double *sums) {
+__global__ void input_stats_kernel(const T *rho, int64_t M, double scale, double *sums) {
     double sum = 0.0, sum2 = 0.0, bad = 0.0, neg = 0.0;
     for (int64_t i = global_id(); i < M; i += global_stride()) {
         const double v = (double)rho[i];
@@ -226,7 +226,7 @@ __global__ void input_stats_kernel(const T *rho, int64_t M, double *sums) {
         else if (v < 0.0) neg += 1.0;
         else {
             sum += v;
-            sum2 += v * v;
+            sum2 += (scale * v) * (scale * v);
         }
     }
     block_add(sums + ADVK_BBOT_SLOT_MASS, sum);
@@ -383,8 +383,9 @@ __global__ void lines_tile_kernel(advk_bbot_grid g, int c, int tl, const double 
 
 template <typename T>
 __global__ void finalise_kernel(advk_bbot_grid g, const T *x1, double scale, double threshold,
-                                T *vel, T *mom) {
+                                T *vel, T *mom, double *sums) {
     const int d = g.d;
+    double path = 0.0;
     for (int64_t cell = global_id(); cell < g.cells; cell += global_stride()) {
         double cv[ADVK_BBOT_MAX_COMP] = {0.0, 0.0, 0.0, 0.0};
         centred_at(&g, x1, cell, cv);
@@ -392,8 +393,10 @@ __global__ void finalise_kernel(advk_bbot_grid g, const T *x1, double scale, dou
         for (int a = 0; a < d; ++a) {
             vel[cell * d + a] = (T)(dense ? cv[a + 1] / cv[0] : 0.0);
             if (mom) mom[cell * d + a] = (T)(scale * cv[a + 1]);
+            if (dense) path += cv[a + 1] * cv[a + 1] / cv[0];
         }
     }
+    block_add(sums + ADVK_BBOT_SLOT_PATH, path);
 }
 
 // face_mass[j] += Σ_s f[j M + s]: blockIdx.y = j, grid-stride over s along x.
@@ -437,9 +440,9 @@ cudaError_t init_state(advk_bbot_grid g, void *z, const void *r0, const void *r1
 
 template <typename T>
 cudaError_t finalise(advk_bbot_grid g, const void *x1, double scale, double threshold, void *vel,
-                     void *mom, double *face_mass, cudaStream_t stream) {
+                     void *mom, double *face_mass, double *sums, cudaStream_t stream) {
     finalise_kernel<T><<<grid_for(g.cells), BLOCK, 0, stream>>>(g, (const T *)x1, scale,
-                                                               threshold, (T *)vel, (T *)mom);
+                                                               threshold, (T *)vel, (T *)mom, sums);
     unsigned bx = grid_for(g.M);
     if (bx > 1024) bx = 1024;
     dim3 grid(bx, (unsigned)(g.P + 1));
@@ -451,12 +454,12 @@ cudaError_t finalise(advk_bbot_grid g, const void *x1, double scale, double thre
 
 extern "C" {
 
-cudaError_t advk_bbot_input_stats(int precision, const void *rho, int64_t M, double *sums,
-                                  cudaStream_t stream) {
+cudaError_t advk_bbot_input_stats(int precision, const void *rho, int64_t M, double scale,
+                                  double *sums, cudaStream_t stream) {
     if (precision == 1)
-        input_stats_kernel<double><<<grid_for(M), BLOCK, 0, stream>>>((const double *)rho, M, sums);
+        input_stats_kernel<double><<<grid_for(M), BLOCK, 0, stream>>>((const double *)rho, M, scale, sums);
     else
-        input_stats_kernel<float><<<grid_for(M), BLOCK, 0, stream>>>((const float *)rho, M, sums);
+        input_stats_kernel<float><<<grid_for(M), BLOCK, 0, stream>>>((const float *)rho, M, scale, sums);
     return cudaGetLastError();
 }
 
@@ -547,10 +550,10 @@ cudaError_t advk_bbot_lines(int precision, advk_bbot_grid g, int c, const double
 
 cudaError_t advk_bbot_finalise(int precision, advk_bbot_grid g, const void *x1, double scale,
                                double threshold, void *vel, void *mom, double *face_mass,
-                               cudaStream_t stream) {
+                               double *sums, cudaStream_t stream) {
     return precision == 1
-               ? finalise<double>(g, x1, scale, threshold, vel, mom, face_mass, stream)
-               : finalise<float>(g, x1, scale, threshold, vel, mom, face_mass, stream);
+               ? finalise<double>(g, x1, scale, threshold, vel, mom, face_mass, sums, stream)
+               : finalise<float>(g, x1, scale, threshold, vel, mom, face_mass, sums, stream);
 }
 
 cudaError_t advk_bbot_scaled_copy(int precision, void *dst, const void *src, int64_t count,

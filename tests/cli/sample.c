@@ -432,6 +432,11 @@ Test(cli_sample, checkpoint_then_resume_is_identical) {
     snprintf(args, sizeof args, "--data %s/c.npy %s --out again.npy --resume run.ckpt --checkpoint ./run.ckpt",
              in_dir, common);
     cr_assert_eq(run(args), 0, "%s", err_text);
+    // A checkpoint in a directory that does not exist yet: made like the outputs' directories.
+    snprintf(args, sizeof args, "--data %s/c.npy %s --out n.npy --checkpoint new/dir/run.ckpt",
+             in_dir, common);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect_eq(access(wpath("new/dir/run.ckpt"), F_OK), 0);
     // A checkpoint of other options is refused (exit 2), leaving no output.
     snprintf(args, sizeof args, "--data %s/c.npy --n 300 --steps 31 --method sde --seed 3 --out x.npy --resume run.ckpt",
              in_dir);

@@ -579,6 +579,80 @@ Test(bbot_api, unnormalised_masses_scale_the_outputs) {
     adv_context_destroy(ctx);
 }
 
+/* The densities' units do not change the run: the same bumps times 1e-170 and times 1e160
+ * give the iterations, costs and (rescaled) density of the unit-scale run. (Σρ² in plain
+ * double used to underflow to 0 and overflow: "diverged at iteration 1", "mass overflows".) */
+Test(bbot_api, input_units_do_not_change_the_run) {
+    adv_context *ctx = cpu_context(1);
+    const grid_case c = {2, {12, 10, 1}, 6};
+    double r0[120], r1[120], s0[120], s1[120];
+    bumps(12, 10, r0, r1, 1.0);
+    adv_bbot_opts o;
+    adv_bbot_plan *plan = make_plan(ctx, &c, ADV_FLOAT64, 300, &o);
+    adv_bbot_plan_destroy(plan);
+    o.tolerance = 1e-3;
+    o.cost_tolerance = 1e-5;
+    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK);
+    double rho_ref[7 * 120], rho[7 * 120];
+    adv_bbot_result ref = {.struct_size = sizeof ref};
+    cr_assert_eq(adv_bbot_solve(plan, r0, r1, rho_ref, NULL, NULL, &ref), ADV_OK);
+    const double units[2] = {1e-170, 1e160};
+    for (int u = 0; u < 2; ++u) {
+        for (int k = 0; k < 120; ++k) s0[k] = r0[k] * units[u], s1[k] = r1[k] * units[u];
+        adv_bbot_result r = {.struct_size = sizeof r};
+        cr_assert_eq(adv_bbot_solve(plan, s0, s1, rho, NULL, NULL, &r), ADV_OK, "units %g: %s",
+                     units[u], adv_context_last_error(ctx));
+        cr_expect_eq(r.iterations, ref.iterations, "units %g", units[u]);
+        cr_expect(fabs(r.cost - ref.cost) <= 1e-12 * ref.cost, "units %g: cost %.17g vs %.17g",
+                  units[u], r.cost, ref.cost);
+        for (int k = 0; k < 7 * 120; ++k)
+            cr_expect(fabs(rho[k] - rho_ref[k]) <= 1e-12 * (1.0 + fabs(rho_ref[k])));
+    }
+    adv_bbot_plan_destroy(plan);
+    adv_context_destroy(ctx);
+}
+
+/* path_cost is the energy of the returned path, recomputed here from the returned ρ (time
+ * faces, averaged to the cell centres) and momentum over the cells above the velocity
+ * threshold; it meets cost at convergence and differs from it after a few iterations. */
+Test(bbot_api, path_cost_is_the_energy_of_the_returned_path) {
+    adv_context *ctx = cpu_context(1);
+    const grid_case c = {2, {12, 10, 1}, 6};
+    double r0[120], r1[120];
+    bumps(12, 10, r0, r1, 1.0);
+    adv_bbot_opts o;
+    adv_bbot_plan *plan = make_plan(ctx, &c, ADV_FLOAT64, 3, &o);
+    double rho[7 * 120], mom[6 * 120 * 2];
+    const int64_t iters[2] = {3, 3000};
+    double gap[2];
+    for (int r = 0; r < 2; ++r) {
+        adv_bbot_plan_destroy(plan);
+        o.max_iterations = iters[r];
+        o.tolerance = r ? 1e-5 : 0.0;
+        o.cost_tolerance = r ? 1e-8 : 0.0;
+        cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK);
+        adv_bbot_result res = {.struct_size = sizeof res};
+        cr_assert_eq(adv_bbot_solve(plan, r0, r1, rho, mom, NULL, &res), ADV_OK);
+        double e = 0.0;
+        for (int j = 0; j < 6; ++j)
+            for (int s = 0; s < 120; ++s) {
+                const double rbar = 0.5 * (rho[j * 120 + s] + rho[(j + 1) * 120 + s]);
+                if (!(rbar > o.velocity_threshold)) continue;
+                for (int a = 0; a < 2; ++a) e += pow(mom[(j * 120 + s) * 2 + a], 2) / rbar;
+            }
+        e *= 1.0 / (6.0 * 120.0);
+        cr_expect(fabs(res.path_cost - e) <= 1e-12 * e, "%lld iterations: path_cost %.17g, "
+                  "recomputed %.17g", (long long)iters[r], res.path_cost, e);
+        gap[r] = fabs(res.path_cost - res.cost) / res.cost;
+        fprintf(stderr, "measured after %lld iterations: cost %.6g, path_cost %.6g (gap %.2e)\n",
+                (long long)res.iterations, res.cost, res.path_cost, gap[r]);
+    }
+    cr_expect(gap[1] <= 1e-3, "converged: cost and path_cost differ by %g", gap[1]);
+    cr_expect(gap[0] > 10.0 * gap[1], "3 iterations: gap %g not above the converged %g", gap[0], gap[1]);
+    adv_bbot_plan_destroy(plan);
+    adv_context_destroy(ctx);
+}
+
 typedef struct progress_log {
     int64_t calls, stop_at, last_iteration;
     double first_change;

@@ -599,6 +599,10 @@ Test(poisson_invalid, descriptions) {
         {"shift Inf", ADV_ERR_NONFINITE},           {"mean_policy", ADV_ERR_INVALID_VALUE},
         {"mean_tolerance -1", ADV_ERR_INVALID_VALUE}, {"mean_tolerance NaN", ADV_ERR_NONFINITE},
         {"effort", ADV_ERR_INVALID_VALUE},
+        {"spacing 1e-200 (1/h^2 overflows)", ADV_ERR_INVALID_VALUE},
+        {"spacing 1e200 (1/h^2 underflows)", ADV_ERR_INVALID_VALUE},
+        {"float32, spacing 1e-20 (1/h^2 beyond float32)", ADV_ERR_INVALID_VALUE},
+        {"shift 1e300 in float32", ADV_ERR_INVALID_VALUE},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
         d = valid_desc();
@@ -629,6 +633,10 @@ Test(poisson_invalid, descriptions) {
         case 20: d.mean_tolerance = -1.0; break;
         case 21: d.mean_tolerance = NAN; break;
         case 22: d.effort = (adv_fft_effort)9; break;
+        case 23: d.spacing[0] = 1e-200; break;
+        case 24: d.spacing[1] = 1e200; break;
+        case 25: d.precision = ADV_FLOAT32, d.spacing[0] = 1e-20; break;
+        case 26: d.precision = ADV_FLOAT32, d.shift = 1e300; break;
         }
         expect_create_fails(ctx, &d, cases[k].want, cases[k].what);
     }

@@ -570,6 +570,10 @@ Test(invalid, create_empirical) {
     EXPECT_CREATE(ADV_ERR_NONFINITE, ctx, ADV_FLOAT64, y, NULL, 6, 2, NULL, &f);
     y[5] = INFINITY;
     EXPECT_CREATE(ADV_ERR_NONFINITE, ctx, ADV_FLOAT64, y, NULL, 6, 2, NULL, &f);
+    y[5] = 1e300; // finite, but squared distances at this scale overflow (all weights 0, D = 0)
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, NULL, 6, 2, NULL, &f);
+    const float yf[12] = {0, 1, 2, 3, 4, 1e19f, 6, 7, 8, 9, 10, 11};
+    EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT32, yf, NULL, 6, 2, NULL, &f);
     y[5] = 5;
     w[2] = -1;
     EXPECT_CREATE(ADV_ERR_INVALID_VALUE, ctx, ADV_FLOAT64, y, w, 6, 2, NULL, &f);
