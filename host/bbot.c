@@ -476,9 +476,12 @@ adv_status adv_bbot_compute(adv_context *ctx, const adv_bbot_opts *opts, int ndi
     if (!same)
         return advi_fail(ctx, ADV_ERR_DIMENSION_MISMATCH, "rho0 and rho1 have different shapes");
     adv_bbot_opts o;
+    adv_bbot_default_opts(&o);
+    if (opts && opts->struct_size != sizeof o) { // checked before the struct is read further
+        o.struct_size = opts->struct_size;
+        return check_opts(ctx, &o);
+    }
     if (opts) o = *opts;
-    else adv_bbot_default_opts(&o);
-    if (o.struct_size != sizeof o) return check_opts(ctx, &o);
     o.ndim = ndim0;
     for (int a = 0; a < ADV_BBOT_MAX_DIM; ++a) o.shape[a] = a < ndim0 ? shape0[a] : 1;
     adv_bbot_plan *plan = NULL;
@@ -674,6 +677,37 @@ adv_status adv_bbot_checkpoint_load(adv_bbot_plan *plan, const char *path) {
                        path, h.version, CKPT_VERSION);
         goto done;
     }
+    // The file is checked as a whole (size, then checksum) before its header is compared
+    // with the plan: a corrupt byte anywhere is ADV_ERR_FORMAT, not a mismatch.
+    const long header_end = ftell(f);
+    if (h.precision > 1 || h.state < 0 || fseek(f, 0, SEEK_END) != 0) {
+        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s has an invalid header", path);
+        goto done;
+    }
+    const long file_end = ftell(f);
+    const size_t elem = h.precision == 1 ? 8 : 4;
+    const uint64_t payload = (uint64_t)(file_end - header_end);
+    if (file_end < header_end || payload < 8 || (uint64_t)h.state > (payload - 8) / elem ||
+        (uint64_t)h.state * elem + 8 != payload || fseek(f, header_end, SEEK_SET) != 0) {
+        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s is truncated or has trailing bytes",
+                       path);
+        goto done;
+    }
+    const size_t bytes = (size_t)h.state * elem;
+    host = malloc(bytes ? bytes : 1);
+    if (!host) {
+        st = advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "checkpoint buffer");
+        goto done;
+    }
+    uint64_t sum = 0;
+    if (fread(host, 1, bytes, f) != bytes || fread(&sum, sizeof sum, 1, f) != 1) {
+        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s is truncated", path);
+        goto done;
+    }
+    if (advi_fnv1a(advi_fnv1a(ADVI_FNV_OFFSET, &h, sizeof h), host, bytes) != sum) {
+        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s fails its checksum (corrupt)", path);
+        goto done;
+    }
     const advk_bbot_grid *g = &plan->grid;
     int same = h.precision == (uint32_t)plan->opts.precision && h.ndim == (uint32_t)g->d &&
                h.P == g->P && h.state == g->state;
@@ -681,26 +715,6 @@ adv_status adv_bbot_checkpoint_load(adv_bbot_plan *plan, const char *path) {
     if (!same) {
         st = advi_fail(ctx, ADV_ERR_DIMENSION_MISMATCH,
                        "checkpoint %s is of another grid or precision than this plan", path);
-        goto done;
-    }
-    const size_t bytes = (size_t)g->state * advi_real_size(plan->opts.precision);
-    host = malloc(bytes ? bytes : 1);
-    if (!host) {
-        st = advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "checkpoint buffer");
-        goto done;
-    }
-    uint64_t sum = 0;
-    unsigned char extra;
-    if (fread(host, 1, bytes, f) != bytes || fread(&sum, sizeof sum, 1, f) != 1) {
-        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s is truncated", path);
-        goto done;
-    }
-    if (fread(&extra, 1, 1, f) != 0) {
-        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s has trailing bytes", path);
-        goto done;
-    }
-    if (advi_fnv1a(advi_fnv1a(ADVI_FNV_OFFSET, &h, sizeof h), host, bytes) != sum) {
-        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s fails its checksum (corrupt)", path);
         goto done;
     }
     if (!(h.mass > 0.0) || !(h.input_scale > 0.0) || !(h.rho_norm > 0.0) ||

@@ -385,7 +385,8 @@ static adv_status upload_params(adv_field *f) {
 
 /* P = L Q, Pinv = Q^T L^-1 and lam for S = L L^T and G: the joint factorisation of the
  * Gaussian fields. G may be semi-definite: eigenvalues below 1e-12 max(1, max lam) become 0
- * (a Dirac or rank-deficient target); clearly negative ones make it invalid (-1). */
+ * (a Dirac or rank-deficient target); clearly negative ones make it invalid (-1); -2: out of
+ * memory. */
 static int joint_factor(int64_t d, const double *L, const double *G, double *P, double *Pinv,
                         double *lam, double *work) {
     double *Li = work, *T = work + d * d, *C = work + 2 * d * d, *Q = work + 3 * d * d;
@@ -399,7 +400,8 @@ static int joint_factor(int64_t d, const double *L, const double *G, double *P, 
         }
     for (int64_t i = 0; i < d; ++i)
         for (int64_t j = 0; j < i; ++j) C[i * d + j] = C[j * d + i] = 0.5 * (C[i * d + j] + C[j * d + i]);
-    if (advi_jacobi_eigen(d, C, lam, Q) != 0) return -1;
+    const int rc = advi_jacobi_eigen(d, C, lam, Q);
+    if (rc != 0) return rc == -2 ? -2 : -1;
     double mx = 1.0;
     for (int64_t k = 0; k < d; ++k) mx = fmax(mx, fabs(lam[k]));
     for (int64_t k = 0; k < d; ++k) {
@@ -463,13 +465,18 @@ adv_status adv_field_create_gaussian(adv_context *ctx, adv_precision precision, 
         memcpy(par + d, m1, (size_t)d * sizeof *par);
         if (coupling == ADV_COUPLING_INDEPENDENT) {
             double *P = par + 2 * d, *Pinv = P + dd, *lam = Pinv + dd;
-            if (joint_factor(d, L, S1, P, Pinv, lam, work) != 0)
-                st = advi_fail(ctx, ADV_ERR_INVALID_VALUE, "factorisation of S0, S1 failed");
+            const int rc = joint_factor(d, L, S1, P, Pinv, lam, work);
+            if (rc != 0)
+                st = rc == -2 ? advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "factorisation of S0, S1")
+                              : advi_fail(ctx, ADV_ERR_INVALID_VALUE, "factorisation of S0, S1 failed");
         } else {
             double *U = par + 2 * d, *g = U + dd, *S0inv = g + d, *L0 = S0inv + dd;
             double *A = work + 6 * dd, *c = work + 7 * dd;
             st = adv_gaussian_map(ADV_COUPLING_OT, d, m0, S0, m1, S1, A, c);
-            if (st == ADV_OK && advi_jacobi_eigen(d, A, g, U) != 0) st = ADV_ERR_INVALID_VALUE;
+            if (st == ADV_OK) {
+                const int rc = advi_jacobi_eigen(d, A, g, U);
+                if (rc != 0) st = rc == -2 ? ADV_ERR_OUT_OF_MEMORY : ADV_ERR_INVALID_VALUE;
+            }
             if (st != ADV_OK) {
                 st = advi_fail(ctx, st, "Bures map of S0, S1 failed");
             } else {
@@ -561,9 +568,12 @@ adv_status adv_field_create_gmm(adv_context *ctx, adv_precision precision, int64
         for (int64_t l = 0; l < k1; ++l) {
             double *pr = pairs + (k * k1 + l) * ADVF_GMM_PAIR(d), *lam = pr + 3, *P = lam + d;
             double *Pinv = P + dd;
-            if (joint_factor(d, L, G + l * dd, P, Pinv, lam, work) != 0) {
-                st = advi_fail(ctx, ADV_ERR_INVALID_VALUE, "G[%lld] is not positive semi-definite",
-                               (long long)l);
+            const int rc = joint_factor(d, L, G + l * dd, P, Pinv, lam, work);
+            if (rc != 0) {
+                st = rc == -2 ? advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "factorisation of G[%lld]",
+                                          (long long)l)
+                              : advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                                          "G[%lld] is not positive semi-definite", (long long)l);
                 break;
             }
             double pq = (p[k] / sp) * (q[l] / sq);

@@ -160,8 +160,24 @@ static void symmetrize(int64_t d, double *A) {
         for (int64_t j = 0; j < i; ++j) A[i * d + j] = A[j * d + i] = 0.5 * (A[i * d + j] + A[j * d + i]);
 }
 
-/* Checks shared by the public helpers. spd: 1 requires positive definite, 0 semi-definite
- * (symmetric and finite is checked; semi-definiteness is left to the clipping). */
+/* Whether the symmetric S is positive semi-definite up to rounding: no eigenvalue below
+ * -1e-10 (d max|eigenvalue|) (the clipping in sym_power absorbs those). -1: out of memory. */
+static int is_psd(int64_t d, const double *S) {
+    double *w = malloc((size_t)d * sizeof *w), *V = malloc((size_t)(d * d) * sizeof *V);
+    const int rc = w && V ? advi_jacobi_eigen(d, S, w, V) : -2;
+    int ok = rc == -2 ? -1 : 0;
+    if (rc == 0) {
+        double lo = 0.0, hi = 0.0;
+        for (int64_t k = 0; k < d; ++k) lo = fmin(lo, w[k]), hi = fmax(hi, fabs(w[k]));
+        ok = lo >= -1e-10 * (double)d * hi;
+    }
+    free(w);
+    free(V);
+    return ok;
+}
+
+/* Checks shared by the public helpers. spd: 1 requires positive definite (Cholesky), 0
+ * positive semi-definite (eigenvalues, up to rounding). */
 static adv_status check_gauss(int64_t d, const double *m0, const double *S0, const double *m1,
                               const double *S1, int spd) {
     if (!m0 || !S0 || !m1 || !S1) return ADV_ERR_NULL_POINTER;
@@ -177,6 +193,10 @@ static adv_status check_gauss(int64_t d, const double *m0, const double *S0, con
         int bad = advi_cholesky(d, S0, L) != 0 || advi_cholesky(d, S1, L) != 0;
         free(L);
         if (bad) return ADV_ERR_INVALID_VALUE;
+    } else {
+        const int a = is_psd(d, S0), b = a == 1 ? is_psd(d, S1) : a;
+        if (a < 0 || b < 0) return ADV_ERR_OUT_OF_MEMORY;
+        if (!a || !b) return ADV_ERR_INVALID_VALUE;
     }
     return ADV_OK;
 }
@@ -228,7 +248,7 @@ adv_status adv_gaussian_map(adv_coupling coupling, int64_t d, const double *m0, 
             c[i] = s;
         }
     free(buf);
-    return rc == 0 ? ADV_OK : ADV_ERR_INVALID_VALUE;
+    return rc == 0 ? ADV_OK : rc == -2 ? ADV_ERR_OUT_OF_MEMORY : ADV_ERR_INVALID_VALUE;
 }
 
 adv_status adv_gaussian_w2sq(int64_t d, const double *m0, const double *S0, const double *m1,
@@ -256,7 +276,7 @@ adv_status adv_gaussian_w2sq(int64_t d, const double *m0, const double *S0, cons
         *w2sq = w > 0.0 ? w : 0.0; // rounding can leave -1e-16 for equal Gaussians
     }
     free(buf);
-    return rc == 0 ? ADV_OK : ADV_ERR_INVALID_VALUE;
+    return rc == 0 ? ADV_OK : rc == -2 ? ADV_ERR_OUT_OF_MEMORY : ADV_ERR_INVALID_VALUE;
 }
 
 adv_status adv_gaussian_kinetic_energy(adv_coupling coupling, int64_t d, const double *m0,
@@ -329,5 +349,5 @@ adv_status adv_gaussian_kinetic_energy(adv_coupling coupling, int64_t d, const d
         *energy = dm2 + e;
     }
     free(buf);
-    return rc == 0 ? ADV_OK : ADV_ERR_INVALID_VALUE;
+    return rc == 0 ? ADV_OK : rc == -2 ? ADV_ERR_OUT_OF_MEMORY : ADV_ERR_INVALID_VALUE;
 }

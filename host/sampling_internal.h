@@ -207,7 +207,7 @@ adv_status advi_field_sample(adv_field *f, double t, uint64_t seed, int64_t firs
 
 /* ---- host linear algebra (host/field_linalg.c), row-major double ---- */
 /* Cyclic Jacobi: S = V diag(w) V^T, w ascending, eigenvectors in columns. Returns 0 on
- * success, -1 when S is not finite. */
+ * success, -1 when S is not finite, -2 when out of memory. */
 int advi_jacobi_eigen(int64_t d, const double *S, double *w, double *V);
 /* Cholesky S = L L^T (L lower, zeros above). Returns 0, or -1 when S is not positive
  * definite. */

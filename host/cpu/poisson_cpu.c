@@ -24,7 +24,10 @@
  *    length 1 are dropped (a Dirichlet one adds 4/h² to the shift).
  * The input checks (finiteness, zero mean) read f before anything is written to u.
  * FFTW's planner is not thread-safe and fftw_plan_with_nthreads is global: planning and plan
- * destruction hold one process-wide lock. */
+ * destruction hold one process-wide lock. Its thread count and its wisdom are process-wide
+ * too: a planning session (planner_begin/_end) saves both, plans from no wisdom and restores
+ * them, so plans do not depend on what was planned before in the process, and the caller's
+ * FFTW settings come back unchanged. */
 #include "internal.h"
 
 #include "common/poisson_math.h"
@@ -95,6 +98,44 @@ static void fftw_global_init(void) {
     // Protects the planner against other FFTW users in the same process as well.
     fftw_make_planner_thread_safe();
     fftwf_make_planner_thread_safe();
+}
+
+/* FFTW's process-wide planner state around one planning session (under fftw_planner_lock):
+ * without it, a MEASURE plan of one context left its timings in the wisdom, and a later
+ * ESTIMATE plan of the same problem in another context took that algorithm (different
+ * rounding, so different bits), and the host's own planner thread count was overwritten. */
+typedef struct planner_session {
+    int f64;
+    int threads;  /* the planner's thread count before the session */
+    char *wisdom; /* the wisdom before the session (FFTW-allocated string), or NULL */
+} planner_session;
+
+static void planner_begin(planner_session *ps, int f64, int threads) {
+    ps->f64 = f64;
+    if (f64) {
+        ps->threads = fftw_planner_nthreads();
+        ps->wisdom = fftw_export_wisdom_to_string();
+        fftw_forget_wisdom();
+        fftw_plan_with_nthreads(threads);
+    } else {
+        ps->threads = fftwf_planner_nthreads();
+        ps->wisdom = fftwf_export_wisdom_to_string();
+        fftwf_forget_wisdom();
+        fftwf_plan_with_nthreads(threads);
+    }
+}
+
+static void planner_end(planner_session *ps) {
+    if (ps->f64) {
+        fftw_forget_wisdom();
+        if (ps->wisdom) (void)fftw_import_wisdom_from_string(ps->wisdom);
+        fftw_plan_with_nthreads(ps->threads);
+    } else {
+        fftwf_forget_wisdom();
+        if (ps->wisdom) (void)fftwf_import_wisdom_from_string(ps->wisdom);
+        fftwf_plan_with_nthreads(ps->threads);
+    }
+    free(ps->wisdom); // fftw_export_wisdom_to_string's string is malloc'ed (FFTW manual 4.7)
 }
 
 static void destroy_fftw_plan(adv_precision p, void *plan) {
@@ -168,19 +209,20 @@ static adv_status make_complex_plans(adv_poisson_plan *plan, cpu_poisson *s) {
     const int n = d->ndim;
 
     pthread_mutex_lock(&fftw_planner_lock);
+    planner_session ps;
+    planner_begin(&ps, d->precision == ADV_FLOAT64, s->threads);
     if (d->precision == ADV_FLOAT64) {
-        fftw_plan_with_nthreads(s->threads);
         s->forward = fftw_plan_guru64_dft_r2c(n, cdims, 1, &howmany_r2c, s->work, s->cwork,
                                               flags);
         s->backward = fftw_plan_guru64_dft_c2r(n, bdims, 1, &howmany_c2r, s->cwork, s->work,
                                                flags);
     } else {
-        fftwf_plan_with_nthreads(s->threads);
         s->forward = fftwf_plan_guru64_dft_r2c(n, cdims, 1, &howmany_r2c, s->work, s->cwork,
                                                flags);
         s->backward = fftwf_plan_guru64_dft_c2r(n, bdims, 1, &howmany_c2r, s->cwork, s->work,
                                                 flags);
     }
+    planner_end(&ps);
     pthread_mutex_unlock(&fftw_planner_lock);
     if (!s->forward || !s->backward)
         return advi_fail(plan->ctx, ADV_ERR_FFTW,
@@ -226,8 +268,8 @@ static adv_status make_rt_plans(adv_poisson_plan *plan, cpu_poisson *s) {
     const int f64 = d->precision == ADV_FLOAT64;
     int failed = 0;
     pthread_mutex_lock(&fftw_planner_lock);
-    if (f64) fftw_plan_with_nthreads(1);
-    else fftwf_plan_with_nthreads(1);
+    planner_session ps;
+    planner_begin(&ps, f64, 1);
     for (int a = 0; a < s->D && !failed; ++a) {
         rt_axis *ax = &s->ax[a];
         const int last = a == s->D - 1;
@@ -251,6 +293,7 @@ static adv_status make_rt_plans(adv_poisson_plan *plan, cpu_poisson *s) {
             }
         }
     }
+    planner_end(&ps);
     pthread_mutex_unlock(&fftw_planner_lock);
     if (failed)
         return advi_fail(plan->ctx, ADV_ERR_FFTW, "fftw%s_plan_guru64_dft returned NULL",

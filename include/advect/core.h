@@ -67,9 +67,14 @@ typedef void (*adv_log_fn)(void *user, adv_log_level level, const char *message)
 
 typedef enum adv_memory_space { ADV_MEMORY_HOST = 0, ADV_MEMORY_DEVICE = 1 } adv_memory_space;
 
-/* Allocator hooks: used for every allocation the library makes in that memory space
- * (workspaces and adv_malloc). alloc returns NULL on failure; alignment must be >= 64
- * bytes for host memory. Leave both NULL to use the defaults. */
+/* Allocator hooks: used for the allocations the library makes in the context's memory space
+ * (device memory on CUDA: every workspace; the CPU backend's data-sized workspaces, i.e. the
+ * interaction engine's packed keys, the Poisson transforms' buffers and the iterates of the
+ * Benamou-Brenier solver) and for adv_malloc. Plan and handle structs, small per-thread
+ * scratch, host-side staging (snapshots, checkpoint I/O, the CUDA backend's host copies) and
+ * the DOPRI5 sampler's per-particle controller use malloc. alloc returns NULL on
+ * failure (then ADV_ERR_OUT_OF_MEMORY); alignment must be >= 64 bytes for host memory. Leave
+ * both NULL to use the defaults. */
 typedef void *(*adv_alloc_fn)(void *user, size_t bytes, adv_memory_space space);
 typedef void (*adv_free_fn)(void *user, void *ptr, adv_memory_space space);
 
@@ -87,6 +92,10 @@ typedef struct adv_context_opts {
     void *alloc_user;
 } adv_context_opts;
 
+/* A context holds no global state and contexts never interfere (separate contexts may be used
+ * from separate threads at once, bit-identical to serial use). One context is not
+ * thread-safe: calls on it, and on the plans, fields and samplers made from it, must not run
+ * concurrently (its last-error message is per context). */
 typedef struct adv_context adv_context;
 
 ADV_API adv_status adv_context_default_opts(adv_context_opts *opts);
@@ -127,7 +136,7 @@ typedef struct adv_build_info {
     int has_cuda;              /* CUDA backend compiled in */
     int has_openmp;            /* CPU backend built with OpenMP */
     int cuda_runtime_version;  /* CUDART_VERSION at build time (e.g. 13000), 0 without CUDA */
-    const char *cuda_architectures; /* e.g. "80-real;90", "" without CUDA */
+    const char *cuda_architectures; /* e.g. "80-real,90", "" without CUDA */
     const char *compiler;      /* C compiler id and version */
 } adv_build_info;
 

@@ -30,7 +30,8 @@ typedef enum adv_method {
 typedef enum adv_time_grid {
     ADV_GRID_UNIFORM = 0, /* t_k = t0 + (t1 - t0) k / K */
     ADV_GRID_COSINE = 1,  /* t_k = t0 + (t1 - t0) (1 - cos(pi k / K)) / 2: dense at both ends */
-    ADV_GRID_KARRAS = 2   /* EDM spacing (rho) of the noise-to-signal ratio r_t = b_t / a_t:
+    ADV_GRID_KARRAS = 2   /* EDM spacing (rho) of the noise level r_t = sigma b_t / a_t (EDM's
+                             sigma, in the data's units):
                              r_k = (r0^(1/rho) + k/K (r1^(1/rho) - r0^(1/rho)))^rho, mapped
                              back to t by bisection; when r(t0) is infinite (a_{t0} = 0) the
                              first interval runs from t0 to r = 80 (EDM's sigma_max) */

@@ -827,6 +827,14 @@ Test(bbot_api, checkpoint_resume_reproduces_the_run) {
     fclose(f);
     cr_expect_eq(adv_bbot_checkpoint_load(res, bad), ADV_ERR_FORMAT, "flipped bit");
     buf[size / 2] ^= 0x10;
+    // A flipped bit in the header's grid (n[0] at byte 32) is corruption too, not a plan of
+    // another grid: the checksum is checked before the header is compared with the plan.
+    buf[32] ^= 0x01;
+    f = fopen(bad, "wb");
+    fwrite(buf, 1, (size_t)size, f);
+    fclose(f);
+    cr_expect_eq(adv_bbot_checkpoint_load(res, bad), ADV_ERR_FORMAT, "flipped bit in the grid");
+    buf[32] ^= 0x01;
     f = fopen(bad, "wb");
     fwrite(buf, 1, (size_t)size - 9, f);
     fclose(f);

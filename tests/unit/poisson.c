@@ -684,3 +684,32 @@ Test(poisson_invalid, execute_pointers_and_data) {
     cr_assert_eq(adv_poisson_plan_destroy(plan), ADV_OK);
     adv_context_destroy(ctx);
 }
+
+/* FFTW's wisdom is process-wide: a MEASURE plan (the default effort) made in one context used
+ * to leave its timings there, and a later ESTIMATE plan of the same problem in another
+ * context then took that algorithm, with other rounding (the bits of adv_bbot_compute, whose
+ * plans are ESTIMATE, changed). Each planning now starts from no wisdom and restores the
+ * process's afterwards: the ESTIMATE solve gives the same bits before and after. */
+Test(poisson_plans, estimate_results_do_not_depend_on_earlier_measure_plans, .timeout = 120) {
+    adv_context *a = cpu_context(1), *b = cpu_context(1);
+    const int64_t shape[3] = {20, 48, 48};
+    const double h[3] = {1.0 / 20, 1.0 / 48, 1.0 / 48};
+    const adv_boundary bc[3] = {ADV_BC_PERIODIC, ADV_BC_PERIODIC, ADV_BC_PERIODIC};
+    adv_poisson_desc d = make_desc(ADV_FLOAT64, 3, shape, h, bc, 0.0);
+    d.mean_policy = ADV_POISSON_PROJECT_MEAN;
+    const size_t n = 20 * 48 * 48;
+    double *f = tu_calloc(n, sizeof(double)), *u1 = tu_calloc(n, sizeof(double));
+    double *u2 = tu_calloc(n, sizeof(double)), *um = tu_calloc(n, sizeof(double));
+    tu_fill_uniform(f, n, -0.5, 0.5, 77);
+    d.effort = ADV_FFT_ESTIMATE;
+    cr_assert_eq(adv_poisson_solve(a, &d, f, u1), ADV_OK);
+    d.effort = ADV_FFT_MEASURE;
+    cr_assert_eq(adv_poisson_solve(b, &d, f, um), ADV_OK);
+    d.effort = ADV_FFT_ESTIMATE;
+    cr_assert_eq(adv_poisson_solve(a, &d, f, u2), ADV_OK);
+    cr_expect(memcmp(u1, u2, n * sizeof(double)) == 0,
+              "an ESTIMATE solve changed after a MEASURE plan in another context");
+    free(f), free(u1), free(u2), free(um);
+    adv_context_destroy(a);
+    adv_context_destroy(b);
+}

@@ -630,6 +630,14 @@ Test(invalid, create_gaussian_gmm_user) {
     cr_expect_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, NULL, &f), ADV_ERR_NULL_POINTER);
     cr_expect_null(f);
     cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, I2, NULL), ADV_ERR_NULL_POINTER);
+    // W2^2 takes semi-definite covariances, not indefinite ones (diag(1, -3) used to give 0).
+    double w2 = -1.0;
+    const double indefinite[4] = {1, 0, 0, -3}, singular[4] = {1, 0, 0, 0};
+    cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, indefinite, &w2), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_gaussian_w2sq(2, m, indefinite, m, I2, &w2), ADV_ERR_INVALID_VALUE);
+    cr_expect(w2 == -1.0, "written on error");
+    cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, singular, &w2), ADV_OK);
+    cr_expect(fabs(w2 - 1.0) < 1e-12, "W2^2(N(0,I), N(0,diag(1,0))) = (1 - 0)^2 = 1, got %g", w2);
     cr_expect_eq(adv_gaussian_map(ADV_COUPLING_OT, 2, m, notpd, m, I2, (double[4]){0}, (double[2]){0}), ADV_ERR_INVALID_VALUE);
     cr_expect_eq(adv_symmetric_eigen(0, I2, (double[2]){0}, (double[4]){0}), ADV_ERR_INVALID_SIZE);
     adv_context_destroy(ctx);
