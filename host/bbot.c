@@ -148,6 +148,9 @@ static int make_grid(const adv_bbot_opts *o, advk_bbot_grid *g) {
 
 static void release(adv_bbot_plan *p) {
     adv_context *ctx = p->ctx;
+    // adv_bbot_velocity_eval (and a solve stopped by an error) may leave kernels queued on
+    // CUDA: they must finish before their buffers go back (allocator hooks free at once).
+    if (ctx->backend == ADV_BACKEND_CUDA) (void)advi_cuda_synchronize(ctx);
     if (p->ops && p->backend) p->ops->fini(p);
     void *bufs[] = {p->bufs.z, p->bufs.x1, p->bufs.x2u, p->bufs.q, p->bufs.vel};
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; ++k) ctx_free(ctx, bufs[k]);

@@ -240,6 +240,9 @@ static adv_field *field_new(adv_context *ctx, adv_field_kind kind, adv_precision
 adv_status adv_field_destroy(adv_field *f) {
     if (!f) return ADV_OK;
     adv_context *ctx = f->ctx;
+    // CUDA evaluations are asynchronous: nothing may be freed (allocator hooks free at once)
+    // while kernels that read the data, weights or scratch are queued.
+    if (ctx->backend == ADV_BACKEND_CUDA) (void)advi_cuda_synchronize(ctx);
     if (f->owns_data && f->data) advi_ctx_free(ctx, f->data);
     if (f->logw) advi_ctx_free(ctx, f->logw);
     if (f->cdf) advi_ctx_free(ctx, f->cdf);

@@ -202,6 +202,8 @@ adv_status adv_interaction_sum(adv_context *ctx, const adv_interaction_desc *des
     adv_status st = adv_interaction_plan_create(ctx, desc, &plan);
     if (st != ADV_OK) return st;
     st = adv_interaction_execute(plan, x, y, beta, w, lse, out);
+    // As adv_poisson_solve: on CUDA a failure of the queued work is reported by this call.
+    if (st == ADV_OK && ctx->backend == ADV_BACKEND_CUDA) st = advi_cuda_synchronize(ctx);
     adv_interaction_plan_destroy(plan);
     return st;
 }

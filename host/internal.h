@@ -40,10 +40,11 @@ int advi_mul_size(size_t *result, size_t a, size_t b);
 int advi_cpu_threads(const adv_context *ctx);
 
 /* Marks a hot CPU function to be compiled for AVX-512 and AVX2 as well, the version chosen at
- * load time (the build itself targets baseline x86-64); not under the sanitizers, which do
- * not support the clones. Functions it calls inline are compiled for each target too. */
+ * load time (the build itself targets baseline x86-64); not under the address or thread
+ * sanitizers, which do not support the clones' resolvers (a ThreadSanitizer build crashed at
+ * load). Functions it calls inline are compiled for each target too. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define ADVI_CPU_CLONES \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else

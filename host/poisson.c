@@ -161,6 +161,9 @@ adv_status adv_poisson_solve(adv_context *ctx, const adv_poisson_desc *desc, con
     adv_status st = adv_poisson_plan_create(ctx, desc, &plan);
     if (st != ADV_OK) return st;
     st = adv_poisson_execute(plan, f, u);
+    // The plan's workspaces go with it: on CUDA the solve must be over first, and a failure
+    // of its queued work is this call's (not the next one's).
+    if (st == ADV_OK && ctx->backend == ADV_BACKEND_CUDA) st = advi_cuda_synchronize(ctx);
     adv_poisson_plan_destroy(plan);
     return st;
 }

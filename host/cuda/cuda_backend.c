@@ -177,7 +177,13 @@ adv_status advi_cuda_free(adv_context *ctx, void *ptr) {
     }
     advi_device_guard g;
     adv_status st = advi_device_enter(ctx, ctx->device_id, &g);
-    if (st != ADV_OK) return st;
+    if (st != ADV_OK) {
+        // Free it anyway rather than leak it: with unified addressing cudaFree takes a
+        // pointer of any device (the caller's device stays current).
+        (void)cudaFree(ptr);
+        (void)cudaGetLastError();
+        return st;
+    }
     st = free_on_device(ctx, ptr);
     advi_device_leave(&g);
     return st;

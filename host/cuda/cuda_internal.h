@@ -128,8 +128,11 @@ cudaError_t advk_kernel_image_check(void);
 #include <cublas_v2.h>
 
 /* Records "<what> failed: <name> (<code>) <message>" on ctx and returns the status:
- * ADV_ERR_OUT_OF_MEMORY for allocation failures, ADV_ERR_CUDA otherwise. */
+ * ADV_ERR_OUT_OF_MEMORY for allocation failures, ADV_ERR_CUDA otherwise. It also clears the
+ * runtime's per-thread last error: a failed cudaMalloc left there would otherwise be
+ * reported again by the next, unrelated launch check (cudaGetLastError). */
 static inline adv_status advi_cuda_error(adv_context *ctx, cudaError_t err, const char *what) {
+    (void)cudaGetLastError();
     adv_status st = err == cudaErrorMemoryAllocation ? ADV_ERR_OUT_OF_MEMORY : ADV_ERR_CUDA;
     return advi_fail(ctx, st, "%s failed: %s (%d) %s", what, cudaGetErrorName(err), (int)err,
                      cudaGetErrorString(err));
@@ -137,8 +140,10 @@ static inline adv_status advi_cuda_error(adv_context *ctx, cudaError_t err, cons
 
 static inline adv_status advi_cublas_error(adv_context *ctx, cublasStatus_t err,
                                            const char *what) {
-    return advi_fail(ctx, ADV_ERR_CUBLAS, "%s failed: %s (%d) %s", what, cublasGetStatusName(err),
-                     (int)err, cublasGetStatusString(err));
+    (void)cudaGetLastError();
+    return advi_fail(ctx, err == CUBLAS_STATUS_ALLOC_FAILED ? ADV_ERR_OUT_OF_MEMORY : ADV_ERR_CUBLAS,
+                     "%s failed: %s (%d) %s", what, cublasGetStatusName(err), (int)err,
+                     cublasGetStatusString(err));
 }
 
 /* Evaluate a CUDA runtime call; on error record it on ctx and return from the enclosing

@@ -197,6 +197,9 @@ void advi_cuda_poisson_plan_fini(adv_poisson_plan *plan) {
     if (!s) return;
     advi_device_guard g;
     int entered = advi_device_enter(plan->ctx, plan->ctx->device_id, &g) == ADV_OK;
+    // Solves may still be queued on the stream (cuFFT and the copy into u): the workspaces
+    // must outlive them (allocator hooks free immediately).
+    (void)cudaStreamSynchronize(advi_cuda_stream(plan->ctx));
     release(plan->ctx, s);
     if (entered) advi_device_leave(&g);
     plan->backend_state = NULL;

@@ -129,8 +129,9 @@ ADV_API adv_status adv_bbot_plan_destroy(adv_bbot_plan *plan);
  * result may be NULL. Synchronous on both backends.
  * Errors: ADV_ERR_NULL_POINTER (rho0, rho1), ADV_ERR_NONFINITE (NaN/Inf in a density),
  * ADV_ERR_INVALID_VALUE (a negative value, an all-zero density, or masses that differ with
- * normalize = 0), backend errors. On error nothing is written to the outputs and the plan's
- * previous solution is kept. */
+ * normalize = 0), backend errors. On an input error nothing is written to the outputs and
+ * the plan's previous solution is kept (a CUDA failure in the final pass may leave them
+ * partly written). */
 ADV_API adv_status adv_bbot_solve(adv_bbot_plan *plan, const void *rho0, const void *rho1,
                                   void *rho, void *momentum, void *velocity,
                                   adv_bbot_result *result);

@@ -196,7 +196,8 @@ ADV_API adv_status adv_field_destroy(adv_field *field);
  * CPU: synchronous. CUDA: asynchronous on the context's stream.
  * Errors: ADV_ERR_NULL_POINTER, ADV_ERR_INVALID_SIZE (n < 1), ADV_ERR_INVALID_VALUE (t not in
  * [0, 1] or NaN, aliasing), ADV_ERR_UNSUPPORTED (an output the field cannot give). Nothing is
- * written on error. */
+ * written on these errors; a CUDA failure during the evaluation may leave outputs partly
+ * written. */
 ADV_API adv_status adv_field_eval(adv_field *field, double t, int64_t n, const void *z,
                                   void *velocity, void *score, void *denoiser);
 

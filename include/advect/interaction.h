@@ -53,16 +53,19 @@ ADV_API adv_status adv_interaction_plan_create(adv_context *ctx, const adv_inter
  *   lse    B x N         output, or NULL
  *   out    B x N x e     output, or NULL (at least one of lse/out must be given; out
  *                        requires e >= 1)
- * Rows whose scores are all -Inf give lse = -Inf and out = 0. On any error nothing is
- * written. CPU: synchronous. CUDA: asynchronous on the context's stream (after the optional
- * finiteness check, which synchronises). */
+ * Rows whose scores are all -Inf give lse = -Inf and out = 0. On an argument error (NULL,
+ * sizes, non-finite or out-of-range inputs) nothing is written; a CUDA/cuBLAS failure during
+ * the computation may leave the outputs partly written. CPU: synchronous. CUDA:
+ * asynchronous on the context's stream (after the optional finiteness check, which
+ * synchronises). */
 ADV_API adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x,
                                            const void *y, const void *beta, const void *w,
                                            void *lse, void *out);
 
 ADV_API adv_status adv_interaction_plan_destroy(adv_interaction_plan *plan);
 
-/* One-shot convenience: create, execute, destroy. */
+/* One-shot convenience: create, execute, destroy. Synchronous on both backends: on CUDA it
+ * waits for the work and reports its failure. */
 ADV_API adv_status adv_interaction_sum(adv_context *ctx, const adv_interaction_desc *desc,
                                        const void *x, const void *y, const void *beta,
                                        const void *w, void *lse, void *out);

@@ -99,7 +99,8 @@ ADV_API adv_status adv_poisson_execute(adv_poisson_plan *plan, const void *f, vo
 
 ADV_API adv_status adv_poisson_plan_destroy(adv_poisson_plan *plan);
 
-/* One-shot convenience: create, execute, destroy. */
+/* One-shot convenience: create, execute, destroy. Synchronous on both backends: on CUDA it
+ * waits for the solve and reports its failure. */
 ADV_API adv_status adv_poisson_solve(adv_context *ctx, const adv_poisson_desc *desc,
                                      const void *f, void *u);
 

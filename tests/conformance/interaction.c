@@ -932,3 +932,31 @@ Test(interaction, out_of_range_inputs_rejected_f64) { run_out_of_range(ADV_FLOAT
 
 Test(interaction, nonfinite_inputs_rejected_f32) { run_nonfinite(ADV_FLOAT32); }
 Test(interaction, nonfinite_inputs_rejected_f64) { run_nonfinite(ADV_FLOAT64); }
+
+/* A failed allocation must not poison the next, unrelated call: on CUDA the failed cudaMalloc
+ * left its error in the runtime's per-thread last-error slot, and the next launch check
+ * (cudaGetLastError) reported it as its own failure. */
+Test(interaction, allocation_failure_does_not_fail_the_next_call) {
+    adv_context *ctx = conf_context();
+    void *huge = NULL;
+    // CUDA only: on the CPU the allocation is plain malloc (and a sanitizer build would abort
+    // on a 2^62-byte request instead of returning NULL).
+    if (adv_context_backend(ctx) == ADV_BACKEND_CUDA) {
+        cr_expect_eq(adv_malloc(ctx, (size_t)1 << 62, &huge), ADV_ERR_OUT_OF_MEMORY);
+        cr_expect_null(huge);
+    }
+    const double x[4] = {0, 1, 2, 3}, y[6] = {1, 0, 1, 2, 0, 1};
+    void *dx = conf_upload(ctx, ADV_FLOAT64, x, 4), *dy = conf_upload(ctx, ADV_FLOAT64, y, 6);
+    void *dl = conf_alloc_poisoned(ctx, ADV_FLOAT64, 2);
+    adv_interaction_desc d;
+    adv_interaction_default_desc(&d);
+    d.precision = ADV_FLOAT64;
+    d.n_queries = 2, d.n_keys = 3, d.dim = 2;
+    cr_expect_eq(adv_interaction_sum(ctx, &d, dx, dy, NULL, NULL, dl, NULL), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    double lse[2];
+    conf_download(ctx, ADV_FLOAT64, dl, lse, 2);
+    cr_expect(isfinite(lse[0]) && isfinite(lse[1]));
+    conf_free(ctx, dx), conf_free(ctx, dy), conf_free(ctx, dl);
+    conf_context_destroy(ctx);
+}
