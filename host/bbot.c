@@ -599,7 +599,6 @@ typedef struct ckpt_header {
     int64_t total_iterations;
 } ckpt_header;
 
-
 adv_status adv_bbot_checkpoint_save(adv_bbot_plan *plan, const char *path) {
     if (!plan) return ADV_ERR_NULL_POINTER;
     adv_context *ctx = plan->ctx;

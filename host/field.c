@@ -11,7 +11,6 @@
 #include "sampling_internal.h"
 #include "../kernels/common/field_math.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,13 +287,12 @@ adv_status adv_field_create_empirical(adv_context *ctx, adv_precision precision,
         if (!ok) return advi_fail(ctx, ADV_ERR_NONFINITE, "data contains NaN or Inf");
         // Squared distances between points of the data's scale must be representable: beyond,
         // every softmax weight of a particle underflows and its denoiser reads 0.
-        const double R = (precision == ADV_FLOAT64 ? DBL_MAX : FLT_MAX) / 4.0;
-        const double limit = sqrt(R / (double)d) / 4.0;
+        const double limit = advi_distance_limit(precision, d) / 4.0;
         if (!(ymax <= limit))
             return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
                              "data of magnitude %g: squared distances at this scale overflow %s "
                              "(|y| must stay below %g); rescale the data%s", ymax,
-                             precision == ADV_FLOAT64 ? "float64" : "float32", limit,
+                             advi_precision_name(precision), limit,
                              precision == ADV_FLOAT32 ? " or use float64" : "");
     }
     // Weights: validated and normalised on the host in double.

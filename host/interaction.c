@@ -3,7 +3,6 @@
  * (host/cuda/interaction_cuda.c). Nothing is written to outputs unless every check passes. */
 #include "internal.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,23 +110,22 @@ adv_status adv_interaction_plan_destroy(adv_interaction_plan *plan) {
  * "no admissible key": lse = -Inf, out = 0, a wrong answer), or to +Inf (NaN): rejected. */
 static adv_status check_score_range(adv_context *ctx, const adv_interaction_desc *d, double mx,
                                     double my, double mw, double mb) {
-    const double R = (d->precision == ADV_FLOAT64 ? DBL_MAX : FLT_MAX) / 4.0;
-    const char *type = d->precision == ADV_FLOAT64 ? "float64" : "float32";
+    const double R = advi_real_max(d->precision) / 4.0;
+    const char *type = advi_precision_name(d->precision);
+    const char *hint = d->precision == ADV_FLOAT32 ? " or use float64" : "";
     const double scale = fmax(1.0, fabs(d->lambda)) * (double)d->dim;
     if (d->kernel == ADV_KERNEL_SQDIST) {
         const double r = fabs(d->gamma) * mx + my, bound = scale * r * r;
         if (!(bound <= R))
             return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
                              "SQDIST scores can overflow %s: max(1, lambda) d (|gamma| max|x| + "
-                             "max|y|)^2 = %g exceeds %g; rescale x and y%s", type, bound, R,
-                             d->precision == ADV_FLOAT32 ? " or use float64" : "");
+                             "max|y|)^2 = %g exceeds %g; rescale x and y%s", type, bound, R, hint);
     } else {
         const double bound = scale * mx * my;
         if (!(bound <= R))
             return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
                              "DOT scores can overflow %s: max(1, |lambda|) d max|x| max|y| = %g "
-                             "exceeds %g; rescale x and y%s", type, bound, R,
-                             d->precision == ADV_FLOAT32 ? " or use float64" : "");
+                             "exceeds %g; rescale x and y%s", type, bound, R, hint);
     }
     if (!(mb <= R))
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "beta has a magnitude of %g, above %g (%s)",

@@ -5,6 +5,8 @@
 #define ADVECT_HOST_INTERNAL_H
 
 #include "advect/advect.h"
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 
 struct adv_context {
@@ -53,6 +55,19 @@ int advi_cpu_threads(const adv_context *ctx);
 
 /* Element size of a precision. */
 static inline size_t advi_real_size(adv_precision p) { return p == ADV_FLOAT64 ? 8 : 4; }
+
+/* Largest finite value of a precision, and its name for messages. */
+static inline double advi_real_max(adv_precision p) { return p == ADV_FLOAT64 ? DBL_MAX : FLT_MAX; }
+static inline const char *advi_precision_name(adv_precision p) {
+    return p == ADV_FLOAT64 ? "float64" : "float32";
+}
+
+/* The range checks keep scores, squared distances and sums below a quarter of the largest
+ * finite value (margin for rounding and the GPU's base-2 score units). Coordinates up to this
+ * magnitude have squared norms in d dimensions below that bound. */
+static inline double advi_distance_limit(adv_precision p, int64_t d) {
+    return sqrt(advi_real_max(p) / 4.0 / (double)d);
+}
 
 /* Whether [a, a + bytes) and [b, b + bytes) share a byte (compared as addresses). */
 static inline int advi_ranges_overlap(const void *a, const void *b, size_t bytes) {

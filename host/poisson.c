@@ -4,7 +4,6 @@
  * in the singular case) run in the backends, before anything is written to u. */
 #include "internal.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +57,13 @@ static adv_status check_desc(adv_context *ctx, const adv_poisson_desc *d, size_t
         // The stencil's coefficients 1/h² (4/h² per axis at most in the eigenvalues) must be
         // normal numbers of the precision: h = 1e-200 made them Inf (u NaN), h = 1e200 zero.
         const double inv = 1.0 / (d->spacing[a] * d->spacing[a]);
-        const double big = (d->precision == ADV_FLOAT64 ? DBL_MAX : FLT_MAX) / (16.0 * ADV_POISSON_MAX_DIM);
+        const double big = advi_real_max(d->precision) / (16.0 * ADV_POISSON_MAX_DIM);
         const double tiny = d->precision == ADV_FLOAT64 ? DBL_MIN : FLT_MIN;
         if (!(inv <= big && inv >= tiny))
             return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
                              "desc->spacing[%d] is %g: 1/h^2 = %g is outside the %s range "
                              "[%g, %g] of the stencil", a, d->spacing[a], inv,
-                             d->precision == ADV_FLOAT64 ? "float64" : "float32", tiny, big);
+                             advi_precision_name(d->precision), tiny, big);
         if (d->bc[a] != ADV_BC_PERIODIC && d->bc[a] != ADV_BC_NEUMANN &&
             d->bc[a] != ADV_BC_DIRICHLET)
             return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->bc[%d] is %d, not a boundary",
@@ -80,9 +79,9 @@ static adv_status check_desc(adv_context *ctx, const adv_poisson_desc *d, size_t
     if (!(d->shift >= 0.0))
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->shift is %g, must be >= 0",
                          d->shift);
-    if (!(d->shift <= (d->precision == ADV_FLOAT64 ? DBL_MAX : FLT_MAX) / 16.0))
+    if (!(d->shift <= advi_real_max(d->precision) / 16.0))
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->shift is %g, beyond the %s range",
-                         d->shift, d->precision == ADV_FLOAT64 ? "float64" : "float32");
+                         d->shift, advi_precision_name(d->precision));
     if (d->mean_policy != ADV_POISSON_REQUIRE_ZERO_MEAN &&
         d->mean_policy != ADV_POISSON_PROJECT_MEAN)
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "desc->mean_policy %d is not a policy",

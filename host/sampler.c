@@ -14,7 +14,6 @@
 #include "../kernels/common/sampler_math.h"
 
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +37,8 @@ struct adv_sampler {
     const advs_tableau *tab;  /* fixed-step RK methods and DOPRI5 */
     int exp_end;              /* the last grid step is an exponential step (singular end) */
     int64_t k_ode;            /* DOPRI5: grid index where the adaptive part ends */
-    int tail;                 /* DOPRI5, exp_end: one more adaptive segment, t_{k_ode} -> t_tail */
-    double t_tail;            /* ... where the exponential last step then starts */
+    double t_adapt_end;       /* DOPRI5: where the adaptive part ends (and an exponential last
+                                 step starts): t_{k_ode}, or later with a tail segment */
     int staged;               /* CUDA with particles on the host */
     /* run state */
     int running, finished;
@@ -49,7 +48,7 @@ struct adv_sampler {
     int chunk_started;
     int64_t step;             /* fixed-step: grid steps done in this chunk; DOPRI5: rounds */
     int64_t seg;              /* DOPRI5: grid index of the current segment's end; k_ode + 1:
-                                 the tail segment (ends at t_tail) */
+                                 the tail segment (ends at t_adapt_end) */
     int has_prev;             /* DPM2M: Dprev holds the previous denoiser */
     double h_prev;            /* DPM2M: previous log-SNR step */
     adv_sampler_stats stats;
@@ -185,7 +184,7 @@ static adv_status check_opts(adv_context *ctx, const adv_sampler_opts *o, const 
         if (fmax(o->atol, o->rtol) < 8.0 * eps)
             BAD("atol = %g, rtol = %g: the larger must be >= %g (8 ulp of %s); tighter "
                 "tolerances cannot be met in this precision", o->atol, o->rtol, 8.0 * eps,
-                f->precision == ADV_FLOAT32 ? "float32" : "float64");
+                advi_precision_name(f->precision));
         if (!(o->h_init >= 0.0) || !(o->h_min >= 0.0) || !(o->h_max >= 0.0) ||
             !isfinite(o->h_init + o->h_min + o->h_max))
             BAD("h_init, h_min, h_max must be finite and >= 0");
@@ -283,10 +282,9 @@ adv_status adv_sampler_create(adv_field *field, const adv_sampler_opts *opts, ad
     s->exp_end = s->info.singular_end && !(ab[1] > 0.0) && o.method != ADV_METHOD_DDIM &&
                  o.method != ADV_METHOD_DPM2M;
     s->k_ode = s->exp_end ? s->K - 1 : s->K;
-    if (o.method == ADV_METHOD_DOPRI5 && s->exp_end) {
-        s->t_tail = dopri5_tail_end(s);
-        s->tail = s->t_tail > s->grid[s->k_ode];
-    }
+    s->t_adapt_end = s->grid[s->k_ode];
+    if (o.method == ADV_METHOD_DOPRI5 && s->exp_end)
+        s->t_adapt_end = fmax(s->t_adapt_end, dopri5_tail_end(s));
     if (st == ADV_OK && o.method == ADV_METHOD_SDE) {
         for (int64_t k = 0; k + 1 < s->K; ++k) {
             double g2 = sde_g2(s, s->grid[k]);
@@ -437,19 +435,19 @@ static adv_status eval_count(adv_sampler *s, double t, const double *times, int6
 
 /* ---- DOPRI5 -------------------------------------------------------------------------- */
 
-/* Where the adaptive part ends. */
-static double dp_end(const adv_sampler *s) { return s->tail ? s->t_tail : s->grid[s->k_ode]; }
+/* Whether the adaptive part runs on past the last grid time it covers (dopri5_tail_end). */
+static int has_tail(const adv_sampler *s) { return s->t_adapt_end > s->grid[s->k_ode]; }
 
 /* The end of DOPRI5 segment `seg` (grid times, then the tail). */
 static double dp_segment_end(const adv_sampler *s, int64_t seg) {
-    return seg <= s->k_ode ? s->grid[seg] : s->t_tail;
+    return seg <= s->k_ode ? s->grid[seg] : s->t_adapt_end;
 }
 
 static adv_status dp_init(adv_sampler *s, int64_t cnt) {
     adv_context *ctx = s->ctx;
     const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
     const adv_precision p = s->field->precision;
-    const double t0 = s->grid[0], span = dp_end(s) - t0;
+    const double t0 = s->grid[0], span = s->t_adapt_end - t0;
     const double hmax = s->o.h_max > 0.0 ? s->o.h_max : s->o.t1 - s->o.t0;
     void *k1 = s->buf[0], *y = s->buf[7], *f1 = s->buf[1];
     adv_status st;
@@ -510,7 +508,7 @@ static adv_status dp_round(adv_sampler *s, int64_t cnt, double T, int *segment_d
     const adv_precision p = s->field->precision;
     const advs_tableau *tb = &advs_dopri5;
     const double hmax = s->o.h_max > 0.0 ? s->o.h_max : s->o.t1 - s->o.t0;
-    const double t_end = dp_end(s);
+    const double t_end = s->t_adapt_end;
     void **k = s->buf, *y = s->buf[7], *ynew = s->buf[8], *err = s->buf[9];
     adv_status st;
     // Active rows didx[0..na); dhv is indexed like them.
@@ -696,9 +694,10 @@ static adv_status chunk_start(adv_sampler *s) {
     if (s->o.save_every > 0 && (st = snapshot(s, 0, 0, s->grid[0])) != ADV_OK) return st;
     if (s->o.method == ADV_METHOD_DOPRI5) {
         s->seg = s->o.save_every > 0 && s->o.save_every < s->k_ode ? s->o.save_every : s->k_ode;
-        if (s->k_ode == 0 && s->tail) s->seg = 1; // only the tail segment
-        if ((s->k_ode > 0 || s->tail) && (st = dp_init(s, cnt)) != ADV_OK) return st;
-        if (s->k_ode == 0 && !s->tail)
+        const int tail = has_tail(s);
+        if (s->k_ode == 0 && tail) s->seg = 1; // only the tail segment
+        if ((s->k_ode > 0 || tail) && (st = dp_init(s, cnt)) != ADV_OK) return st;
+        if (s->k_ode == 0 && !tail)
             for (int64_t i = 0; i < cnt; ++i) { // nothing adaptive: only the exponential step
                 s->dt[i] = s->grid[0];
                 s->dstatus[i] = P_DONE;
@@ -724,13 +723,12 @@ static adv_status check_chunk(adv_sampler *s, int64_t first, int64_t cnt, const 
     adv_status st = advi_all_finite(s->ctx, s->field->precision, s->zc,
                                     (size_t)cnt * (size_t)s->d, 0, &ok, &zmax);
     if (st != ADV_OK) return st;
-    const int f32 = s->field->precision == ADV_FLOAT32;
-    const double limit = sqrt((f32 ? FLT_MAX : DBL_MAX) / 4.0 / (double)s->d);
+    const double limit = advi_distance_limit(s->field->precision, s->d);
     if (ok && zmax <= limit) return ADV_OK;
     char what[96];
     if (ok)
         snprintf(what, sizeof what, "reached |z| = %g, beyond what %s distances hold (%g)", zmax,
-                 f32 ? "float32" : "float64", limit);
+                 advi_precision_name(s->field->precision), limit);
     else
         snprintf(what, sizeof what, "became NaN or Inf");
     return advi_fail(s->ctx, ADV_ERR_NONFINITE,
@@ -784,9 +782,9 @@ static adv_status chunk_step(adv_sampler *s) {
     adv_status st;
     const int64_t ke = s->o.save_every;
     if (s->o.method == ADV_METHOD_DOPRI5) {
-        // Segments 1..k_ode end at grid times; segment k_ode + 1 is the tail (see dp_end).
+        // Segments 1..k_ode end at grid times; segment k_ode + 1 is the tail (has_tail).
         const int in_grid = s->seg >= 1 && s->seg <= s->k_ode;
-        const int in_tail = s->tail && s->seg == s->k_ode + 1;
+        const int in_tail = has_tail(s) && s->seg == s->k_ode + 1;
         int done = 1;
         if (in_grid || in_tail) {
             if ((st = dp_round(s, cnt, dp_segment_end(s, s->seg), &done)) != ADV_OK) return st;
@@ -801,12 +799,12 @@ static adv_status chunk_step(adv_sampler *s) {
                 return ADV_OK;
             }
             s->seg = s->k_ode + 1;
-            if (s->tail) return ADV_OK; // the tail next
+            if (has_tail(s)) return ADV_OK; // the tail next
         }
         if (s->exp_end) {
             if ((st = check_chunk(s, first, cnt, "before the last step of")) != ADV_OK) return st;
             for (int64_t i = 0; i < cnt; ++i) s->dmask[i] = s->dstatus[i] != P_FAILED;
-            if ((st = exp_step(s, cnt, dp_end(s), s->grid[s->K], 0, s->dmask)) != ADV_OK) return st;
+            if ((st = exp_step(s, cnt, s->t_adapt_end, s->grid[s->K], 0, s->dmask)) != ADV_OK) return st;
             for (int64_t i = 0; i < cnt; ++i)
                 if (s->dstatus[i] != P_FAILED) s->dt[i] = s->grid[s->K];
             if (ke > 0 && s->K % ke == 0 && (st = snapshot(s, s->K / ke, s->K, s->grid[s->K])) != ADV_OK)
