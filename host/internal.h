@@ -107,8 +107,14 @@ struct adv_poisson_plan {
     size_t cells;         /* Π shape: elements of one right-hand side */
     int singular;         /* c == 0 and no Dirichlet axis: the zero mode is undefined */
     double mean_tolerance; /* resolved (desc->mean_tolerance or the precision's default) */
+    double safe_max_f;    /* max|f| up to which no value of the solve can overflow */
     void *backend_state;  /* owned by the backend */
 };
+
+/* The overflow rule of adv_poisson_execute, for the backends: with check_finite, a solve
+ * whose max|f| exceeds plan->safe_max_f has its solution scanned; this reports a non-finite
+ * one (ADV_ERR_NONFINITE, naming the bound) after the backend has zeroed u. */
+adv_status advi_poisson_overflow(adv_poisson_plan *plan, double max_abs_f);
 
 /* adv_interaction_execute for the plan's first n <= n_queries queries (arrays laid out for
  * n), without its argument checks and finiteness scan: for callers inside the library that

@@ -1,8 +1,11 @@
 /* Public Poisson-plan entry points: checks of the description and of the pointers, and
  * dispatch to the CPU backend (host/cpu/poisson_cpu.c, FFTW) or the CUDA backend
  * (host/cuda/poisson_cuda.c, cuFFT). The checks that need the data (finite values, zero mean
- * in the singular case) run in the backends, before anything is written to u. */
+ * in the singular case) run in the backends, before anything is written to u; so does the
+ * overflow rule (safe_max_f), which is shared here. */
 #include "internal.h"
+
+#include "common/poisson_math.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -98,6 +101,44 @@ static adv_status check_desc(adv_context *ctx, const adv_poisson_desc *d, size_t
     return ADV_OK;
 }
 
+/* Smallest eigenvalue of c - Δ_h over the modes that the solve divides by (the zero mode of a
+ * singular plan excluded), +Inf if there is none (a singular grid of one cell). */
+static double smallest_eigenvalue(const adv_poisson_desc *d, int singular) {
+    if (!singular) {
+        double l = d->shift; // every axis at its lowest mode (0 unless Dirichlet)
+        for (int a = 0; a < d->ndim; ++a)
+            l += advi_poisson_axis_eigenvalue((int)d->bc[a], 0, d->shape[a], d->spacing[a]);
+        return l;
+    }
+    double l = INFINITY; // one axis at its first nonzero mode, the others at 0
+    for (int a = 0; a < d->ndim; ++a)
+        if (d->shape[a] >= 2)
+            l = fmin(l, advi_poisson_axis_eigenvalue((int)d->bc[a], 1, d->shape[a], d->spacing[a]));
+    return l;
+}
+
+/* The largest max|f| for which no intermediate value of a solve can overflow. Along an axis
+ * of n points bounded by a, every transform (DFT of two packed real lines, the Makhoul
+ * twiddles, the DHT) is bounded by 2na; all axes forward: 2^D cells max|f|. The scaling
+ * divides by λ·norm >= λ_min·cells, and the inverse transforms multiply by at most 2^D cells
+ * again: 4^D cells max|f| max(1, 1/λ_min) bounds everything, which must stay below a quarter
+ * of the precision's largest value. Loose (true solutions are about Σ|f|/λ_min), so that
+ * inputs past it are not rejected but have their solution scanned. */
+static double safe_max_f(const adv_poisson_desc *d, size_t cells, double lambda_min) {
+    double growth = (double)cells * fmax(1.0, 1.0 / lambda_min);
+    for (int a = 0; a < d->ndim; ++a) growth *= 4.0;
+    return advi_real_max(d->precision) / 4.0 / growth;
+}
+
+adv_status advi_poisson_overflow(adv_poisson_plan *plan, double max_abs_f) {
+    const adv_poisson_desc *d = &plan->desc;
+    return advi_fail(plan->ctx, ADV_ERR_NONFINITE,
+                     "the solution overflows the %s range (max |f| = %g; above %g the solve "
+                     "can overflow on this grid); scale f down%s (u is zeroed)",
+                     advi_precision_name(d->precision), max_abs_f, plan->safe_max_f,
+                     d->precision == ADV_FLOAT32 ? " or use float64" : "");
+}
+
 adv_status adv_poisson_plan_create(adv_context *ctx, const adv_poisson_desc *desc,
                                    adv_poisson_plan **plan) {
     if (!ctx) return ADV_ERR_NULL_POINTER;
@@ -123,6 +164,7 @@ adv_status adv_poisson_plan_create(adv_context *ctx, const adv_poisson_desc *des
     int any_dirichlet = 0;
     for (int a = 0; a < desc->ndim; ++a) any_dirichlet |= desc->bc[a] == ADV_BC_DIRICHLET;
     p->singular = desc->shift == 0.0 && !any_dirichlet;
+    p->safe_max_f = safe_max_f(desc, cells, smallest_eigenvalue(desc, p->singular));
     p->mean_tolerance = desc->mean_tolerance > 0.0 ? desc->mean_tolerance
                         : desc->precision == ADV_FLOAT64 ? 1e-10
                                                          : 1e-5;

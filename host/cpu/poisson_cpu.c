@@ -22,7 +22,8 @@
  *    then back, and the last axis B -> u. DST-II(x) is the DCT-II of (-1)^j x_j in reverse
  *    order: the coefficients stay in DCT order and the eigenvalue table is reversed. Axes of
  *    length 1 are dropped (a Dirichlet one adds 4/h² to the shift).
- * The input checks (finiteness, zero mean) read f before anything is written to u.
+ * The input checks (finiteness, zero mean) read f before anything is written to u; past the
+ * overflow bound of host/poisson.c the solution is scanned after it is written.
  * FFTW's planner is not thread-safe and fftw_plan_with_nthreads is global: planning and plan
  * destruction hold one process-wide lock. Its thread count and its wisdom are process-wide
  * too: a planning session (planner_begin/_end) saves both, plans from no wisdom and restores
@@ -490,7 +491,7 @@ static inline void execute_block(adv_precision p, void *plan, void *buf) {
 #undef REAL
 #undef SFX
 
-adv_status advi_cpu_poisson_execute(adv_poisson_plan *plan, const void *f, void *u) {
+static adv_status solve(adv_poisson_plan *plan, const void *f, void *u, double *max_f_out) {
     adv_context *ctx = plan->ctx;
     const adv_poisson_desc *d = &plan->desc;
     cpu_poisson *s = plan->backend_state;
@@ -502,13 +503,16 @@ adv_status advi_cpu_poisson_execute(adv_poisson_plan *plan, const void *f, void 
     // Check (the real-transform path) or load and check (all periodic) every right-hand side
     // before anything is written to u.
     const int check = d->check_finite || want_mean;
+    double max_f = 0.0;
     for (int64_t b = 0; b < d->batch && (check || s->complex_path); ++b) {
         const size_t off = (size_t)b * n;
         void *w = s->complex_path ? (char *)s->work + off * es : NULL;
+        double max_b = 0.0;
         int bad = f64 ? load_f64((const double *)f + off, w, n, d->check_finite, want_mean,
-                                 &s->sum[b], &s->abs_sum[b], s->threads)
+                                 &s->sum[b], &s->abs_sum[b], &max_b, s->threads)
                       : load_f32((const float *)f + off, w, n, d->check_finite, want_mean,
-                                 &s->sum[b], &s->abs_sum[b], s->threads);
+                                 &s->sum[b], &s->abs_sum[b], &max_b, s->threads);
+        max_f = fmax(max_f, max_b);
         if (bad)
             return advi_fail(ctx, ADV_ERR_NONFINITE, "f (right-hand side %lld) contains NaN or Inf",
                              (long long)b);
@@ -522,6 +526,7 @@ adv_status advi_cpu_poisson_execute(adv_poisson_plan *plan, const void *f, void 
                                  "use ADV_POISSON_PROJECT_MEAN",
                                  (long long)b, s->sum[b] / (double)n, plan->mean_tolerance);
 
+    *max_f_out = max_f;
     if (s->complex_path) {
         // The half-spectrum: complex coefficients (two reals each) over n_last/2 + 1 modes.
         const int64_t row_len = d->shape[d->ndim - 1] / 2 + 1;
@@ -554,4 +559,15 @@ adv_status advi_cpu_poisson_execute(adv_poisson_plan *plan, const void *f, void 
     if (f64) rt_rows_f64(plan, s, NULL, u);
     else rt_rows_f32(plan, s, NULL, u);
     return ADV_OK;
+}
+
+adv_status advi_cpu_poisson_execute(adv_poisson_plan *plan, const void *f, void *u) {
+    const adv_poisson_desc *d = &plan->desc;
+    double max_f = 0.0;
+    adv_status st = solve(plan, f, u, &max_f);
+    if (st != ADV_OK || !d->check_finite || !(max_f > plan->safe_max_f)) return st;
+    const size_t count = plan->cells * (size_t)d->batch;
+    if (advi_cpu_all_finite(plan->ctx, d->precision, u, count, 0, NULL)) return ADV_OK;
+    memset(u, 0, count * advi_real_size(d->precision));
+    return advi_poisson_overflow(plan, max_f);
 }

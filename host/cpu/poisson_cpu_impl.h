@@ -1,7 +1,8 @@
 /* Per-precision passes of the CPU Poisson backend, included twice by poisson_cpu.c with
  * REAL = float/double and SFX = f32/f64 (the layouts are described there).
  *   load: copies one right-hand side into the workspace (w NULL: only reads it); returns 1
- *     when it holds NaN/Inf (if checked) and gives Σf and Σ|f| in double (if asked);
+ *     when it holds NaN/Inf (if checked; then also max|f|, for the overflow bound) and gives
+ *     Σf and Σ|f| in double (if asked);
  *   scale (all-periodic path): multiplies every coefficient of the half-spectrum by
  *     1/(λ·norm), row by row along the last (contiguous) axis so that the inner loop
  *     vectorises.
@@ -29,15 +30,19 @@
 #define PINLINE static inline __attribute__((always_inline))
 
 static int PFN(load)(const REAL *restrict f, REAL *restrict w, size_t n, int check_finite,
-                     int want_mean, double *sum, double *abs_sum, int threads) {
+                     int want_mean, double *sum, double *abs_sum, double *max_abs,
+                     int threads) {
     int bad = 0;
-    double s = 0.0, sa = 0.0;
-#pragma omp parallel for reduction(| : bad) reduction(+ : s, sa) schedule(static) \
-    num_threads(threads) if (n >= ADVI_POISSON_PARALLEL_MIN)
+    double s = 0.0, sa = 0.0, m = 0.0;
+#pragma omp parallel for reduction(| : bad) reduction(+ : s, sa) reduction(max : m) \
+    schedule(static) num_threads(threads) if (n >= ADVI_POISSON_PARALLEL_MIN)
     for (size_t i = 0; i < n; ++i) {
         const REAL v = f[i];
         if (w) w[i] = v;
-        if (check_finite) bad |= !isfinite(v);
+        if (check_finite) {
+            bad |= !isfinite(v);
+            m = fmax(m, fabs((double)v)); // NaN-ignoring: a NaN fails the check anyway
+        }
         if (want_mean) {
             s += (double)v;
             sa += fabs((double)v);
@@ -45,6 +50,7 @@ static int PFN(load)(const REAL *restrict f, REAL *restrict w, size_t n, int che
     }
     *sum = s;
     *abs_sum = sa;
+    *max_abs = m;
     return bad;
 }
 

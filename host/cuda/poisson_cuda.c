@@ -34,8 +34,8 @@ typedef struct cuda_poisson {
     void *rbuf;        /* batch × cells reals */
     void *cbuf;        /* max over axes of rows × (n/2 + 1) complex */
     void *fft_area;    /* cuFFT work area shared by all plans (they run one at a time) */
-    void *check;       /* 2·batch doubles (Σf, Σ|f|) then one unsigned flag */
-    double *host_sums; /* 2·batch doubles + room for the flag */
+    void *check;       /* 2·batch doubles (Σf, Σ|f|), max|f| (bits), one unsigned flag */
+    double *host_sums; /* the same, read back */
     advk_poisson_grid grid;
 } cuda_poisson;
 
@@ -160,7 +160,7 @@ static adv_status plan_init_on_device(adv_poisson_plan *plan, cuda_poisson *s) {
     if ((st = advi_cuda_malloc(ctx, (size_t)total * es, &s->work)) != ADV_OK) return st;
     if ((st = advi_cuda_malloc(ctx, (size_t)total * es, &s->rbuf)) != ADV_OK) return st;
     if ((st = advi_cuda_malloc(ctx, cbuf_elems * 2 * es, &s->cbuf)) != ADV_OK) return st;
-    const size_t check_bytes = (2 * (size_t)d->batch + 1) * sizeof(double);
+    const size_t check_bytes = (2 * (size_t)d->batch + 2) * sizeof(double);
     if ((st = advi_cuda_malloc(ctx, check_bytes, &s->check)) != ADV_OK) return st;
     s->host_sums = malloc(check_bytes);
     if (!s->host_sums) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "Poisson check buffer");
@@ -205,24 +205,27 @@ void advi_cuda_poisson_plan_fini(adv_poisson_plan *plan) {
     plan->backend_state = NULL;
 }
 
-/* Reads Σf, Σ|f| and the NaN flag back and applies the rules of adv_poisson_execute. */
+/* Reads Σf, Σ|f|, max|f| and the NaN flag back and applies the rules of adv_poisson_execute. */
 static adv_status check_input(adv_poisson_plan *plan, cuda_poisson *s, const void *f,
-                              int want_mean) {
+                              int want_mean, double *max_f) {
     adv_context *ctx = plan->ctx;
     const adv_poisson_desc *d = &plan->desc;
     cudaStream_t stream = advi_cuda_stream(ctx);
     const size_t nsums = 2 * (size_t)d->batch;
-    const size_t bytes = (nsums + 1) * sizeof(double);
+    const size_t bytes = (nsums + 2) * sizeof(double);
     double *sums = s->check;
-    unsigned int *bad = (unsigned int *)(sums + nsums);
+    unsigned long long *max_bits = (unsigned long long *)(sums + nsums);
+    unsigned int *bad = (unsigned int *)(sums + nsums + 1);
     ADVI_CUDA_CHECK(ctx, cudaMemsetAsync(s->check, 0, bytes, stream));
     ADVI_CUDA_CHECK(ctx, advk_poisson_check((int)d->precision, f, (int64_t)plan->cells, d->batch,
-                                            d->check_finite, want_mean, sums, bad, stream));
+                                            d->check_finite, want_mean, sums, max_bits, bad,
+                                            stream));
     ADVI_CUDA_CHECK(ctx, cudaMemcpyAsync(s->host_sums, s->check, bytes, cudaMemcpyDeviceToHost,
                                          stream));
     ADVI_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
-    const unsigned int flag = *(const unsigned int *)(s->host_sums + nsums);
+    const unsigned int flag = *(const unsigned int *)(s->host_sums + nsums + 1);
     if (flag) return advi_fail(ctx, ADV_ERR_NONFINITE, "f (right-hand side) contains NaN or Inf");
+    *max_f = s->host_sums[nsums]; // the bits of a double, copied as such
     if (want_mean)
         for (int64_t b = 0; b < d->batch; ++b) {
             const double sum = s->host_sums[2 * b], abs_sum = s->host_sums[2 * b + 1];
@@ -302,8 +305,9 @@ static adv_status execute_on_device(adv_poisson_plan *plan, const void *f, void 
     const int want_mean = plan->singular && d->mean_policy == ADV_POISSON_REQUIRE_ZERO_MEAN;
     adv_status st;
 
+    double max_f = 0.0;
     if (d->check_finite || want_mean) {
-        if ((st = check_input(plan, s, f, want_mean)) != ADV_OK) return st;
+        if ((st = check_input(plan, s, f, want_mean, &max_f)) != ADV_OK) return st;
     }
     // Distinct f and u: work on a copy, so that u is only written at the end. u == f (the
     // Benamou-Brenier iteration's use): f is the caller's to lose, and the input was checked
@@ -331,7 +335,15 @@ static adv_status execute_on_device(adv_poisson_plan *plan, const void *f, void 
             return st;
     if (data != u)
         ADVI_CUDA_CHECK(ctx, cudaMemcpyAsync(u, data, bytes, cudaMemcpyDeviceToDevice, stream));
-    return ADV_OK;
+    if (!d->check_finite || !(max_f > plan->safe_max_f)) return ADV_OK;
+    // Past the overflow bound (adv_poisson_execute): scan the solution (this synchronises).
+    int ok = 0;
+    if ((st = advi_cuda_all_finite(ctx, d->precision, u, plan->cells * (size_t)d->batch, 0, &ok,
+                                   NULL)) != ADV_OK || ok)
+        return st;
+    ADVI_CUDA_CHECK(ctx, cudaMemsetAsync(u, 0, bytes, stream));
+    ADVI_CUDA_CHECK(ctx, cudaStreamSynchronize(stream));
+    return advi_poisson_overflow(plan, max_f);
 }
 
 adv_status advi_cuda_poisson_execute(adv_poisson_plan *plan, const void *f, void *u) {

@@ -28,9 +28,11 @@ extern "C" {
 
 /* Input checks over batch right-hand sides of `cells` elements: when want_sums, adds Σf to
  * sums[2b] and Σ|f| to sums[2b+1] (double, zeroed by the caller); when check_finite, ORs 1
- * into *bad (zeroed by the caller) if any element is NaN or infinite. */
+ * into *bad if any element is NaN or infinite and raises *max_bits to the bits of the
+ * largest |finite element| as a double (both zeroed by the caller). */
 cudaError_t advk_poisson_check(int precision, const void *f, int64_t cells, int64_t batch,
-                               int check_finite, int want_sums, double *sums, unsigned int *bad,
+                               int check_finite, int want_sums, double *sums,
+                               unsigned long long *max_bits, unsigned int *bad,
                                cudaStream_t stream);
 
 cudaError_t advk_poisson_fwd_gather(int precision, int bc, const void *x, void *rbuf,

@@ -69,7 +69,8 @@ typedef struct adv_poisson_desc {
     double mean_tolerance;   /* relative tolerance of the zero-mean check, per right-hand
                                 side: error when |Σf| > mean_tolerance · Σ|f|. 0 (default)
                                 selects 1e-5 for float32 and 1e-10 for float64. */
-    int check_finite;        /* default 1: reject NaN/Inf in f (ADV_ERR_NONFINITE). On CUDA
+    int check_finite;        /* default 1: reject NaN/Inf in f and report an overflowing
+                                solution (ADV_ERR_NONFINITE, see execute). On CUDA
                                 this (and the zero-mean check) costs one reduction and a
                                 stream synchronisation. */
     adv_fft_effort effort;   /* default ADV_FFT_MEASURE (CPU only; ignored by CUDA) */
@@ -90,9 +91,12 @@ ADV_API adv_status adv_poisson_plan_create(adv_context *ctx, const adv_poisson_d
 
 /* Solves for every right-hand side. f and u are in the context's memory space, contiguous,
  * batch × shape[0] × … × shape[ndim-1] in the plan's precision; u may equal f (in place).
- * Errors: ADV_ERR_NULL_POINTER, ADV_ERR_NONFINITE (f has NaN/Inf and check_finite),
- * ADV_ERR_INVALID_VALUE (nonzero mean in the singular case with REQUIRE_ZERO_MEAN), backend
- * errors. On any error u is not written. CPU: synchronous. CUDA: asynchronous on the
+ * Errors: ADV_ERR_NULL_POINTER, ADV_ERR_NONFINITE (f has NaN/Inf and check_finite; or,
+ * with check_finite, the solution overflows the precision), ADV_ERR_INVALID_VALUE (nonzero
+ * mean in the singular case with REQUIRE_ZERO_MEAN), backend errors. On any error u is not
+ * written, except an overflowing solution: u is then zeroed (never Inf with ADV_OK). The
+ * overflow check costs nothing up to max|f| <= max/(4^ndim · cells · max(1, 1/λ_min)) / 4
+ * (λ_min the smallest eigenvalue solved for); past that the solution is scanned once. CPU: synchronous. CUDA: asynchronous on the
  * context's stream, except that the finiteness/zero-mean checks synchronise.
  * A plan owns one workspace: do not execute the same plan from two threads at once. */
 ADV_API adv_status adv_poisson_execute(adv_poisson_plan *plan, const void *f, void *u);

@@ -51,19 +51,29 @@ __device__ __forceinline__ int64_t at(int64_t o, int64_t j, int64_t i, int64_t n
 
 template <typename T>
 __global__ void check_kernel(const T *f, int64_t cells, int64_t batch, int check_finite,
-                             int want_sums, double *sums, unsigned int *bad) {
+                             int want_sums, double *sums, unsigned long long *max_bits,
+                             unsigned int *bad) {
     __shared__ double s_sum[BLOCK], s_abs[BLOCK];
     // The b loop is uniform over the block, so every thread reaches every barrier.
     for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
         const T *fb = f + b * cells;
-        double s = 0.0, sa = 0.0;
+        double s = 0.0, sa = 0.0, m = 0.0;
         int nonfinite = 0;
         for (int64_t i = global_id(); i < cells; i += global_stride()) {
             const T v = fb[i];
-            if (check_finite) nonfinite |= !isfinite(v);
+            if (check_finite) {
+                nonfinite |= !isfinite(v);
+                m = fmax(m, fabs((double)v)); // ignores NaN, which fails the check anyway
+            }
             s += (double)v;
             sa += fabs((double)v);
         }
+        // The overflow bound's max|f|, as in check.cu: per warp, then one atomicMax on the
+        // bits (the order of doubles >= 0 is that of their bits as unsigned integers).
+        for (int lane_mask = 16; lane_mask > 0; lane_mask >>= 1)
+            m = fmax(m, __shfl_xor_sync(0xffffffffu, m, lane_mask));
+        if ((threadIdx.x & 31) == 0 && m > 0.0)
+            atomicMax(max_bits, (unsigned long long)__double_as_longlong(m));
         if (__syncthreads_or(nonfinite) && threadIdx.x == 0) atomicOr(bad, 1u);
         if (want_sums) {
             s_sum[threadIdx.x] = s;
@@ -331,12 +341,13 @@ __global__ void spectral_kernel(int bc, typename complex_of<T>::type *cbuf, int6
 
 template <typename T>
 cudaError_t launch_check(const void *f, int64_t cells, int64_t batch, int check_finite,
-                         int want_sums, double *sums, unsigned int *bad, cudaStream_t stream) {
+                         int want_sums, double *sums, unsigned long long *max_bits,
+                         unsigned int *bad, cudaStream_t stream) {
     int64_t bx = (cells + BLOCK - 1) / BLOCK;
     if (bx > 1024) bx = 1024;
     dim3 grid((unsigned)bx, (unsigned)(batch < 65535 ? batch : 65535));
     check_kernel<T><<<grid, BLOCK, 0, stream>>>((const T *)f, cells, batch, check_finite,
-                                                want_sums, sums, bad);
+                                                want_sums, sums, max_bits, bad);
     return cudaGetLastError();
 }
 
@@ -389,10 +400,13 @@ cudaError_t inv_scatter(int bc, const void *rbuf, void *x, int64_t outer, int64_
 
 extern "C" cudaError_t advk_poisson_check(int precision, const void *f, int64_t cells,
                                           int64_t batch, int check_finite, int want_sums,
-                                          double *sums, unsigned int *bad, cudaStream_t stream) {
+                                          double *sums, unsigned long long *max_bits,
+                                          unsigned int *bad, cudaStream_t stream) {
     if (precision == 1)
-        return launch_check<double>(f, cells, batch, check_finite, want_sums, sums, bad, stream);
-    return launch_check<float>(f, cells, batch, check_finite, want_sums, sums, bad, stream);
+        return launch_check<double>(f, cells, batch, check_finite, want_sums, sums, max_bits,
+                                    bad, stream);
+    return launch_check<float>(f, cells, batch, check_finite, want_sums, sums, max_bits, bad,
+                               stream);
 }
 
 extern "C" cudaError_t advk_poisson_fwd_gather(int precision, int bc, const void *x, void *rbuf,

@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,74 @@ Test(poisson_conformance, nonfinite_input) {
         cr_assert_eq(count_nan(got, 40), 40, "u was written on error");
         conf_free(ctx, df);
         conf_free(ctx, du);
+    }
+    conf_context_destroy(ctx);
+}
+
+/* Right-hand sides past the plan's overflow bound (a loose a-priori bound; inputs beyond it
+ * have their solution scanned): a representable solution is returned as usual, one that
+ * overflows the precision is ADV_ERR_NONFINITE with u zeroed, never Inf with ADV_OK. Both
+ * CPU paths: all periodic (complex transforms) and mixed (real transforms). */
+Test(poisson_conformance, solution_overflow) {
+    adv_context *ctx = conf_context();
+    const pcase grids[2] = {{1, {16}}, {2, {5, 6}}};
+    const adv_boundary bcs[2][2] = {{ADV_BC_PERIODIC}, {ADV_BC_NEUMANN, ADV_BC_DIRICHLET}};
+    const double h[2] = {1e-3, 1e-3};
+    for (int p = 0; p < 2; ++p) {
+        const adv_precision prec = p ? ADV_FLOAT64 : ADV_FLOAT32;
+        const double real_max = p ? DBL_MAX : FLT_MAX;
+        for (int g = 0; g < 2; ++g) {
+            const pcase *pc = &grids[g];
+            const size_t n = pref_cells(pc->ndim, pc->shape);
+            double u[30], f[30], got[30];
+            // Representable: a manufactured solution scaled by a power of two (exact).
+            const double c = 0.5;
+            make_problem(pc, h, bcs[g], c, 1, prec, 31 + (uint64_t)g, u, f);
+            // Scaled by a power of two (exact) to max|f| near max/(4^D cells): four times
+            // the a-priori bound, while every transform stays below max/2^D.
+            double fmax_abs = 0.0, growth = (double)n;
+            for (size_t i = 0; i < n; ++i) fmax_abs = fmax(fmax_abs, fabs(f[i]));
+            for (int a = 0; a < pc->ndim; ++a) growth *= 4.0;
+            const int scale_exp = (int)floor(log2(real_max / growth / fmax_abs));
+            for (size_t i = 0; i < n; ++i) {
+                u[i] = ldexp(u[i], scale_exp);
+                f[i] = ldexp(f[i], scale_exp);
+            }
+            adv_poisson_desc d = make_desc(prec, pc, h, bcs[g], c, 1);
+            void *df = conf_upload(ctx, prec, f, n);
+            void *du = conf_alloc_poisoned(ctx, prec, n);
+            cr_assert_eq(adv_poisson_solve(ctx, &d, df, du), ADV_OK, "%s grid %d: %s",
+                         tu_precision_name(prec), g, adv_context_last_error(ctx));
+            conf_download(ctx, prec, du, got, n);
+            for (size_t i = 0; i < n; ++i) { // back to unit scale (exact): norms stay finite
+                got[i] = ldexp(got[i], -scale_exp);
+                u[i] = ldexp(u[i], -scale_exp);
+            }
+            const double tol = pref_tolerance(pc->ndim, pc->shape, h, bcs[g], c,
+                                              tu_unit_roundoff(prec));
+            const double err = pref_rel_err(got, u, n);
+            cr_assert(err <= tol, "%s grid %d: error %g > %g", tu_precision_name(prec), g, err,
+                      tol);
+            conf_free(ctx, df);
+
+            // Overflowing: h = 1000 and c = 1e-10 make the smallest eigenvalue at most 3e-7
+            // (the Dirichlet axis' 4 sin²(π/12)/h²), so a constant of 1e36 (1e305) gives a
+            // solution of at least 3e42 (3e311).
+            d.shift = 1e-10;
+            for (int a = 0; a < pc->ndim; ++a) d.spacing[a] = 1e3;
+            for (size_t i = 0; i < n; ++i) f[i] = p ? 1e305 : 1e36;
+            df = conf_upload(ctx, prec, f, n);
+            cr_assert_eq(adv_poisson_solve(ctx, &d, df, du), ADV_ERR_NONFINITE, "%s grid %d",
+                         tu_precision_name(prec), g);
+            cr_assert(strstr(adv_context_last_error(ctx), "overflows") != NULL, "message: %s",
+                      adv_context_last_error(ctx));
+            conf_download(ctx, prec, du, got, n);
+            for (size_t i = 0; i < n; ++i)
+                cr_assert_eq(got[i], 0.0, "%s grid %d: u[%zu] = %g, not zeroed",
+                             tu_precision_name(prec), g, i, got[i]);
+            conf_free(ctx, df);
+            conf_free(ctx, du);
+        }
     }
     conf_context_destroy(ctx);
 }
