@@ -333,7 +333,10 @@ adv_status adv_field_create_empirical(adv_context *ctx, adv_precision precision,
             c += w[i] / total;
             cdf[i] = c;
             if (w[i] > 0.0) last = i;
-            advf_st(lw_host, precision == ADV_FLOAT64, i, w[i] > 0.0 ? log(w[i] / total) : -INFINITY);
+            // log w - log total, not log(w / total): a tiny positive weight next to a huge
+            // one keeps its finite log-weight (w / total would underflow to a zero weight).
+            advf_st(lw_host, precision == ADV_FLOAT64, i,
+                    w[i] > 0.0 ? log(w[i]) - log(total) : -INFINITY);
         }
         for (int64_t i = last; i < n; ++i) cdf[i] = 1.0; // exact top; trailing zero weights
         f = field_new(ctx, ADV_FIELD_EMPIRICAL, precision, d);
@@ -536,6 +539,8 @@ adv_status adv_field_create_gmm(adv_context *ctx, adv_precision precision, int64
     }
     if (!(sp > 0.0) || !(sq > 0.0))
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "mixture weights p or q are all zero");
+    if (!isfinite(sp) || !isfinite(sq))
+        return advi_fail(ctx, ADV_ERR_NONFINITE, "the sum of the mixture weights p or q overflows");
     size_t dd = (size_t)(d * d);
     for (int64_t k = 0; k < k0; ++k)
         if (!advi_is_symmetric(d, S + k * dd))
@@ -577,13 +582,17 @@ adv_status adv_field_create_gmm(adv_context *ctx, adv_precision precision, int64
                                           "G[%lld] is not positive semi-definite", (long long)l);
                 break;
             }
-            double pq = (p[k] / sp) * (q[l] / sq);
+            // The pair's weight in logs: (p_k/sp)(q_l/sq) underflows for tiny weights that
+            // still dominate the posterior far from the other pairs.
+            const int positive = p[k] > 0.0 && q[l] > 0.0;
             int degenerate = 0;
             for (int64_t j = 0; j < d; ++j) degenerate |= lam[j] == 0.0;
-            pr[0] = pq > 0.0 ? log(pq) - logdet - 0.5 * (double)d * log(2.0 * M_PI) : -INFINITY;
-            pr[1] = pq;
+            pr[0] = positive ? log(p[k]) - log(sp) + log(q[l]) - log(sq) - logdet -
+                                   0.5 * (double)d * log(2.0 * M_PI)
+                             : -INFINITY;
+            pr[1] = (p[k] / sp) * (q[l] / sq); // for sampling only (may underflow to 0)
             pr[2] = degenerate;
-            if (pq > 0.0) {
+            if (positive) {
                 any_regular |= !degenerate;
                 any_degenerate |= degenerate;
             }

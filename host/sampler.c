@@ -562,6 +562,10 @@ static adv_status dp_round(adv_sampler *s, int64_t cnt, double T, int *segment_d
             double fac = e > 0.0 ? s->o.safety * pow(e, -s->o.pi_alpha) * pow(s->derrp[i], s->o.pi_beta)
                                  : FAC_MAX;
             hn = hv * fmin(FAC_MAX, fmax(FAC_MIN, fac));
+            // A step shortened to land on a snapshot or segment time says little about the
+            // step size: the proposal it replaced stands (a tiny landing step must not shrink
+            // the next one below h_min).
+            if (s->dland[i]) hn = fmax(hn, s->dh[i]);
             s->derrp[i] = fmax(e, 1e-4);
         } else {
             s->dnrej[i]++;

@@ -289,7 +289,9 @@ ADV_HD void advf_gauss_ot_sample(const double *par, int64_t d, double t, const d
  * exact limit for z off the atoms); when all pairs are degenerate the pair nearest in the
  * S_k metric on the null directions is chosen, D = its limit and v = score = 0.
  * Layout: mu[k0*d] nu[k1*d], then per pair (k major): logc, pq, degenerate, lam[d], P[d*d],
- * Pinv[d*d]. logc = log(p_k q_l) - log|L| - d/2 log 2pi; pq = p_k q_l (normalised). */
+ * Pinv[d*d]. logc = log(p_k q_l) - log|L| - d/2 log 2pi, -Inf exactly for a zero weight
+ * (formed in logs, so tiny weights stay positive); pq = p_k q_l normalised, only for
+ * sampling (it may underflow to 0). */
 #define ADVF_GMM_PAIR(d) (3 + (d) + 2 * (d) * (d))
 #define ADVF_GMM_SIZE(d, k0, k1) (((k0) + (k1)) * (d) + (k0) * (k1) * ADVF_GMM_PAIR(d))
 
@@ -310,7 +312,7 @@ ADV_HD void advf_gmm_point(const double *par, int64_t d, int64_t k0, int64_t k1,
         for (int64_t p = 0; p < k0 * k1; ++p) {
             const double *pr = pairs + p * ADVF_GMM_PAIR(d), *lam = pr + 3, *Pinv = lam + d + d * d;
             const double *nl = nu + (p % k1) * d;
-            if (!(pr[1] > 0.0)) continue;
+            if (!(pr[0] > -HUGE_VAL)) continue; // zero weight
             double q = 0.0;
             for (int64_t k = 0; k < d; ++k) {
                 if (lam[k] > 0.0) continue;
@@ -345,7 +347,7 @@ ADV_HD void advf_gmm_point(const double *par, int64_t d, int64_t k0, int64_t k1,
         const double *pr = pairs + p * ADVF_GMM_PAIR(d), *lam = pr + 3, *P = lam + d;
         const double *Pinv = P + d * d;
         const double *mk = mu + (p / k1) * d, *nl = nu + (p % k1) * d;
-        if (!(pr[1] > 0.0)) continue;          // zero weight
+        if (!(pr[0] > -HUGE_VAL)) continue;    // zero weight
         if (at_end && pr[2] != 0.0) continue;  // degenerate at t = 1 (a regular pair exists)
         for (int64_t k = 0; k < d; ++k) r[k] = advf_ld(z, prec, i * d + k) - (s * mk[k] + t * nl[k]);
         double lg = pr[0], q = 0.0;

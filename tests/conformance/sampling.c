@@ -366,6 +366,64 @@ Test(sampling_fields, gmm_dirac_end) {
     conf_context_destroy(ctx);
 }
 
+/* Positive weights whose normalised value underflows (1e-300 next to 1e300; a GMM pair
+ * p_k q_l = 1e-400) are still positive weights: far from the heavy points they dominate the
+ * posterior. References from math.md §2 in logs: (a) data {0, 1} with weights {1e300,
+ * 1e-300}, linear schedule, sigma = 1: at t = 1 - 1e-4, z = 0.9999 the log-posterior of y = 1
+ * is -1381.6 against -5e7 for y = 0, so D = 1; at t = 1 the nearest data point, D(1) = 1.
+ * (b) N(0,1) + 1e-200 N(100,1) -> N(0,1) + 1e-200 N(100,4) in d = 1 at t = 1/2, z = 100: the
+ * pair (1,1) (log-weight -921) beats every other (<= -1460), so D = 100, v = score = 0 to
+ * within 1e-200. Before, both read as zero weights: D = 0, and D = 180, v = 160. */
+Test(sampling_fields, tiny_positive_weights_count) {
+    adv_context *ctx = conf_context();
+    for (int p = 0; p < 2; ++p) {
+        const adv_precision prec = p ? ADV_FLOAT64 : ADV_FLOAT32;
+        const double y[2] = {0, 1}, zs[2] = {0.9999, 1.0};
+        void *dy = conf_upload(ctx, prec, y, 2);
+        void *dw = NULL;
+        if (p) {
+            const double w[2] = {1e300, 1e-300};
+            dw = conf_upload(ctx, prec, w, 2);
+        } else { // float32 cannot hold the underflowing pair: the same check, smaller ratio
+            const double w[2] = {1e30, 1e-30};
+            dw = conf_upload(ctx, prec, w, 2);
+        }
+        adv_field *f = NULL;
+        cr_assert_eq(adv_field_create_empirical(ctx, prec, dy, dw, 2, 1, NULL, &f), ADV_OK, "%s",
+                     adv_context_last_error(ctx));
+        for (int k = 0; k < 2; ++k) {
+            const double t = k ? 1.0 : 1.0 - 1e-4;
+            double D = NAN;
+            void *dz = conf_upload(ctx, prec, &zs[k], 1), *dd = conf_alloc_poisoned(ctx, prec, 1);
+            cr_assert_eq(adv_field_eval(f, t, 1, dz, NULL, NULL, dd), ADV_OK, "%s",
+                         adv_context_last_error(ctx));
+            conf_download(ctx, prec, dd, &D, 1);
+            cr_expect(fabs(D - 1.0) < 1e-6, "%s t = %g: D = %g, expected 1",
+                      tu_precision_name(prec), t, D);
+            conf_free(ctx, dz), conf_free(ctx, dd);
+        }
+        adv_field_destroy(f);
+        conf_free(ctx, dy), conf_free(ctx, dw);
+    }
+    const double p[2] = {1, 1e-200}, mu[2] = {0, 100}, S[2] = {1, 1};
+    const double q[2] = {1, 1e-200}, nu[2] = {0, 100}, G[2] = {1, 4};
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 1, 2, p, mu, S, 2, q, nu, G, &f), ADV_OK);
+    const double z = 100.0;
+    double got[3];
+    void *dz = conf_upload(ctx, ADV_FLOAT64, &z, 1);
+    void *out[3];
+    for (int k = 0; k < 3; ++k) out[k] = conf_alloc_poisoned(ctx, ADV_FLOAT64, 1);
+    cr_assert_eq(adv_field_eval(f, 0.5, 1, dz, out[0], out[1], out[2]), ADV_OK);
+    for (int k = 0; k < 3; ++k) conf_download(ctx, ADV_FLOAT64, out[k], &got[k], 1);
+    cr_expect(fabs(got[2] - 100.0) < 1e-12 && fabs(got[0]) < 1e-12 && fabs(got[1]) < 1e-12,
+              "GMM: D = %g (100), v = %g (0), score = %g (0)", got[2], got[0], got[1]);
+    conf_free(ctx, dz);
+    for (int k = 0; k < 3; ++k) conf_free(ctx, out[k]);
+    adv_field_destroy(f);
+    conf_context_destroy(ctx);
+}
+
 /* ---- exact samples ---------------------------------------------------------------------- */
 
 Test(sampling_fields, empirical_samples_follow_the_keys) {

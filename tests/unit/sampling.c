@@ -222,6 +222,45 @@ Test(reproducible, rk4_f32) { repro(ADV_METHOD_RK4, ADV_FLOAT32); }
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
+/* A DOPRI5 step shortened to land on a snapshot time must not set the next step: grid time
+ * 0.25 is 10 h + 0.001 for the fixed-step recipe of docs/sampling.md (h_init = h_min = h_max
+ * = h, loose tolerances), and 0.2 is 2 h + 2e-12 with the default h_min. Before, the step
+ * after the landing was at most 10x the landing step, below h_min: the particle failed at the
+ * first snapshot although every step was accepted. Reference: the exact flow-matching map
+ * m1 + sqrt(S1/S0) z0 of the diagonal Gaussians. */
+Test(dopri5, landing_on_snapshots_keeps_the_step) {
+    adv_context *ctx = su_cpu_context(1);
+    const double m0[2] = {0, 0}, S0[4] = {1, 0, 0, 1}, m1[2] = {1, -2}, S1[4] = {0.5, 0, 0, 0.3};
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, m0, S0, m1, S1,
+                                           ADV_COUPLING_INDEPENDENT, &f), ADV_OK);
+    const double exact[2] = {1 + sqrt(0.5) * 0.3, -2 + sqrt(0.3) * -0.2};
+    const double h[2] = {0.0249, 0.1 - 1e-12}, hmin[2] = {0.0249, 1e-10};
+    const int64_t steps[2] = {4, 5};
+    for (int c = 0; c < 2; ++c)
+        for (int save = 0; save < 2; ++save) {
+            adv_sampler_opts o;
+            adv_sampler_default_opts(&o);
+            o.method = ADV_METHOD_DOPRI5;
+            o.grid = ADV_GRID_UNIFORM;
+            o.steps = steps[c];
+            o.save_every = save;
+            o.h_init = o.h_max = h[c];
+            o.h_min = hmin[c];
+            o.atol = o.rtol = 1e10;
+            double z[2] = {0.3, -0.2};
+            adv_sampler_stats st = {.struct_size = sizeof st};
+            cr_assert_eq(adv_sample(f, &o, 1, z, &st), ADV_OK, "%s", adv_context_last_error(ctx));
+            cr_expect(st.failed == 0 && st.t_reached == 1.0,
+                      "case %d save_every %d: %lld failed, t reached %g", c, save,
+                      (long long)st.failed, st.t_reached);
+            cr_expect(fabs(z[0] - exact[0]) < 1e-6 && fabs(z[1] - exact[1]) < 1e-6,
+                      "case %d save_every %d: z = (%g, %g)", c, save, z[0], z[1]);
+        }
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
+
 /* DOPRI5 to a singular end: the end points are set by atol/rtol, not by the grid. With one
  * grid step (no interior grid time at all) and with 37, every particle lands on a data point
  * (to rounding: the adaptive part runs on until the noise left is below the tolerance, then
