@@ -631,27 +631,16 @@ adv_status adv_bbot_checkpoint_save(adv_bbot_plan *plan, const char *path) {
     }
     uint64_t sum = advi_fnv1a(advi_fnv1a(ADVI_FNV_OFFSET, &h, sizeof h), host, bytes);
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) {
-        free(host);
-        return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "checkpoint path");
+    advi_file file;
+    if ((st = advi_file_begin(ctx, path, &file)) == ADV_OK) {
+        int ok = fwrite(&h, sizeof h, 1, file.fp) == 1;
+        if (ok && bytes) ok = fwrite(host, 1, bytes, file.fp) == bytes;
+        if (ok) ok = fwrite(&sum, sizeof sum, 1, file.fp) == 1;
+        const int err = errno;
+        st = advi_file_commit(ctx, &file, path, ok);
+        if (!ok)
+            st = advi_fail(ctx, ADV_ERR_IO, "cannot write checkpoint %s: %s", path, strerror(err));
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    int ok = f != NULL;
-    if (ok) ok = fwrite(&h, sizeof h, 1, f) == 1;
-    if (ok && bytes) ok = fwrite(host, 1, bytes, f) == bytes;
-    if (ok) ok = fwrite(&sum, sizeof sum, 1, f) == 1;
-    if (f && fclose(f) != 0) ok = 0;
-    if (ok && rename(tmp, path) != 0) ok = 0;
-    if (!ok) {
-        int err = errno;
-        remove(tmp);
-        st = advi_fail(ctx, ADV_ERR_IO, "cannot write checkpoint %s: %s", path, strerror(err));
-    }
-    free(tmp);
     free(host);
     return st;
 }

@@ -6,6 +6,7 @@
 
 #include "advect/advect.h"
 #include <float.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdarg.h>
 
@@ -99,6 +100,18 @@ struct adv_interaction_plan {
  * range checks. */
 adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void *data,
                            size_t count, int allow_neg_inf, int *ok, double *max_abs);
+
+/* ---- Files the library writes (host/files.c) ---- */
+typedef struct advi_file {
+    FILE *fp;  /* the temporary file, open for writing */
+    char *tmp; /* its name */
+} advi_file;
+/* Opens a hidden temporary file next to path (ADV_ERR_IO, reported, when path exists and is
+ * not a regular file or the directory is not writable). */
+adv_status advi_file_begin(adv_context *ctx, const char *path, advi_file *file);
+/* Closes the file; when ok, flushes it to disk and renames it to path (ADV_ERR_IO, reported,
+ * on failure); otherwise removes it and returns ADV_ERR_IO for the caller to report. */
+adv_status advi_file_commit(adv_context *ctx, advi_file *file, const char *path, int ok);
 
 /* ---- Poisson plans (host/poisson.c) ---- */
 struct adv_poisson_plan {

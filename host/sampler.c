@@ -156,10 +156,12 @@ static void make_grid(const adv_sampler_opts *o, const adv_schedule *s, double s
             double r = pow(i0 + (double)k / (double)kk * (i1 - i0), o->rho);
             if (start + k > 0) g[start + k] = ratio_inverse(s, t0, t1, r / sigma);
         }
-        // Going down from t1, no point closer than GRID_MIN_GAP to the next (this keeps the
-        // order: a point moved down lies GRID_MIN_GAP below the next, one not moved below it).
+        // Going down from t1, no point closer than `gap` to the next (this keeps the order: a
+        // point moved down lies `gap` below the next, one not moved below it). On intervals
+        // shorter than 2K GRID_MIN_GAP the gap shrinks so that the caps stay above t0.
+        const double gap = fmin(GRID_MIN_GAP, (t1 - t0) / (2.0 * (double)K));
         for (int64_t k = K - 1; k >= 1; --k) {
-            const double cap = t1 - (double)(K - k) * GRID_MIN_GAP;
+            const double cap = t1 - (double)(K - k) * gap;
             if (g[k] > cap) g[k] = cap;
         }
     } else {
@@ -1040,18 +1042,10 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     advi_clear_error(ctx);
     if (!path) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "path is NULL");
     if (!s->running) return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "no run in progress to checkpoint");
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "path");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    ckpt_io io = {fopen(tmp, "wb"), ADVI_FNV_OFFSET, 0};
-    if (!io.fp) {
-        adv_status st = advi_fail(ctx, ADV_ERR_IO, "cannot open %s for writing: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    adv_status st = ADV_OK;
+    advi_file file;
+    adv_status st = advi_file_begin(ctx, path, &file);
+    if (st != ADV_OK) return st;
+    ckpt_io io = {file.fp, ADVI_FNV_OFFSET, 0};
     int64_t first = 0, cnt = 0;
     if (s->chunk_started) chunk_rows(s, &first, &cnt);
     const int has_ctl = s->chunk_started && s->o.method == ADV_METHOD_DOPRI5;
@@ -1062,9 +1056,7 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     put(&io, &bom, 4);
     uint64_t fp = 0;
     if ((st = fingerprint(s, &fp)) != ADV_OK) {
-        fclose(io.fp);
-        remove(tmp);
-        free(tmp);
+        advi_file_commit(ctx, &file, path, 0);
         return st;
     }
     put(&io, &fp, 8);
@@ -1095,13 +1087,16 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     }
     uint64_t h = io.hash;
     if (st == ADV_OK) put(&io, &h, 8);
-    if (fclose(io.fp) != 0) io.err = 1;
-    if (st == ADV_OK && io.err) st = advi_fail(ctx, ADV_ERR_IO, "writing %s failed", tmp);
-    if (st == ADV_OK && rename(tmp, path) != 0)
-        st = advi_fail(ctx, ADV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (st != ADV_OK) remove(tmp);
-    free(tmp);
-    return st;
+    if (st != ADV_OK) {
+        advi_file_commit(ctx, &file, path, 0);
+        return st;
+    }
+    if (io.err) {
+        const int err = errno;
+        advi_file_commit(ctx, &file, path, 0);
+        return advi_fail(ctx, ADV_ERR_IO, "writing %s failed: %s", path, strerror(err));
+    }
+    return advi_file_commit(ctx, &file, path, 1);
 }
 
 adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t n, void *z) {

@@ -194,7 +194,8 @@ ADV_API adv_status adv_bbot_velocity_field(adv_bbot_plan *plan, adv_field **fiel
 /* Checkpoints of the iterate. The file holds a header (magic "ADVBBOT\0", format version,
  * precision, dimensions), the scalars of the run (mass, scales, last cost, iterations), the
  * full iterate and a 64-bit FNV-1a checksum of everything before it; it is written to
- * `path`.tmp and renamed. save: ADV_ERR_INVALID_VALUE when the plan holds no problem,
+ * a hidden temporary file beside path and renamed (an existing path that is not a regular
+ * file is ADV_ERR_IO). save: ADV_ERR_INVALID_VALUE when the plan holds no problem,
  * ADV_ERR_IO on write errors. load: restores the problem and iterate into the plan so that
  * adv_bbot_resume continues it (γ, μ and the tolerances are the plan's own); ADV_ERR_IO
  * (cannot read), ADV_ERR_FORMAT (bad magic/version/checksum, truncated or corrupt),

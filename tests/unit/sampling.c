@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- schedules and grids ---------------------------------------------------------------- */
@@ -108,6 +109,21 @@ Test(grid, uniform_cosine_karras) {
     cr_expect(g[0] == 0.0 && g[13] == 1.0);
     cr_expect(fabs(g[1] - 1.0 / 81.0) < 1e-12, "first Karras point %.15g", g[1]);
     adv_sampler_destroy(s);
+    // Intervals shorter than the grid's minimum gap times the steps (1e-14 each): the points
+    // stay inside [t0, t1] and increasing. Before, they were capped below t0 and refused.
+    const double short_ends[3][2] = {{0.0, 1e-14}, {0.5, 0.5 + 1e-13}, {0.999, 0.999 + 4e-14}};
+    for (int c = 0; c < 3; ++c) {
+        o.t0 = short_ends[c][0];
+        o.t1 = short_ends[c][1];
+        cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK, "[%g, %g]: %s", o.t0, o.t1,
+                     adv_context_last_error(ctx));
+        cr_assert_eq(adv_sampler_time_grid(s, g), ADV_OK);
+        cr_expect(g[0] == o.t0 && g[13] == o.t1);
+        for (int k = 0; k < 13; ++k)
+            cr_expect(g[k + 1] > g[k], "[%g, %g]: not increasing at %d (%.17g, %.17g)", o.t0,
+                      o.t1, k, g[k], g[k + 1]);
+        adv_sampler_destroy(s);
+    }
     adv_field_destroy(f);
     adv_free(ctx, dy);
     adv_context_destroy(ctx);
@@ -454,6 +470,22 @@ Test(checkpoint, corrupt_and_mismatched_files) {
     cr_assert_eq(adv_sampler_advance(s, 5, NULL, NULL), ADV_OK);
     char *good = tmp_path("good"), *bad = tmp_path("bad");
     cr_assert_eq(adv_sampler_checkpoint_save(s, good), ADV_OK);
+    // A target the rename would replace (a FIFO here; /dev/null as root) is refused and left
+    // alone; a 250-byte name works (the temporary name does not grow with it; `name.tmp` did).
+    char fifo[64], long_name[251];
+    snprintf(fifo, sizeof fifo, "advect-test-fifo-%d", (int)getpid());
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_expect_eq(adv_sampler_checkpoint_save(s, fifo), ADV_ERR_IO);
+    struct stat sb;
+    cr_expect(stat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO was replaced");
+    remove(fifo);
+    const int head = snprintf(long_name, sizeof long_name, "advect-test-%d-", (int)getpid());
+    memset(long_name + head, 'x', sizeof long_name - 1 - (size_t)head);
+    long_name[sizeof long_name - 1] = '\0';
+    cr_expect_eq(adv_sampler_checkpoint_save(s, long_name), ADV_OK, "%s",
+                 adv_context_last_error(c.ctx));
+    cr_expect_eq(file_size(long_name), file_size(good));
+    remove(long_name);
     long n = file_size(good);
     tu_poison(poison, sizeof poison);
     struct {
