@@ -232,8 +232,30 @@ static adv_field *field_new(adv_context *ctx, adv_field_kind kind, adv_precision
     f->d = d;
     f->sigma = 1.0;
     f->keys_a = NAN;
+    f->reach0 = f->reach1 = INFINITY;
     adv_schedule_default(&f->sched, ADV_SCHEDULE_LINEAR);
     return f;
+}
+
+double advi_field_reach(const adv_field *f, double t) {
+    if (!(f->reach0 < INFINITY) || !(f->reach1 < INFINITY)) return INFINITY;
+    double ab[4];
+    advi_schedule_eval(&f->sched, t, ab);
+    return fabs(ab[0]) * f->reach1 + fabs(ab[1]) * f->reach0;
+}
+
+/* Per-coordinate reach of k Gaussians (means mu, covariances S, d x d each) with positive
+ * weight: max |mu_j| + ADVI_REACH_SIGMAS sqrt(S_jj) over components and coordinates. */
+static double gaussians_reach(int64_t d, int64_t k, const double *w, const double *mu,
+                              const double *S) {
+    double r = 0.0;
+    for (int64_t c = 0; c < k; ++c) {
+        if (w && !(w[c] > 0.0)) continue;
+        for (int64_t j = 0; j < d; ++j)
+            r = fmax(r, fabs(mu[c * d + j]) +
+                            ADVI_REACH_SIGMAS * sqrt(fmax(S[(c * d + j) * d + j], 0.0)));
+    }
+    return r;
 }
 
 adv_status adv_field_destroy(adv_field *f) {
@@ -280,9 +302,10 @@ adv_status adv_field_create_empirical(adv_context *ctx, adv_precision precision,
                          o.sigma);
     if ((st = advi_schedule_check(ctx, &o.schedule)) != ADV_OK) return st;
 
+    double ymax = INFINITY; // the data's largest |coordinate|, when checked
     if (o.check_finite) {
         int ok = 0;
-        double ymax = 0.0;
+        ymax = 0.0;
         if ((st = advi_all_finite(ctx, precision, data, (size_t)(n * d), 0, &ok, &ymax)) != ADV_OK) return st;
         if (!ok) return advi_fail(ctx, ADV_ERR_NONFINITE, "data contains NaN or Inf");
         // Squared distances between points of the data's scale must be representable: beyond,
@@ -346,6 +369,8 @@ adv_status adv_field_create_empirical(adv_context *ctx, adv_precision precision,
         f->n = n;
         f->sigma = o.sigma;
         f->sched = o.schedule;
+        f->reach0 = ADVI_REACH_SIGMAS * o.sigma; // z_t = a_t y + b_t sigma eps
+        f->reach1 = ymax;
         f->outputs = ADV_FIELD_VELOCITY | ADV_FIELD_SCORE | ADV_FIELD_DENOISER;
         void *p = NULL;
         st = advi_ctx_alloc(ctx, (size_t)n * elem, &p);
@@ -467,6 +492,8 @@ adv_status adv_field_create_gaussian(adv_context *ctx, adv_precision precision, 
         double *par = f->par_host;
         memcpy(par, m0, (size_t)d * sizeof *par);
         memcpy(par + d, m1, (size_t)d * sizeof *par);
+        f->reach0 = gaussians_reach(d, 1, NULL, m0, S0); // z_t = (1 - t) x0 + t x1
+        f->reach1 = gaussians_reach(d, 1, NULL, m1, S1);
         if (coupling == ADV_COUPLING_INDEPENDENT) {
             double *P = par + 2 * d, *Pinv = P + dd, *lam = Pinv + dd;
             const int rc = joint_factor(d, L, S1, P, Pinv, lam, work);
@@ -604,6 +631,8 @@ adv_status adv_field_create_gmm(adv_context *ctx, adv_precision precision, int64
         f->k1 = k1;
         f->n = k1;
         f->any_regular = any_regular;
+        f->reach0 = gaussians_reach(d, k0, p, mu, S);
+        f->reach1 = gaussians_reach(d, k1, q, nu, G);
         f->singular_end = any_degenerate;
         f->outputs = ADV_FIELD_VELOCITY | ADV_FIELD_SCORE | ADV_FIELD_DENOISER;
         st = upload_params(f);

@@ -23,6 +23,12 @@
 #define NBUF_MAX 12
 #define FAC_MIN 0.2
 #define FAC_MAX 10.0
+/* A run whose particles start as samples of the source and get this many times beyond the
+ * reach of the field's marginals (advi_field_reach: 10 standard deviations) is unstable.
+ * Stable runs stay within the reach (an SDE at eta = 1 in 5 steps peaks near 4x on the
+ * checkerboard); unstable ones grow geometrically, and their last step would map every
+ * particle onto some data point anyway, hiding it. */
+#define UNSTABLE_REACH 10.0
 
 enum { P_ACTIVE = 0, P_DONE = 1, P_FAILED = 2 };
 
@@ -39,6 +45,8 @@ struct adv_sampler {
     int64_t k_ode;            /* DOPRI5: grid index where the adaptive part ends */
     double t_adapt_end;       /* DOPRI5: where the adaptive part ends (and an exponential last
                                  step starts): t_{k_ode}, or later with a tail segment */
+    double unstable_at;       /* |z| beyond which a run from the source is unstable (+Inf:
+                                 not checked): UNSTABLE_REACH x the field's reach */
     int staged;               /* CUDA with particles on the host */
     /* run state */
     int running, finished;
@@ -279,6 +287,15 @@ adv_status adv_sampler_create(adv_field *field, const adv_sampler_opts *opts, ad
                            "or another grid", (long long)k, s->grid[k], s->grid[k + 1]);
             break;
         }
+    s->unstable_at = INFINITY;
+    if (o.init_from_source && o.check_finite) {
+        // The largest reach over the grid (subsampled: at most 1025 times, both ends included).
+        const int64_t stride = s->K > 1024 ? s->K / 1024 : 1;
+        double reach = fmax(advi_field_reach(field, o.t0), advi_field_reach(field, o.t1));
+        for (int64_t k = 0; k <= s->K; k += stride)
+            reach = fmax(reach, advi_field_reach(field, s->grid[k]));
+        s->unstable_at = UNSTABLE_REACH * reach;
+    }
     double ab[4];
     advi_schedule_eval(&s->info.schedule, o.t1, ab);
     s->exp_end = s->info.singular_end && !(ab[1] > 0.0) && o.method != ADV_METHOD_DDIM &&
@@ -720,8 +737,9 @@ static const char *const METHOD_NAMES[] = {"Euler", "Heun", "midpoint", "RK4", "
  * NaN, or the garbage that follows particles so large that their squared distances to the
  * data overflow (every softmax weight underflows: D = 0), as samples. So the chunk's
  * particles are scanned (check_finite) before the last step and at the end: finite, and
- * |z| <= sqrt(R / d) with R = (largest finite value) / 4. One scan each, next to the chunk's
- * K steps of field evaluations. */
+ * |z| <= sqrt(R / d) with R = (largest finite value) / 4, and, for a run from the source,
+ * within UNSTABLE_REACH times the field's reach. One scan each, next to the chunk's K steps
+ * of field evaluations. */
 static adv_status check_chunk(adv_sampler *s, int64_t first, int64_t cnt, const char *when) {
     if (!s->o.check_finite) return ADV_OK;
     int ok = 1;
@@ -730,9 +748,12 @@ static adv_status check_chunk(adv_sampler *s, int64_t first, int64_t cnt, const 
                                     (size_t)cnt * (size_t)s->d, 0, &ok, &zmax);
     if (st != ADV_OK) return st;
     const double limit = advi_distance_limit(s->field->precision, s->d);
-    if (ok && zmax <= limit) return ADV_OK;
-    char what[96];
-    if (ok)
+    if (ok && zmax <= limit && zmax <= s->unstable_at) return ADV_OK;
+    char what[128];
+    if (ok && zmax <= limit)
+        snprintf(what, sizeof what, "reached |z| = %g, %g times beyond where the field's "
+                 "marginals reach (%g)", zmax, UNSTABLE_REACH, s->unstable_at / UNSTABLE_REACH);
+    else if (ok)
         snprintf(what, sizeof what, "reached |z| = %g, beyond what %s distances hold (%g)", zmax,
                  advi_precision_name(s->field->precision), limit);
     else

@@ -177,6 +177,11 @@ struct adv_field {
     adv_field_fn fn;
     void *user;
     int user_outputs;
+    /* Per-coordinate reach of samples of the marginal: |z_t,k| <= a_t reach1 + b_t reach0
+     * but with vanishing probability (reach0: the source, reach1: the target, each with
+     * ADVI_REACH_SIGMAS standard deviations); +Inf when unknown (user fields, unchecked
+     * data). See advi_field_reach. */
+    double reach0, reach1;
     /* scratch */
     advi_buffer den;        /* n x d denoiser when the caller does not ask for it */
     advi_buffer tmp;        /* n x 6d doubles (CUDA) */
@@ -184,6 +189,14 @@ struct adv_field {
     double *coef_host;      /* host staging of coef */
     size_t coef_host_n;
 };
+
+/* Standard deviations in a field's reach: a normal coordinate beyond 10 sigma has
+ * probability 1.5e-23, so no run of 1e8 particles in 1e4 dimensions meets one. */
+#define ADVI_REACH_SIGMAS 10.0
+
+/* The field's reach at time t (see reach0/reach1): a_t reach1 + b_t reach0 with the field's
+ * schedule (the Gaussian family's paths are linear: a_t = t, b_t = 1 - t); +Inf if unknown. */
+double advi_field_reach(const adv_field *f, double t);
 
 /* Folds the numbers that define the field into *h (advi_fnv1a): the empirical data points and
  * log-weights (read back from context memory) or the Gaussian family's parameter block. A

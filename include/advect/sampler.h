@@ -85,8 +85,10 @@ typedef struct adv_sampler_opts {
                                  Ignored on the CPU. Default 0 */
     int check_finite;         /* default 1: reject NaN/Inf in the initial particles, and fail
                                  with ADV_ERR_NONFINITE (naming the particles) when a chunk's
-                                 particles are NaN/Inf at its end (an unstable run); they are
-                                 then left as computed */
+                                 particles are NaN/Inf before its last step or at its end, or
+                                 too large for the precision's distances, or (init_from_source)
+                                 10x beyond the reach of the field's marginals (an unstable
+                                 run); they are then left as computed */
     /* snapshots */
     int64_t save_every;       /* k >= 1: snapshot after every k-th step (and the initial state);
                                  0 = none (default) */

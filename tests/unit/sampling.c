@@ -876,6 +876,32 @@ Test(invalid, sampler_options_and_runs) {
     cr_expect_eq(adv_sampler_run(s, 3, zs, NULL), ADV_ERR_NONFINITE, "%s", adv_context_last_error(ctx));
     cr_expect(strstr(adv_context_last_error(ctx), "eta") != NULL, "%s", adv_context_last_error(ctx));
     adv_sampler_destroy(s);
+    // In float64 the same blow-up stays far below overflow (|z| ~ 1.6e13 at eta = 20 before the
+    // last step, which then maps every particle onto some data point: plausible-looking
+    // garbage). Particles drawn from the source that leave 10x the reach of the marginals
+    // (10 standard deviations) fail the run; eta = 1 stays well inside it.
+    void *dy64 = NULL;
+    adv_field *f64 = empirical(ctx, ADV_FLOAT64, ADV_SCHEDULE_LINEAR, y, 5, 2, &dy64);
+    const double etas[2] = {1.0, 20.0};
+    for (int k = 0; k < 2; ++k) {
+        adv_sampler_default_opts(&o);
+        o.method = ADV_METHOD_SDE;
+        o.t0 = 0.05;
+        o.eta = etas[k];
+        o.steps = 20;
+        o.init_from_source = 1;
+        cr_assert_eq(adv_sampler_create(f64, &o, &s), ADV_OK);
+        double zd[200];
+        const adv_status want = k ? ADV_ERR_NONFINITE : ADV_OK;
+        cr_expect_eq(adv_sampler_run(s, 100, zd, NULL), want, "eta %g: %s", etas[k],
+                     adv_context_last_error(ctx));
+        if (k)
+            cr_expect(strstr(adv_context_last_error(ctx), "reach") != NULL, "%s",
+                      adv_context_last_error(ctx));
+        adv_sampler_destroy(s);
+    }
+    adv_field_destroy(f64);
+    adv_free(ctx, dy64);
     adv_field_destroy(f32);
     adv_field_destroy(u);
     adv_field_destroy(f);
