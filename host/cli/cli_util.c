@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,47 @@ void cli_progress_done(cli_progress *p) {
     p->drawn = 0;
 }
 
+/* ---- termination signals ---- */
+
+static const int caught_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+enum { N_CAUGHT = sizeof caught_signals / sizeof caught_signals[0] };
+static struct sigaction saved_actions[N_CAUGHT];
+static int catching = 0;
+static volatile sig_atomic_t caught = 0;
+
+static void on_signal(int sig) {
+    if (!caught) caught = sig;
+}
+
+void cli_signals_catch(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int k = 0; k < N_CAUGHT; ++k) {
+        sigaction(caught_signals[k], NULL, &saved_actions[k]);
+        // An ignored signal stays ignored (nohup ignores SIGHUP so that the run survives).
+        if (saved_actions[k].sa_handler != SIG_IGN) sigaction(caught_signals[k], &sa, NULL);
+    }
+    catching = 1;
+}
+
+int cli_signal_caught(void) { return caught; }
+
+void cli_signals_restore(void) {
+    if (!catching) return;
+    for (int k = 0; k < N_CAUGHT; ++k) sigaction(caught_signals[k], &saved_actions[k], NULL);
+    catching = 0;
+}
+
+/* ---- float32 ---- */
+
+size_t cli_first_beyond_float32(const double *x, size_t n) {
+    for (size_t i = 0; i < n; ++i)
+        if (isinf((float)x[i]) && isfinite(x[i])) return i;
+    return n;
+}
+
 /* ---- JSON ---- */
 
 void cli_json_write_string(FILE *f, const char *s) {
@@ -319,6 +361,11 @@ void cli_json_number(cli_json *j, const char *key, double value) {
 void cli_json_int(cli_json *j, const char *key, int64_t value) {
     json_key(j, key);
     fprintf(j->f, "%lld", (long long)value);
+}
+
+void cli_json_uint(cli_json *j, const char *key, uint64_t value) {
+    json_key(j, key);
+    fprintf(j->f, "%llu", (unsigned long long)value);
 }
 
 void cli_json_bool(cli_json *j, const char *key, int value) {
@@ -545,6 +592,12 @@ int cli_check_paths(const char *cmd, const cli_path *p, int count) {
                 return cli_fail(cmd, CLI_USAGE, "%s and %s name the same file '%s'", p[i].option,
                                 p[j].option, p[i].path);
         }
+    // Checked again when each output is opened, but here a run cannot fail after its work.
+    for (int i = 0; i < count; ++i) {
+        char msg[1024];
+        if (p[i].path && !p[i].input && advio_check_output(p[i].path, msg, sizeof msg) != ADV_OK)
+            return cli_fail(cmd, CLI_USAGE, "%s: %s", p[i].option, msg);
+    }
     return CLI_OK;
 }
 

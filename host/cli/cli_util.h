@@ -5,7 +5,8 @@
  * command succeeded, so a failed run leaves no file behind).
  *
  * Exit codes: CLI_OK 0, CLI_INTERNAL 1 (a failure of the library or the system),
- * CLI_USAGE 2 (bad usage or bad input; one line on stderr says why). */
+ * CLI_USAGE 2 (bad usage or bad input; one line on stderr says why), 128 + N when stopped by
+ * signal N (see cli_signals_catch). */
 #ifndef ADVECT_CLI_UTIL_H
 #define ADVECT_CLI_UTIL_H
 
@@ -94,6 +95,21 @@ void cli_progress_update(cli_progress *p, double fraction);
 /* Erases the bar. */
 void cli_progress_done(cli_progress *p);
 
+/* ---- termination signals ----
+ * Between cli_signals_catch and cli_signals_restore, SIGINT, SIGTERM, SIGHUP and SIGQUIT only
+ * record their number (signals ignored at the start, as under nohup, stay ignored): the
+ * command stops at its next check, removes its staged outputs (a signal's default action
+ * would leave the temporary files behind) and exits with 128 + the number, as a shell
+ * reports a process killed by that signal. */
+void cli_signals_catch(void);
+/* The first signal caught, or 0. */
+int cli_signal_caught(void);
+void cli_signals_restore(void);
+
+/* Index of the first of n finite doubles beyond the float32 range (it would round to
+ * infinity), or n when every one fits. */
+size_t cli_first_beyond_float32(const double *x, size_t n);
+
 /* ---- JSON summaries ---- */
 
 typedef struct cli_json {
@@ -105,6 +121,7 @@ void cli_json_begin(cli_json *j, FILE *f);
 void cli_json_string(cli_json *j, const char *key, const char *value); /* NULL -> null */
 void cli_json_number(cli_json *j, const char *key, double value);      /* non-finite -> null */
 void cli_json_int(cli_json *j, const char *key, int64_t value);
+void cli_json_uint(cli_json *j, const char *key, uint64_t value);
 void cli_json_bool(cli_json *j, const char *key, int value);
 void cli_json_end(cli_json *j); /* "}\n" */
 /* Writes s as a JSON string literal (quotes and escapes). */
@@ -164,7 +181,9 @@ typedef struct cli_path {
 /* Every output must differ from every other output and from every input (two inputs may
  * coincide): writing one file over another loses data, and an output over an input
  * replaces what is being read. Returns CLI_OK, or CLI_USAGE after the one line
- * "advect <cmd>: A and B name the same file 'path'" (A before B in the array's order). */
+ * "advect <cmd>: A and B name the same file 'path'" (A before B in the array's order).
+ * Then every existing output must be a regular file (advio_check_output: a device, FIFO,
+ * socket or directory would be replaced), else CLI_USAGE after "advect <cmd>: A: reason". */
 int cli_check_paths(const char *cmd, const cli_path *paths, int count);
 
 /* Bytes of physical memory (0 when unknown). */

@@ -92,9 +92,17 @@ static int read_density(const char *opt, const char *path, advio_array *out) {
         if (v[k] < 0.0)
             return cli_fail(CMD, CLI_USAGE, "%s %s: element %zu is negative (%g); densities must "
                             "be >= 0", opt, path, k, v[k]);
-    double sum = 0.0;
-    for (size_t k = 0; k < out->count; ++k) sum += v[k];
-    if (!(sum > 0.0)) return cli_fail(CMD, CLI_USAGE, "%s %s: the density is zero everywhere", opt, path);
+    double max = 0.0;
+    for (size_t k = 0; k < out->count; ++k) max = fmax(max, v[k]);
+    if (!(max > 0.0)) return cli_fail(CMD, CLI_USAGE, "%s %s: the density is zero everywhere", opt, path);
+    // The solver rescales each density to unit mass: scaling here changes nothing but lets
+    // float32 hold any finite input (1e39 would become Inf, 1e-50 zero everywhere). A power
+    // of two brings the maximum into [0.5, 1) exactly; what then rounds to zero in float32 is
+    // below 2^-149 of the maximum.
+    int e;
+    frexp(max, &e);
+    double *w = out->data;
+    for (size_t k = 0; k < out->count; ++k) w[k] = ldexp(w[k], -e);
     return CLI_OK;
 }
 
@@ -451,6 +459,9 @@ int advect_cmd_bbot(int argc, char **argv) {
     }
 
     // ---- outputs ----
+    // From the first staged file on, a termination signal must not kill the process before
+    // it has removed its temporary files (until then there is nothing to remove).
+    cli_signals_catch();
     {
         int64_t oshape[4] = {P + 1, 0, 0, 0};
         for (int k = 0; k < ndim; ++k) oshape[k + 1] = shape[k];
@@ -463,6 +474,7 @@ int advect_cmd_bbot(int argc, char **argv) {
             const int64_t pshape[3] = {P + 1, n_particles, ndim};
             st = cli_write_npy(&outs, particles_path, prec, 3, pshape, hpart, msg, sizeof msg);
         }
+        if (st == ADV_OK && cli_signal_caught()) goto interrupted;
         if (st == ADV_OK) st = cli_outputs_commit(&outs, msg, sizeof msg);
         if (st != ADV_OK) {
             cli_outputs_abort(&outs);
@@ -519,7 +531,12 @@ lib_error:
     code = cli_fail(CMD, cli_status_code(st), "%s", adv_context_last_error(ctx)[0]
                                                         ? adv_context_last_error(ctx)
                                                         : adv_status_string(st));
+    goto cleanup;
+interrupted:
+    cli_fail(CMD, 0, "interrupted; no output written");
+    code = 128 + cli_signal_caught();
 cleanup:
+    cli_outputs_abort(&outs); // no-op after a successful commit
     adv_field_destroy(field);
     adv_bbot_plan_destroy(plan);
     void *dev[] = {d0, d1, drho, dpart, dtraj};
@@ -528,6 +545,7 @@ cleanup:
     free(h0), free(h1), free(hrho), free(rho), free(hpart), free(xpart);
     adv_context_destroy(ctx);
 done:
+    cli_signals_restore();
     free(derived);
     advio_array_free(&r0);
     advio_array_free(&r1);

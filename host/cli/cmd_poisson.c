@@ -177,11 +177,19 @@ int advect_cmd_poisson(int argc, char **argv) {
     }
     if (precision < 0) precision = 1; // the embedded example is float64
     d.precision = precision ? ADV_FLOAT64 : ADV_FLOAT32;
+    int code = CLI_OK;
+    if (!precision) { // a plain cast would turn these into infinities, refused as "NaN or Inf"
+        const size_t k = cli_first_beyond_float32(rhs.data, rhs.count);
+        if (k < rhs.count) {
+            code = cli_fail(CMD, CLI_USAGE, "--rhs %s: value %g (element %zu) exceeds the float32 range; "
+                            "use --precision f64", rhs_path, ((double *)rhs.data)[k], k);
+            goto done;
+        }
+    }
     d.ndim = rhs.ndim;
     for (int k = 0; k < rhs.ndim; ++k) d.shape[k] = rhs.shape[k];
 
     // --bc and --spacing: one value for every axis, or one per axis.
-    int code = CLI_OK;
     char *items[ADV_POISSON_MAX_DIM + 1];
     char list[256];
     snprintf(list, sizeof list, "%s", bc_arg);
@@ -274,7 +282,16 @@ int advect_cmd_poisson(int argc, char **argv) {
 
     cli_outputs outs;
     cli_outputs_init(&outs);
+    // From the staged file on, a termination signal must not kill the process before it has
+    // removed the temporary file.
+    cli_signals_catch();
     st = cli_write_npy(&outs, out_path, d.precision, d.ndim, d.shape, host, msg, sizeof msg);
+    if (st == ADV_OK && cli_signal_caught()) {
+        cli_outputs_abort(&outs);
+        cli_fail(CMD, 0, "interrupted; no output written");
+        code = 128 + cli_signal_caught();
+        goto cleanup;
+    }
     if (st == ADV_OK) st = cli_outputs_commit(&outs, msg, sizeof msg);
     if (st != ADV_OK) {
         cli_outputs_abort(&outs);
@@ -339,6 +356,7 @@ cleanup:
     free(u);
     adv_context_destroy(ctx);
 done:
+    cli_signals_restore();
     advio_array_free(&rhs);
     return code;
 }

@@ -15,7 +15,6 @@
 #include "commands.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,9 +79,12 @@ static void usage(FILE *f) {
 "                       the --checkpoint file)\n"
 "  --json               print the summary as JSON on stdout\n"
 "  --quiet              no progress bar, no text summary\n"
-"--out and --trajectory must end in .npy. No two of --out, --plot, --trajectory,\n"
-"--checkpoint may name the same file, nor may any of them be --data or --resume.\n"
-"exit status: 0 success, 2 bad usage or input, 1 internal failure\n",
+"--out and --trajectory must end in .npy, --plot in .png. No two of --out, --plot,\n"
+"--trajectory, --checkpoint may name the same file, nor may any of them be --data or\n"
+"--resume; an existing one must be a regular file. --image-shape draws up to 64\n"
+"samples, fewer when wide images would make the picture too large.\n"
+"exit status: 0 success, 2 bad usage or input, 1 internal failure, 128+N stopped by\n"
+"signal N (Ctrl-C: 130)\n",
             TOY_POINTS, DEFAULT_SDE_T0);
 }
 
@@ -283,6 +285,9 @@ static int parse_options(int argc, char **argv, sample_opts *o) {
     if (o->trajectory && !cli_has_suffix(o->trajectory, ".npy"))
         return cli_fail(CMD, CLI_USAGE, "--trajectory %s: the snapshots are written as .npy; the name must "
                         "end in .npy", o->trajectory);
+    if (o->plot && !cli_has_suffix(o->plot, ".png"))
+        return cli_fail(CMD, CLI_USAGE, "--plot %s: the picture is written as PNG; the name must end in .png",
+                        o->plot);
     if (!o->plot) {
         o->plot = o->plot_owned = default_plot_path(o->out);
         if (!o->plot) return cli_fail(CMD, CLI_INTERNAL, "out of memory");
@@ -299,12 +304,6 @@ static int parse_options(int argc, char **argv, sample_opts *o) {
 }
 
 /* ---- the run ---- */
-
-static volatile sig_atomic_t interrupted = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 /* Streams trajectory snapshots into a staged .npy file as the sampler produces them, so the
  * (S, N, d) array never has to fit in memory. */
@@ -375,21 +374,34 @@ static double data_radius(const double *x, int64_t n, int d) {
     return sqrt(r);
 }
 
+/* The --image-shape picture's layout: up to 64 tiles, 8 per row, small images zoomed to
+ * about 48 pixels; fewer tiles when wide images would exceed the PNG limits (0: not even
+ * one fits). */
+static int64_t tile_layout(const sample_opts *o, int64_t n, int *cols, int *scale) {
+    int side = o->img_h > o->img_w ? o->img_h : o->img_w;
+    *scale = side >= 48 ? 1 : (48 + side - 1) / side;
+    *cols = 8;
+    return advio_tiles_fit(n < 64 ? n : 64, o->img_h, o->img_w, *scale, cols);
+}
+
 /* The picture: scatter of samples over data, or a grid of sample images. */
 static adv_status render_plot(const sample_opts *o, const double *data, int64_t nd, int d,
                               const void *z, adv_precision p, int64_t n, advio_image *img, char *msg,
                               size_t ms) {
     if (o->img_h) {
-        int64_t tiles = n < 64 ? n : 64;
+        int cols, scale;
+        int64_t tiles = tile_layout(o, n, &cols, &scale);
         double lo = INFINITY, hi = -INFINITY;
         for (size_t i = 0; i < (size_t)nd * (size_t)d; ++i) lo = fmin(lo, data[i]), hi = fmax(hi, data[i]);
-        if (!(hi > lo)) hi = lo + 1;
+        if (!(hi > lo)) { // constant data: a range of their magnitude (lo + 1 == lo from 2^53)
+            double w = fmax(1.0, 0.5 * fabs(lo));
+            if (isfinite(lo + w)) hi = lo + w;
+            else lo -= w;
+        }
         double *t = malloc(sizeof(double) * (size_t)tiles * (size_t)d);
         if (!t) return advio_fail(msg, ms, ADV_ERR_OUT_OF_MEMORY, "out of memory");
         for (size_t i = 0; i < (size_t)tiles * (size_t)d; ++i) t[i] = elem(z, p, i);
-        int side = o->img_h > o->img_w ? o->img_h : o->img_w;
-        int scale = side >= 48 ? 1 : (48 + side - 1) / side;
-        adv_status s = advio_render_tiles(t, tiles, o->img_h, o->img_w, 8, lo, hi, scale, img, msg, ms);
+        adv_status s = advio_render_tiles(t, tiles, o->img_h, o->img_w, cols, lo, hi, scale, img, msg, ms);
         free(t);
         return s;
     }
@@ -436,8 +448,6 @@ int advect_cmd_sample(int argc, char **argv) {
     advio_image img = {0};
     cli_outputs outs;
     cli_outputs_init(&outs);
-    struct sigaction old_int, old_term;
-    int handlers = 0;
     const adv_precision prec = o.precision ? ADV_FLOAT64 : ADV_FLOAT32;
     const size_t item = prec == ADV_FLOAT64 ? 8 : 4;
     const adv_method method = method_values[o.method];
@@ -469,6 +479,15 @@ int advect_cmd_sample(int argc, char **argv) {
         rc = cli_fail(CMD, CLI_USAGE, "--image-shape %dx%d has %lld pixels but the data have d = %d",
                       o.img_h, o.img_w, (long long)o.img_h * o.img_w, d);
         goto done;
+    }
+    {
+        int cols, scale;
+        if (o.img_h && tile_layout(&o, o.n, &cols, &scale) == 0) {
+            rc = cli_fail(CMD, CLI_USAGE, "--image-shape %dx%d: an image cannot be drawn more than %d "
+                          "pixels wide or tall; without --image-shape the plot is a scatter plot",
+                          o.img_h, o.img_w, ADVIO_IMAGE_MAX_SIDE - 4);
+            goto done;
+        }
     }
     // The samples are one host array of n x d values: a size beyond the address space or
     // the machine's memory is a bad --n, not an internal failure of the allocation.
@@ -516,16 +535,14 @@ int advect_cmd_sample(int argc, char **argv) {
                 rc = cli_fail(CMD, CLI_INTERNAL, "out of memory");
                 goto done;
             }
-            for (size_t i = 0; i < pts.count; ++i) {
-                const float v = (float)data[i]; // data are finite: inf here is float32 overflow
-                if (isinf(v)) {
-                    rc = cli_fail(CMD, CLI_USAGE, "--data %s: value %g (row %zu, column %zu) exceeds the "
-                                  "float32 range; use --precision f64", o.data_path, data[i],
-                                  i / (size_t)d, i % (size_t)d);
-                    goto done;
-                }
-                ((float *)conv)[i] = v;
+            const size_t i = cli_first_beyond_float32(data, pts.count);
+            if (i < pts.count) {
+                rc = cli_fail(CMD, CLI_USAGE, "--data %s: value %g (row %zu, column %zu) exceeds the "
+                              "float32 range; use --precision f64", o.data_path, data[i],
+                              i / (size_t)d, i % (size_t)d);
+                goto done;
             }
+            for (size_t k = 0; k < pts.count; ++k) ((float *)conv)[k] = (float)data[k];
             host_data = conv;
         }
         const void *field_data = host_data;
@@ -591,6 +608,9 @@ int advect_cmd_sample(int argc, char **argv) {
         rc = cli_fail(CMD, CLI_INTERNAL, "out of memory: %lld samples of dimension %d", (long long)o.n, d);
         goto done;
     }
+    // From the first staged file on, a termination signal must not kill the process before
+    // it has removed its temporary files (the run checks cli_signal_caught).
+    cli_signals_catch();
     if (o.trajectory) {
         tw.f = cli_output_open(&outs, o.trajectory, msg, sizeof msg);
         int64_t shape[3] = {snapshots, o.n, d};
@@ -610,13 +630,6 @@ int advect_cmd_sample(int argc, char **argv) {
     }
 
     // Run (or resume), in small advances: progress bar, checkpoints, Ctrl-C.
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    handlers = 1;
     cli_progress bar;
     cli_progress_init(&bar, "sampling", o.quiet);
     adv_sampler_stats st;
@@ -643,7 +656,7 @@ int advect_cmd_sample(int argc, char **argv) {
             double frac = 0;
             adv_sampler_progress(sampler, &frac);
             cli_progress_update(&bar, frac);
-            if (interrupted) break;
+            if (cli_signal_caught()) break;
             // A checkpoint at every tenth of the run: bounded loss, negligible cost.
             if (o.checkpoint && !finished && frac - last_saved >= 0.1) {
                 s = adv_sampler_checkpoint_save(sampler, o.checkpoint);
@@ -660,12 +673,12 @@ int advect_cmd_sample(int argc, char **argv) {
                 rc = cli_fail(CMD, cli_status_code(s), "sampling failed: %s", why);
             goto done;
         }
-        if (interrupted) {
+        if (cli_signal_caught()) {
             if (o.checkpoint && adv_sampler_checkpoint_save(sampler, o.checkpoint) == ADV_OK)
-                rc = cli_fail(CMD, CLI_INTERNAL, "interrupted; checkpoint saved, continue with --resume %s",
-                              o.checkpoint);
+                cli_fail(CMD, 0, "interrupted; checkpoint saved, continue with --resume %s", o.checkpoint);
             else
-                rc = cli_fail(CMD, CLI_INTERNAL, "interrupted; no output written");
+                cli_fail(CMD, 0, "interrupted; no output written");
+            rc = 128 + cli_signal_caught();
             goto done;
         }
     }
@@ -697,6 +710,11 @@ int advect_cmd_sample(int argc, char **argv) {
         if (s == ADV_OK) s = cli_write_png(&outs, plot_path, &img, msg, sizeof msg);
         if (s != ADV_OK) {
             rc = cli_fail(CMD, cli_status_code(s), "--plot: %s", msg);
+            goto done;
+        }
+        if (cli_signal_caught()) { // after the run: the outputs are dropped all the same
+            cli_fail(CMD, 0, "interrupted; no output written");
+            rc = 128 + cli_signal_caught();
             goto done;
         }
         s = cli_outputs_commit(&outs, msg, sizeof msg);
@@ -734,7 +752,7 @@ int advect_cmd_sample(int argc, char **argv) {
         cli_json_number(&j, "sigma", o.sigma);
         cli_json_number(&j, "t_start", o.t0);
         cli_json_number(&j, "t_end", o.t1);
-        cli_json_int(&j, "seed", (int64_t)o.seed);
+        cli_json_uint(&j, "seed", o.seed);
         cli_json_int(&j, "particle_evaluations", st.particle_evaluations);
         cli_json_int(&j, "rejected", st.rejected);
         cli_json_int(&j, "failed", st.failed);
@@ -759,11 +777,8 @@ int advect_cmd_sample(int argc, char **argv) {
     rc = CLI_OK;
 
 done:
-    if (handlers) {
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-    }
     cli_outputs_abort(&outs); // no-op after a successful commit
+    cli_signals_restore();    // only now: a signal before the abort would leave the files
     advio_image_free(&img);
     free(o.plot_owned);
     free(z);

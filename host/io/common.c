@@ -144,15 +144,41 @@ adv_status advio_read_points(const char *path, advio_array *out, char *msg, size
 
 /* ---- atomic output files ---- */
 
-adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size) {
-    memset(a, 0, sizeof *a);
+/* What a non-regular file is, for messages. */
+static const char *file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+adv_status advio_check_output(const char *path, char *msg, size_t msg_size) {
     if (!path || !*path) return advio_fail(msg, msg_size, ADV_ERR_INVALID_VALUE, "empty output path");
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return ADV_OK;
+    if (S_ISDIR(st.st_mode))
         return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': it is a directory", path);
+    return advio_fail(msg, msg_size, ADV_ERR_IO,
+                      "cannot write '%s': it is %s, not a regular file (the output would "
+                      "replace it)", path, file_kind(st.st_mode));
+}
+
+/* The temporary file's name in the target's directory: fixed and short, so that any name
+ * the file system accepts as a target leaves room for it (a leading dot keeps it out of
+ * sight). */
+#define TMP_NAME ".advect-XXXXXX" /* as the library's checkpoint writer (host/files.c) */
+
+adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size) {
+    memset(a, 0, sizeof *a);
+    adv_status s = advio_check_output(path, msg, msg_size);
+    if (s != ADV_OK) return s;
     size_t len = strlen(path);
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
     a->path = malloc(len + 1);
-    a->tmp_path = malloc(len + 16);
+    a->tmp_path = malloc(dir_len + sizeof TMP_NAME);
     if (!a->path || !a->tmp_path) {
         free(a->path);
         free(a->tmp_path);
@@ -160,10 +186,8 @@ adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_
         return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
     }
     memcpy(a->path, path, len + 1);
-    // Same directory as the target (a leading dot keeps it out of sight) so rename() is atomic.
-    const char *slash = strrchr(path, '/');
-    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
-    snprintf(a->tmp_path, len + 16, "%.*s.%s.tmp-XXXXXX", (int)dir_len, path, path + dir_len);
+    // Same directory as the target, so rename() is atomic.
+    snprintf(a->tmp_path, dir_len + sizeof TMP_NAME, "%.*s%s", (int)dir_len, path, TMP_NAME);
     int fd = mkstemp(a->tmp_path);
     if (fd < 0) {
         int e = errno;

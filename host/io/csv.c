@@ -23,15 +23,16 @@ static line trim(const char *p, size_t n) {
     return l;
 }
 
-/* Parses one field as a finite number; 0 ok, -1 not a number, -2 not finite. */
-static int parse_field(line f, double *v) {
-    char tmp[128];
-    if (f.n == 0 || f.n >= sizeof tmp) return -1;
-    memcpy(tmp, f.p, f.n);
-    tmp[f.n] = 0;
+/* Parses one field as a finite number; 0 ok, -1 not a number, -2 not finite. strtod needs a
+ * terminated string and the buffer need not be one: the field is copied into scratch, which
+ * holds the longest line (so a field of any length parses). */
+static int parse_field(line f, char *scratch, double *v) {
+    if (f.n == 0) return -1;
+    memcpy(scratch, f.p, f.n);
+    scratch[f.n] = 0;
     char *end;
-    double x = strtod(tmp, &end);
-    if (end == tmp || *end != 0) return -1;
+    double x = strtod(scratch, &end);
+    if (end == scratch || *end != 0) return -1;
     if (!isfinite(x)) return -2;
     *v = x;
     return 0;
@@ -53,7 +54,7 @@ adv_status advio_csv_parse(const char *buf, size_t size, advio_array *out, char 
         (unsigned char)p[2] == 0xBF)
         p += 3;
     // Pass 1: split lines, count data rows, find the column count.
-    size_t cap = 1024, nlines = 0;
+    size_t cap = 1024, nlines = 0, longest = 0;
     line *lines = malloc(cap * sizeof *lines);
     if (!lines) return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
     while (p < end) {
@@ -77,6 +78,7 @@ adv_status advio_csv_parse(const char *buf, size_t size, advio_array *out, char 
         lines[nlines].p = p;
         lines[nlines].n = n;
         ++nlines;
+        if (n > longest) longest = n;
         p = nl ? nl + 1 : end;
     }
     // Trailing blank lines are ignored; any other blank line is an error.
@@ -84,6 +86,11 @@ adv_status advio_csv_parse(const char *buf, size_t size, advio_array *out, char 
     adv_status s = ADV_OK;
     size_t first = 0, cols = 0;
     double *data = NULL;
+    char *scratch = malloc(longest + 1);
+    if (!scratch) {
+        s = advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
     if (nlines == 0) {
         s = advio_fail(msg, msg_size, ADV_ERR_FORMAT, "CSV file has no data rows");
         goto done;
@@ -99,7 +106,7 @@ adv_status advio_csv_parse(const char *buf, size_t size, advio_array *out, char 
             const char *c = memchr(q, ',', (size_t)(e - q));
             const char *fe = c ? c : e;
             double v;
-            if (parse_field(trim(q, (size_t)(fe - q)), &v) != -1) first = 0;
+            if (parse_field(trim(q, (size_t)(fe - q)), scratch, &v) != -1) first = 0;
             q = fe + 1;
         }
     }
@@ -137,7 +144,7 @@ adv_status advio_csv_parse(const char *buf, size_t size, advio_array *out, char 
             const char *fe = comma ? comma : e;
             line f = trim(q, (size_t)(fe - q));
             double v;
-            int rc = parse_field(f, &v);
+            int rc = parse_field(f, scratch, &v);
             if (rc == -2) {
                 s = advio_fail(msg, msg_size, ADV_ERR_NONFINITE,
                                "CSV line %zu, column %zu: non-finite value '%.*s'", r + 1, c + 1,
@@ -162,6 +169,7 @@ adv_status advio_csv_parse(const char *buf, size_t size, advio_array *out, char 
     out->data = data;
     data = NULL;
 done:
+    free(scratch);
     free(data);
     free(lines);
     return s;

@@ -86,15 +86,20 @@ adv_status advio_read_file(const char *path, char **buf, size_t *size, char *msg
                            size_t msg_size);
 
 /* ---- atomic output files ----
- * The data go to a temporary file next to path (same directory, so the final rename is
- * atomic); commit flushes, syncs and renames it over path; abort removes it. A failed or
- * interrupted write therefore never leaves a partial file at path. */
+ * The data go to a hidden temporary file next to path (same directory, so the final rename
+ * is atomic; its name does not depend on path's); commit flushes, syncs and renames it over
+ * path; abort removes it. A failed or interrupted write therefore never leaves a partial
+ * file at path. An existing path must be a regular file (see advio_check_output). */
 typedef struct advio_atomic {
     FILE *f;
     char *path;
     char *tmp_path;
 } advio_atomic;
 
+/* ADV_OK when path may be written by an atomic output: it does not exist yet, or it is a
+ * regular file (symbolic links followed). A directory, device, FIFO or socket there is
+ * ADV_ERR_IO: the rename would replace the node itself (e.g. /dev/null by a plain file). */
+adv_status advio_check_output(const char *path, char *msg, size_t msg_size);
 adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size);
 adv_status advio_atomic_commit(advio_atomic *a, char *msg, size_t msg_size);
 void advio_atomic_abort(advio_atomic *a);
@@ -155,5 +160,10 @@ adv_status advio_render_scatter(const double *data, int64_t n_data, const double
 adv_status advio_render_tiles(const double *tiles, int64_t count, int th, int tw, int cols,
                               double lo, double hi, int scale, advio_image *out, char *msg,
                               size_t msg_size);
+/* How many of count such tiles advio_render_tiles can draw within ADVIO_IMAGE_MAX_SIDE and
+ * ADVIO_IMAGE_MAX_PIXELS: *cols (at most its value on entry) is lowered to the columns that
+ * fit, and the rows are cut to those that fit; returns the number of tiles of that grid (at
+ * most count), 0 when not even one tile fits. */
+int64_t advio_tiles_fit(int64_t count, int th, int tw, int scale, int *cols);
 
 #endif

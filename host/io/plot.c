@@ -345,6 +345,25 @@ fail:
     return s;
 }
 
+/* Border between tiles and around the grid, in pixels. */
+#define TILE_PAD 2
+
+int64_t advio_tiles_fit(int64_t count, int th, int tw, int scale, int *cols) {
+    const int64_t cell_w = (int64_t)tw * scale + TILE_PAD, cell_h = (int64_t)th * scale + TILE_PAD;
+    const int64_t room = ADVIO_IMAGE_MAX_SIDE - TILE_PAD;
+    int64_t c = *cols < count ? *cols : count, r_max = room / cell_h;
+    if (c > room / cell_w) c = room / cell_w;
+    if (c < 1 || r_max < 1 || count < 1) return 0;
+    int64_t r = (count + c - 1) / c;
+    if (r > r_max) r = r_max;
+    // The pixel count bounds the area: fewer rows first, then fewer columns (one row).
+    while (r > 1 && (c * cell_w + TILE_PAD) * (r * cell_h + TILE_PAD) > ADVIO_IMAGE_MAX_PIXELS) --r;
+    while (c > 1 && (c * cell_w + TILE_PAD) * (r * cell_h + TILE_PAD) > ADVIO_IMAGE_MAX_PIXELS) --c;
+    if ((c * cell_w + TILE_PAD) * (r * cell_h + TILE_PAD) > ADVIO_IMAGE_MAX_PIXELS) return 0;
+    *cols = (int)c;
+    return r * c < count ? r * c : count;
+}
+
 adv_status advio_render_tiles(const double *tiles, int64_t count, int th, int tw, int cols,
                               double lo, double hi, int scale, advio_image *out, char *msg,
                               size_t msg_size) {
@@ -354,7 +373,7 @@ adv_status advio_render_tiles(const double *tiles, int64_t count, int th, int tw
                           (long long)count, th, tw, cols);
     if (!(hi > lo) || !isfinite(lo) || !isfinite(hi))
         return advio_fail(msg, msg_size, ADV_ERR_INVALID_VALUE, "bad value range [%g, %g]", lo, hi);
-    const int pad = 2;
+    const int pad = TILE_PAD;
     int64_t rows = (count + cols - 1) / cols;
     if (cols > count) cols = (int)count;
     int64_t w = (int64_t)cols * ((int64_t)tw * scale + pad) + pad;

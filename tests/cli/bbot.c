@@ -294,3 +294,53 @@ Test(cli_bbot, wide_grids_get_downsampled_frames) {
     free(a), free(b);
     cli_remove_dir();
 }
+
+/* The densities are rescaled to unit mass, so their scale must not matter, in float32 too:
+ * 1e39 (beyond float32: "NaN or infinite values") and 1e-50 (below it: "zero everywhere")
+ * give the run of the unscaled densities. */
+Test(cli_bbot, density_scale_does_not_matter_in_f32) {
+    cli_make_dir("bbot");
+    enum { N = 16, M = N * N };
+    double r0[M], r1[M], big0[M], big1[M], tiny0[M], tiny1[M];
+    bump(N, N, 0.35, 0.35, 0.0128, r0);
+    bump(N, N, 0.6, 0.55, 0.02, r1);
+    for (int k = 0; k < M; ++k) {
+        big0[k] = r0[k] * 1e39, big1[k] = r1[k] * 1e39;
+        tiny0[k] = r0[k] * 1e-50, tiny1[k] = r1[k] * 1e-50;
+    }
+    const int64_t shape[2] = {N, N};
+    write_npy("a.npy", ADV_FLOAT64, 2, shape, r0, M);
+    write_npy("b.npy", ADV_FLOAT64, 2, shape, r1, M);
+    write_npy("big0.npy", ADV_FLOAT64, 2, shape, big0, M);
+    write_npy("big1.npy", ADV_FLOAT64, 2, shape, big1, M);
+    write_npy("tiny0.npy", ADV_FLOAT64, 2, shape, tiny0, M);
+    write_npy("tiny1.npy", ADV_FLOAT64, 2, shape, tiny1, M);
+    const char *common = "--precision f32 --time-steps 4 --iters 50 --device cpu --quiet";
+    char args[512];
+    snprintf(args, sizeof args, "--rho0 a.npy --rho1 b.npy %s --out ref.npy --frames ref.png", common);
+    cr_assert_eq(cli_run("bbot", args), 0, "stderr: %s", cli_slurp("err.txt"));
+    advio_array ref;
+    read_npy("ref.npy", &ref);
+    const char *scaled[] = {"big", "tiny"};
+    for (int s = 0; s < 2; ++s) {
+        snprintf(args, sizeof args, "--rho0 %s0.npy --rho1 %s1.npy %s --out %s.npy --frames %s.png",
+                 scaled[s], scaled[s], common, scaled[s], scaled[s]);
+        cr_assert_eq(cli_run("bbot", args), 0, "%s: stderr %s", scaled[s], cli_slurp("err.txt"));
+        char name[32];
+        snprintf(name, sizeof name, "%s.npy", scaled[s]);
+        advio_array r;
+        read_npy(name, &r);
+        cr_assert_eq(r.count, ref.count);
+        double worst = 0.0, top = 0.0;
+        for (size_t k = 0; k < r.count; ++k) {
+            worst = fmax(worst, fabs(((double *)r.data)[k] - ((double *)ref.data)[k]));
+            top = fmax(top, fabs(((double *)ref.data)[k]));
+        }
+        // The inputs differ by float32 rounding only (the scale factors are not powers of two).
+        cr_expect(worst <= 1e-4 * top, "%s: differs from the unscaled run by %g (max %g)", scaled[s],
+                  worst, top);
+        advio_array_free(&r);
+    }
+    advio_array_free(&ref);
+    cli_remove_dir();
+}

@@ -174,6 +174,8 @@ Test(cli_poisson, bad_usage_and_input) {
     write_npy("f5.npy", ADV_FLOAT64, 5, s5, f);
     f[2] = NAN;
     write_npy("nan.npy", ADV_FLOAT64, 1, s1, f);
+    f[2] = 1e39; // finite, beyond float32: a plain cast made it Inf, reported as "NaN or Inf"
+    write_npy("big.npy", ADV_FLOAT64, 1, s1, f);
     char path[512];
     snprintf(path, sizeof path, "%s/garbage.npy", cli_dir);
     FILE *g = fopen(path, "wb");
@@ -193,6 +195,8 @@ Test(cli_poisson, bad_usage_and_input) {
         {"--rhs f.npy --shift 1 --device tpu --out u.npy", "--device"},
         {"--rhs f5.npy --shift 1 --out u.npy", "dimensions"},
         {"--rhs nan.npy --shift 1 --out u.npy", "NaN"},
+        {"--rhs big.npy --shift 1 --precision f32 --out u.npy",
+         "value 1e+39 (element 2) exceeds the float32 range; use --precision f64"},
         {"--rhs missing.npy --shift 1 --out u.npy", "missing.npy"},
         {"--rhs garbage.npy --shift 1 --out u.npy", "garbage.npy"},
         {"--rhs f.npy --shift 1 --frobnicate --out u.npy", "frobnicate"},
@@ -218,5 +222,23 @@ Test(cli_poisson, bad_usage_and_input) {
     cr_assert_eq(cli_run("poisson", "--rhs f.npy --shift 1 --device cuda --out u.npy"), count > 0 ? 0 : 2, "%s",
                  cli_slurp("err.txt"));
     cr_assert_eq(cli_exists("u.npy"), count > 0);
+    cli_remove_dir();
+}
+
+/* Output names up to the file system's limit (the staged file's name was 12 bytes longer
+ * than the target's, so names of NAME_MAX - 11 bytes and more were refused). */
+Test(cli_poisson, longest_output_name) {
+    cli_make_dir("poisson");
+    const int64_t shape[1] = {2};
+    const double f[2] = {1.0, -1.0};
+    write_npy("f.npy", ADV_FLOAT64, 1, shape, f);
+    const long max = pathconf(cli_dir, _PC_NAME_MAX);
+    cr_assert(max >= 16 && max < 4096, "NAME_MAX %ld", max);
+    char name[4096], args[4200];
+    memset(name, 'a', (size_t)max - 4);
+    strcpy(name + max - 4, ".npy");
+    snprintf(args, sizeof args, "--rhs f.npy --out %s --quiet", name);
+    cr_assert_eq(cli_run("poisson", args), 0, "stderr: %s", cli_slurp("err.txt"));
+    cr_expect(cli_exists(name));
     cli_remove_dir();
 }

@@ -12,7 +12,9 @@
 #include <criterion/criterion.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,7 +314,7 @@ Test(cli_sample, bad_inputs_leave_nothing) {
         {"--toy squares", "--toy"},
         {"--data %s/ok.npy --image-shape 3x3", "--image-shape"},
         {"--data %s/ok.npy --save-every 2", "--trajectory"},
-        {"--data %s/ok.npy --out same.npy --plot same.npy", "same file"},
+        {"--data %s/ok.npy --plot same.png --checkpoint same.png", "same file"},
         {"--data %s/ok.npy --n", "needs a value"},
         {"--data %s/ok.npy --json=yes", "takes no value"},
         {"--data %s/ok.npy --device gpu", "--device"},
@@ -325,6 +327,7 @@ Test(cli_sample, bad_inputs_leave_nothing) {
         // .npy outputs must be named so.
         {"--data %s/ok.npy --out x.png", "--out x.png"},
         {"--data %s/ok.npy --trajectory t.png", "--trajectory t.png"},
+        {"--data %s/ok.npy --plot p.jpg", "--plot p.jpg"},
         {"--data %s/ok.npy --trajectory t.npy --steps 10 --save-every 3", "--save-every must divide --steps"},
         // One file under two names, before it exists; the default plot path; the checkpoint
         // against the input data and --resume against the outputs.
@@ -473,6 +476,127 @@ Test(cli_sample, csv_high_dimension_and_images) {
     cr_assert_eq(run("--toy 8gaussians --n 200 --steps 10 --schedule cosine --quiet"), 0, "%s", err_text);
     cr_assert_eq(run("--toy spirals --n 200 --steps 10 --schedule vp --quiet"), 0, "%s", err_text);
     cr_assert_eq(run("--toy circles --n 200 --steps 10 --schedule ve --sigma 2 --quiet"), 0, "%s", err_text);
+}
+
+/* Outputs onto existing files that are not regular (a FIFO here; /dev/null is a character
+ * device) are refused before the run: renaming the staged file over them would replace the
+ * node itself with a plain file. */
+Test(cli_sample, outputs_must_be_regular_files) {
+    write_circle("c.npy", 20);
+    static const char *const fifos[] = {"f.png", "f.npy", "f.ckpt"};
+    for (int k = 0; k < 3; ++k) cr_assert_eq(mkfifo(wpath(fifos[k]), 0666), 0);
+    static const struct {
+        const char *args, *needle;
+    } cases[] = {
+        {"--plot f.png", "--plot: cannot write 'f.png': it is a FIFO, not a regular file"},
+        {"--out f.npy", "--out: cannot write 'f.npy': it is a FIFO"},
+        {"--out o.npy --trajectory f.npy", "--trajectory: cannot write 'f.npy': it is a FIFO"},
+        {"--out o.npy --checkpoint f.ckpt", "--checkpoint: cannot write 'f.ckpt': it is a FIFO"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+        char args[1024];
+        snprintf(args, sizeof args, "--data %s/c.npy --n 10 --steps 20 --quiet %s", in_dir, cases[c].args);
+        cr_expect_eq(run(args), 2, "'%s': %s", args, err_text);
+        check_error(cases[c].needle);
+        cr_expect_eq(count_entries(work), 3, "'%s': only the FIFOs, nothing written", args);
+        for (int k = 0; k < 3; ++k) {
+            struct stat st;
+            cr_expect(stat(wpath(fifos[k]), &st) == 0 && S_ISFIFO(st.st_mode), "'%s' replaced %s", args,
+                      fifos[k]);
+        }
+    }
+}
+
+/* Seeds are unsigned 64-bit integers, in the JSON summary too (2^64 - 1 was printed as -1). */
+Test(cli_sample, json_seed_is_unsigned) {
+    cr_assert_eq(run("--toy moons --n 10 --steps 2 --seed 18446744073709551615 --json"), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "\"seed\": 18446744073709551615,"), "%s", out_text);
+    cr_assert_eq(run("--toy moons --n 10 --steps 2 --seed 9223372036854775808 --json"), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "\"seed\": 9223372036854775808,"), "%s", out_text);
+}
+
+/* --image-shape pictures of unusual data: constant values beyond 2^53 (where lo + 1 == lo
+ * left an empty value range), and images too wide for 8 a row (fewer a row, instead of a
+ * failure after the run); an image wider than a PNG may be is refused before the run. */
+Test(cli_sample, image_grids_of_extreme_data) {
+    double c[40];
+    for (int i = 0; i < 40; ++i) c[i] = 1e16;
+    int64_t shape[2] = {10, 4};
+    cr_assert_eq(advio_npy_write(ipath("const.npy"), ADV_FLOAT64, 2, shape, c, msg, sizeof msg), ADV_OK);
+    char args[1024];
+    snprintf(args, sizeof args, "--data %s/const.npy --n 20 --steps 4 --image-shape 2x2 --out a.npy --quiet",
+             in_dir);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    advio_array png;
+    cr_assert_eq(advio_gray_read(wpath("a.png"), &png, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(png.shape[1], 8 * (48 + 2) + 2);
+    cr_expect_eq(png.shape[0], 3 * (48 + 2) + 2);
+    advio_array_free(&png);
+
+    enum { W = 10000 };
+    double *x = malloc(sizeof(double) * 5 * W);
+    cr_assert_not_null(x);
+    for (int i = 0; i < 5 * W; ++i) x[i] = 0.5 + 0.5 * sin(0.7 * i);
+    int64_t wide[2] = {5, W};
+    cr_assert_eq(advio_npy_write(ipath("wide.npy"), ADV_FLOAT64, 2, wide, x, msg, sizeof msg), ADV_OK);
+    free(x);
+    snprintf(args, sizeof args, "--data %s/wide.npy --n 8 --steps 4 --image-shape 1x%d --out b.npy --quiet",
+             in_dir, W);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_assert_eq(advio_gray_read(wpath("b.png"), &png, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(png.shape[1], 6 * (W + 2) + 2, "6 tiles a row");
+    cr_expect_eq(png.shape[0], 2 * (1 + 2) + 2, "the 8 tiles on 2 rows");
+    advio_array_free(&png);
+
+    enum { TOO_WIDE = 65536 };
+    float *y = calloc(2 * TOO_WIDE, sizeof *y);
+    cr_assert_not_null(y);
+    y[TOO_WIDE] = 1;
+    int64_t huge[2] = {2, TOO_WIDE};
+    cr_assert_eq(advio_npy_write(ipath("huge.npy"), ADV_FLOAT32, 2, huge, y, msg, sizeof msg), ADV_OK);
+    free(y);
+    snprintf(args, sizeof args, "--data %s/huge.npy --n 2 --image-shape 1x%d --out c.npy", in_dir, TOO_WIDE);
+    cr_expect_eq(run(args), 2, "%s", err_text);
+    check_error("--image-shape 1x65536: an image cannot be drawn");
+    cr_expect_eq(count_entries(work), 4, "nothing written by the refused run");
+}
+
+/* A termination signal during the run (SIGHUP: the terminal was closed) removes the staged
+ * outputs — here the trajectory, open from the start — and the exit status is 128 + the
+ * signal's number, as for a process killed by it. */
+Test(cli_sample, signals_remove_staged_outputs, .timeout = 300) {
+    static const int sigs[] = {SIGHUP, SIGQUIT, SIGINT, SIGTERM};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; ++k) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            // Default dispositions and no blocked signals, whatever the test runner set.
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            signal(sigs[k], SIG_DFL);
+            int null = open("/dev/null", O_RDWR);
+            if (null < 0 || chdir(work) != 0) _exit(127);
+            dup2(null, 0), dup2(null, 1), dup2(null, 2);
+            execl(ADV_TEST_ADVECT_BIN, "advect", "sample", "--n", "5000", "--steps", "400", "--method",
+                  "rk4", "--out", "a.npy", "--trajectory", "t.npy", "--quiet", (char *)NULL);
+            _exit(127);
+        }
+        // The trajectory's temporary file appears when the run starts; the run takes seconds.
+        for (int i = 0; i < 3000 && count_entries(work) == 0; ++i) usleep(10000);
+        cr_expect_eq(count_entries(work), 1, "the staged trajectory");
+        usleep(200000);
+        kill(pid, sigs[k]);
+        int st = 0;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sigs[k], "signal %d: exit status %d, %s %d",
+                  sigs[k], WIFEXITED(st) ? WEXITSTATUS(st) : -1, "killed by",
+                  WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        cr_expect_eq(count_entries(work), 0, "signal %d left files behind", sigs[k]);
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'/* '%s'/.[!.]*", work, work);
+        cr_assert_eq(system(cmd), 0);
+    }
 }
 
 Test(cli_sample, help) {

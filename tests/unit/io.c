@@ -343,6 +343,13 @@ Test(csv, valid_files) {
     cr_expect_eq(a.shape[1], 1);
     cr_expect_eq(((double *)a.data)[1], 8);
     advio_array_free(&a);
+    // A field of any length: 0.000...01 with 300 zeros (once cut at 127 characters).
+    char text[400] = "1,0.";
+    memset(text + 4, '0', 300);
+    strcpy(text + 304, "1\n2,3\n");
+    cr_assert_eq(csv(text, &a), ADV_OK, "%s", msg);
+    cr_expect_eq(((double *)a.data)[1], strtod("1e-301", NULL));
+    advio_array_free(&a);
 }
 
 Test(csv, invalid_files) {
@@ -365,6 +372,9 @@ Test(csv, invalid_files) {
         {"\n\n", ADV_ERR_FORMAT, "no data rows"},
         {"a,b\n", ADV_ERR_FORMAT, "no data rows"},
         {"a,b,c\n1,2\n", ADV_ERR_FORMAT, "ragged"},
+        {"1,2\n3,0.00000000000000000000000000000000000000000000000000000000000000000000000000"
+         "0000000000000000000000000000000000000000000000000000000000000000000001x\n",
+         ADV_ERR_FORMAT, "not a number"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
         advio_array a;
@@ -549,6 +559,49 @@ Test(atomic, commit_and_abort) {
     cr_expect(strstr(msg, "directory"), "%s", msg);
 }
 
+/* An existing target must be a regular file: renaming over a FIFO or a device (/dev/null)
+ * would replace the node itself with a plain file. */
+Test(atomic, non_regular_targets_are_refused) {
+    const char *fifo = tmp_path("pipe.png");
+    cr_assert_eq(mkfifo(fifo, 0666), 0);
+    advio_atomic f;
+    cr_expect_eq(advio_atomic_open(&f, fifo, msg, sizeof msg), ADV_ERR_IO);
+    cr_expect(strstr(msg, "a FIFO, not a regular file"), "%s", msg);
+    struct stat st;
+    cr_assert_eq(stat(fifo, &st), 0);
+    cr_expect(S_ISFIFO(st.st_mode), "the FIFO is left as it was");
+    cr_expect_eq(count_entries(tmpdir), 1, "no temporary file is left");
+    cr_expect_eq(advio_check_output(fifo, msg, sizeof msg), ADV_ERR_IO);
+    cr_expect_eq(advio_check_output(tmpdir, msg, sizeof msg), ADV_ERR_IO);
+    cr_expect_eq(advio_check_output(tmp_path("new.npy"), msg, sizeof msg), ADV_OK);
+    write_bytes(tmp_path("old.npy"), "x", 1);
+    cr_expect_eq(advio_check_output(tmp_path("old.npy"), msg, sizeof msg), ADV_OK);
+    if (stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode)) { // stat only: nothing is written
+        cr_expect_eq(advio_check_output("/dev/null", msg, sizeof msg), ADV_ERR_IO);
+        cr_expect(strstr(msg, "character device"), "%s", msg);
+    }
+}
+
+/* The temporary name does not grow with the target's: the longest name the file system
+ * accepts can be written (names of NAME_MAX - 11 bytes and more once failed). */
+Test(atomic, longest_names) {
+    const long max = pathconf(tmpdir, _PC_NAME_MAX);
+    cr_assert(max >= 16 && max < 4096, "NAME_MAX %ld", max);
+    char name[4096];
+    memset(name, 'a', (size_t)max);
+    name[max] = 0;
+    advio_atomic f;
+    cr_assert_eq(advio_atomic_open(&f, tmp_path(name), msg, sizeof msg), ADV_OK, "%s", msg);
+    fputs("hello", f.f);
+    cr_assert_eq(advio_atomic_commit(&f, msg, sizeof msg), ADV_OK, "%s", msg);
+    struct stat st;
+    cr_expect_eq(stat(tmp_path(name), &st), 0);
+    cr_expect_eq(count_entries(tmpdir), 1);
+    cr_assert_eq(advio_atomic_open(&f, tmp_path(name), msg, sizeof msg), ADV_OK, "%s", msg);
+    advio_atomic_abort(&f);
+    cr_expect_eq(count_entries(tmpdir), 1, "abort removes the temporary file");
+}
+
 /* ---- eigen-solver and PCA ---- */
 
 /* Q = rotation built from Householder reflections of fixed vectors; A = Q diag(l) Q^T. */
@@ -694,6 +747,38 @@ Test(plot, tiles_layout_and_values) {
     cr_expect_eq(*pixel(&img, 14, 5), 0);
     advio_image_free(&img);
     cr_expect_eq(advio_render_tiles(t, 2, 2, 3, 2, 1, 1, 2, &img, msg, sizeof msg), ADV_ERR_INVALID_VALUE);
+}
+
+/* advio_tiles_fit: the grid that stays within ADVIO_IMAGE_MAX_SIDE and _PIXELS. */
+Test(plot, tiles_fit_the_picture_limits) {
+    int cols = 8;
+    cr_expect_eq(advio_tiles_fit(50, 2, 2, 24, &cols), 50, "small tiles: all of them");
+    cr_expect_eq(cols, 8);
+    cols = 8;
+    cr_expect_eq(advio_tiles_fit(3, 2, 2, 24, &cols), 3);
+    cr_expect_eq(cols, 3, "no more columns than tiles");
+    // 10000 pixels wide: 6 a row (6 * 10002 + 2 <= 65536), the 8 tiles on two rows.
+    cols = 8;
+    cr_expect_eq(advio_tiles_fit(8, 1, 10000, 1, &cols), 8);
+    cr_expect_eq(cols, 6);
+    // 2048 x 2048: 8 a row, but only 7 rows within 2^28 pixels.
+    cols = 8;
+    cr_expect_eq(advio_tiles_fit(64, 2048, 2048, 1, &cols), 56);
+    cr_expect_eq(cols, 8);
+    cols = 8;
+    cr_expect_eq(advio_tiles_fit(4, 1, 65533, 1, &cols), 0, "not even one tile");
+    // What fits is drawn.
+    enum { W = 10000 };
+    double *t = calloc(8 * W, sizeof *t);
+    cr_assert_not_null(t);
+    cols = 8;
+    int64_t n = advio_tiles_fit(8, 1, W, 1, &cols);
+    advio_image img;
+    cr_assert_eq(advio_render_tiles(t, n, 1, W, cols, 0, 1, 1, &img, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(img.width, 6 * (W + 2) + 2);
+    cr_expect_eq(img.height, 2 * 3 + 2);
+    advio_image_free(&img);
+    free(t);
 }
 
 /* Cross-check with NumPy itself when python3 and numpy are installed (skipped otherwise):
