@@ -575,9 +575,12 @@ int cli_same_path(const char *a, const char *b) {
     struct stat sa, sb;
     if (stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
         return 1;
-    char *ca = canonical_path(a), *cb = canonical_path(b);
+    // Outputs are written through symbolic links (advio_atomic_open): compare what writing
+    // reaches, also for a link to a file not created yet.
+    char *fa = advio_follow_links(a), *fb = advio_follow_links(b);
+    char *ca = fa ? canonical_path(fa) : NULL, *cb = fb ? canonical_path(fb) : NULL;
     int same = ca && cb && !strcmp(ca, cb);
-    free(ca), free(cb);
+    free(fa), free(fb), free(ca), free(cb);
     return same;
 }
 

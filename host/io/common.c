@@ -165,27 +165,53 @@ adv_status advio_check_output(const char *path, char *msg, size_t msg_size) {
                       "replace it)", path, file_kind(st.st_mode));
 }
 
+char *advio_follow_links(const char *path) {
+    char *p = strdup(path);
+    for (int hops = 0; p && hops <= 40; ++hops) {
+        struct stat st;
+        if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+        char target[4096];
+        const ssize_t n = readlink(p, target, sizeof target - 1);
+        if (n < 0) return p; // unreadable: let the open report it
+        target[n] = '\0';
+        const char *slash = strrchr(p, '/');
+        const size_t dir_len = target[0] != '/' && slash ? (size_t)(slash - p) + 1 : 0;
+        char *next = malloc(dir_len + (size_t)n + 1);
+        if (next) {
+            memcpy(next, p, dir_len);
+            memcpy(next + dir_len, target, (size_t)n + 1);
+        }
+        free(p);
+        p = next;
+    }
+    free(p); // a loop of links
+    return NULL;
+}
+
 /* The temporary file's name in the target's directory: fixed and short, so that any name
  * the file system accepts as a target leaves room for it (a leading dot keeps it out of
  * sight). */
 #define TMP_NAME ".advect-XXXXXX" /* as the library's checkpoint writer (host/files.c) */
 
-adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size) {
+adv_status advio_atomic_open(advio_atomic *a, const char *link_path, char *msg,
+                             size_t msg_size) {
     memset(a, 0, sizeof *a);
-    adv_status s = advio_check_output(path, msg, msg_size);
+    adv_status s = advio_check_output(link_path, msg, msg_size);
     if (s != ADV_OK) return s;
-    size_t len = strlen(path);
+    // Through symbolic links: the rename replaces the file they name, not the link.
+    char *path = advio_follow_links(link_path);
+    if (!path)
+        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': %s", link_path,
+                          errno == ENOMEM ? "out of memory" : "too many levels of symbolic links");
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
-    a->path = malloc(len + 1);
+    a->path = path;
     a->tmp_path = malloc(dir_len + sizeof TMP_NAME);
-    if (!a->path || !a->tmp_path) {
+    if (!a->tmp_path) {
         free(a->path);
-        free(a->tmp_path);
         memset(a, 0, sizeof *a);
         return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    memcpy(a->path, path, len + 1);
     // Same directory as the target, so rename() is atomic.
     snprintf(a->tmp_path, dir_len + sizeof TMP_NAME, "%.*s%s", (int)dir_len, path, TMP_NAME);
     int fd = mkstemp(a->tmp_path);
@@ -194,8 +220,8 @@ adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_
         free(a->tmp_path);
         a->tmp_path = NULL;
         advio_atomic_abort(a);
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot create a file next to '%s': %s", path,
-                          strerror(e));
+        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot create a file next to '%s': %s",
+                          link_path, strerror(e));
     }
     // mkstemp creates mode 0600; give the result the usual permissions (0666 minus umask).
     mode_t mask = umask(0);
@@ -205,7 +231,7 @@ adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_
     if (!a->f) {
         close(fd);
         advio_atomic_abort(a);
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot open a stream for '%s'", path);
+        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot open a stream for '%s'", link_path);
     }
     return ADV_OK;
 }

@@ -89,7 +89,9 @@ adv_status advio_read_file(const char *path, char **buf, size_t *size, char *msg
  * The data go to a hidden temporary file next to path (same directory, so the final rename
  * is atomic; its name does not depend on path's); commit flushes, syncs and renames it over
  * path; abort removes it. A failed or interrupted write therefore never leaves a partial
- * file at path. An existing path must be a regular file (see advio_check_output). */
+ * file at path. An existing path must be a regular file (see advio_check_output). A path
+ * that is a symbolic link is written through: the file it names (created if the link
+ * dangles) is replaced, and the link stays, as writing to a link does with open(). */
 typedef struct advio_atomic {
     FILE *f;
     char *path;
@@ -100,6 +102,10 @@ typedef struct advio_atomic {
  * regular file (symbolic links followed). A directory, device, FIFO or socket there is
  * ADV_ERR_IO: the rename would replace the node itself (e.g. /dev/null by a plain file). */
 adv_status advio_check_output(const char *path, char *msg, size_t msg_size);
+/* The path that writing to `path` reaches: symbolic links of its last component followed
+ * (relative targets against the link's directory; at most 40), dangling or not. Malloc'd;
+ * NULL when out of memory or on a loop. */
+char *advio_follow_links(const char *path);
 adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size);
 adv_status advio_atomic_commit(advio_atomic *a, char *msg, size_t msg_size);
 void advio_atomic_abort(advio_atomic *a);

@@ -93,8 +93,9 @@ ADV_API adv_status adv_field_get_info(const adv_field *field, adv_field_info *in
 /* Empirical target alpha_1 = sum_i w_i delta_{y_i} with source N(0, sigma^2 I):
  *   pi_i(z) = softmax_i(log w_i - |z - a_t y_i|^2 / (2 b_t^2 sigma^2)),  D_t = sum_i pi_i y_i,
  *   score = (a_t D - z) / (b_t^2 sigma^2),  v = a'_t D + b'_t (z - a_t D) / b_t.
- * One interaction sum per evaluation (SQDIST, gamma = 1/a_t, lambda = a_t^2/(2 b_t^2 sigma^2),
- * beta = log w, values = keys; see docs/sampling.md for why not gamma = a_t). */
+ * One interaction sum per evaluation (SQDIST with queries z, keys a_t y, gamma = 1,
+ * lambda = 1/(2 b_t^2 sigma^2), beta = log w, values y; see docs/sampling.md for why not
+ * gamma = a_t). */
 typedef struct adv_empirical_opts {
     size_t struct_size;      /* sizeof(adv_empirical_opts); set by adv_empirical_default_opts */
     double sigma;            /* source scale, > 0; default 1 */

@@ -214,6 +214,11 @@ Test(cli_paths, same_path_for_files_not_yet_written) {
     cr_assert_eq(link("r/x.npy", "hard.npy"), 0);
     cr_expect(cli_same_path("hard.npy", "./r/x.npy"));
     cr_expect(cli_same_path("link/x.npy", "r/x.npy"));
+    // A link to a file not created yet is the file that writing to it creates.
+    cr_assert_eq(symlink("r/later.npy", "dangling.npy"), 0);
+    cr_expect(cli_same_path("dangling.npy", "r/later.npy"));
+    cr_expect(!cli_same_path("dangling.npy", "later.npy"));
+    unlink("dangling.npy");
     unlink("hard.npy"), unlink("r/x.npy"), unlink("link"), rmdir("r");
     cr_expect_eq(chdir("/"), 0);
     cr_expect_eq(rmdir(dir), 0, "the test leaves nothing behind");

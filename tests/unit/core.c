@@ -47,6 +47,33 @@ Test(core, status_strings) {
     cr_expect(adv_status_name((adv_status)999)[0] != '\0');
 }
 
+/* docs/errors.md's table is kept by hand: every row must be the library's code, symbol and
+ * message, one row per status, in order. */
+Test(core, status_table_in_the_docs) {
+    FILE *f = fopen(ADV_TEST_ERRORS_DOC, "r");
+    cr_assert_not_null(f, "cannot open %s", ADV_TEST_ERRORS_DOC);
+    char line[512];
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        int code = -1, used = 0;
+        char name[64];
+        if (sscanf(line, "| %d | `%63[^`]` | %n", &code, name, &used) != 2 || used == 0) continue;
+        char *msg = line + used, *end = strstr(msg, " |");
+        cr_assert_not_null(end, "row %d: %s", code, line);
+        *end = '\0';
+        cr_expect_eq(code, rows, "row %d out of order", code);
+        cr_expect_str_eq(name, adv_status_name((adv_status)code), "row %d", code);
+        cr_expect_str_eq(msg, adv_status_string((adv_status)code), "row %d", code);
+        ++rows;
+    }
+    fclose(f);
+    int n = 0;
+#define COUNT(name, value, msg) ++n;
+    ADV_STATUS_TABLE(COUNT)
+#undef COUNT
+    cr_expect_eq(rows, n, "docs/errors.md has %d rows, the library %d statuses", rows, n);
+}
+
 Test(core, version) {
     int major = -1, minor = -1, patch = -1;
     adv_version_numbers(&major, &minor, &patch);

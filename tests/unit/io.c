@@ -52,7 +52,7 @@ static int count_entries(const char *dir) {
 }
 
 static const char *tmp_path(const char *name) {
-    static char p[4][512];
+    static char p[4][4608]; // a directory and a name of up to NAME_MAX (longest_names)
     static int k = 0;
     k = (k + 1) % 4;
     snprintf(p[k], sizeof p[k], "%s/%s", tmpdir, name);
@@ -580,6 +580,32 @@ Test(atomic, non_regular_targets_are_refused) {
         cr_expect_eq(advio_check_output("/dev/null", msg, sizeof msg), ADV_ERR_IO);
         cr_expect(strstr(msg, "character device"), "%s", msg);
     }
+}
+
+/* A symbolic link is written through, as open() would: the file it names is replaced (or
+ * created, for a dangling link) and the link stays a link. Before, the rename replaced the
+ * link itself and left its target as it was. */
+Test(atomic, symbolic_links_are_written_through) {
+    const char *target = tmp_path("real.npy");
+    write_bytes(target, "old", 3);
+    cr_assert_eq(symlink("real.npy", tmp_path("link.npy")), 0); // relative to the link's dir
+    cr_assert_eq(symlink("later.npy", tmp_path("dangling.npy")), 0);
+    const char *links[2] = {"link.npy", "dangling.npy"}, *files[2] = {"real.npy", "later.npy"};
+    for (int k = 0; k < 2; ++k) {
+        advio_atomic f;
+        cr_assert_eq(advio_atomic_open(&f, tmp_path(links[k]), msg, sizeof msg), ADV_OK, "%s", msg);
+        fputs("hello", f.f);
+        cr_assert_eq(advio_atomic_commit(&f, msg, sizeof msg), ADV_OK, "%s", msg);
+        struct stat st;
+        cr_assert_eq(lstat(tmp_path(links[k]), &st), 0);
+        cr_expect(S_ISLNK(st.st_mode), "%s is no longer a link", links[k]);
+        cr_assert_eq(stat(tmp_path(files[k]), &st), 0, "%s was not written", files[k]);
+        cr_expect_eq(st.st_size, 5, "%s", files[k]);
+    }
+    cr_expect_eq(count_entries(tmpdir), 4, "no temporary file is left");
+    cr_assert_eq(symlink("loop.npy", tmp_path("loop.npy")), 0);
+    advio_atomic f;
+    cr_expect_eq(advio_atomic_open(&f, tmp_path("loop.npy"), msg, sizeof msg), ADV_ERR_IO);
 }
 
 /* The temporary name does not grow with the target's: the longest name the file system
