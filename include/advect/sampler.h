@@ -158,7 +158,8 @@ ADV_API adv_status adv_sampler_progress(const adv_sampler *sampler, double *frac
  * of the current chunk (per-particle times, step sizes, errors, FSAL stage; DPM2M's previous
  * denoiser), the statistics, all n x d particles, and a 64-bit FNV-1a checksum of everything
  * before it. It is written to a hidden temporary file beside path and renamed (an existing
- * path that is not a regular file is ADV_ERR_IO). RNG counters are functions of
+ * path that is not a regular file is ADV_ERR_IO; a symbolic link at path is replaced: pass
+ * the file it names to write through it, as advect sample does). RNG counters are functions of
  * (seed, particle, step, stage, dimension), so no generator state is needed.
  * save: ADV_ERR_INVALID_VALUE when no run is in progress, ADV_ERR_IO on write errors.
  * load: restores the run into `z` (n x d, as for begin) so that adv_sampler_advance continues

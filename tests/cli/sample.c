@@ -507,6 +507,29 @@ Test(cli_sample, outputs_must_be_regular_files) {
     }
 }
 
+/* Outputs that are symbolic links are written through: every output, the checkpoint (which
+ * the library writes) included, replaces the file its link names and leaves the link. */
+Test(cli_sample, symbolic_links_are_written_through) {
+    static const char *const links[] = {"o.npy", "p.png", "t.npy", "k.ckpt"};
+    char target[64];
+    for (int k = 0; k < 4; ++k) {
+        snprintf(target, sizeof target, "real-%s", links[k]);
+        cr_assert_eq(symlink(target, wpath(links[k])), 0); // dangling until written
+    }
+    cr_assert_eq(run("--toy moons --n 10 --steps 20 --quiet --out o.npy --plot p.png "
+                     "--trajectory t.npy --save-every 10 --checkpoint k.ckpt"),
+                 0, "%s", err_text);
+    for (int k = 0; k < 4; ++k) {
+        struct stat st;
+        snprintf(target, sizeof target, "real-%s", links[k]);
+        cr_expect(lstat(wpath(links[k]), &st) == 0 && S_ISLNK(st.st_mode), "%s is no longer a link",
+                  links[k]);
+        cr_expect(lstat(wpath(target), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0,
+                  "%s was not written", target);
+    }
+    cr_expect_eq(count_entries(work), 8, "the links, their files, nothing else");
+}
+
 /* Seeds are unsigned 64-bit integers, in the JSON summary too (2^64 - 1 was printed as -1). */
 Test(cli_sample, json_seed_is_unsigned) {
     cr_assert_eq(run("--toy moons --n 10 --steps 2 --seed 18446744073709551615 --json"), 0, "%s", err_text);
