@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the .npy fuzz target (tests/fuzz/corpus/npy/). Valid files are
 named ok_*, invalid ones bad_*: the replayer (npy_fuzz_replay) checks that the parser agrees.
+A few PNG images (bad_png_*: not .npy) seed the target's PNG reader.
 Byte layouts follow numpy/lib/format.py; no NumPy needed. Rerun after changing the cases:
     python3 tests/fuzz/make_npy_corpus.py tests/fuzz/corpus/npy
 """
 import os
 import struct
 import sys
+import zlib
 
 
 def npy(dict_text, data=b"", major=1, minor=0, pad=True):
@@ -75,6 +77,23 @@ cases = {
     "bad_empty.npy": b"",
     "bad_csv.npy": b"1,2\n3,4\n",
 }
+
+
+# PNG seeds for the target's PNG reader (not .npy files, so bad_* for the .npy parser).
+def png(width, height, depth, color, raw):
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body +
+                struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) +
+            chunk(b"IEND", b""))
+
+
+cases["bad_png_gray8.npy"] = png(3, 2, 8, 0, b"".join(b"\0" + bytes([10 * r + c for c in range(3)])
+                                                      for r in range(2)))
+cases["bad_png_rgb8.npy"] = png(2, 2, 8, 2, b"".join(b"\0" + bytes([255, 0, 0, 0, 255, 0])
+                                                     for r in range(2)))
+cases["bad_png_gray16.npy"] = png(2, 1, 16, 0, b"\0" + struct.pack(">HH", 0, 65535))
 
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus", "npy")
 os.makedirs(out, exist_ok=True)

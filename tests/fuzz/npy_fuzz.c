@@ -1,7 +1,9 @@
 /* Fuzz target of the .npy parser (host/io/npy.c), libFuzzer style: any input must give
  * ADV_OK or a clean error, never a crash, a leak or undefined behaviour; an accepted array
  * must be self-consistent and survive a write/re-read round trip bit for bit. The same input
- * also goes through the CSV and PGM parsers, which share the "untrusted bytes" contract.
+ * also goes through the CSV and PGM parsers, which share the "untrusted bytes" contract, and,
+ * when it starts with the PNG signature, through the PNG reader (libpng, from a temporary
+ * file: the reader takes a path).
  *
  * Built two ways (tests/io.cmake): with clang as a libFuzzer binary (npy_fuzz; run e.g.
  * `npy_fuzz tests/fuzz/corpus/npy`), and with any compiler as a replayer
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -72,6 +75,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             check(v >= 0 && v <= 1, "pgm values in [0, 1]");
         }
         advio_array_free(&a);
+    }
+    static const uint8_t png_signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
+    if (size >= 8 && memcmp(data, png_signature, 8) == 0) {
+        char path[] = "/tmp/advect-fuzz-XXXXXX";
+        const int fd = mkstemp(path);
+        check(fd >= 0, "mkstemp");
+        FILE *f = fdopen(fd, "wb");
+        check(f && fwrite(data, 1, size, f) == size && fclose(f) == 0, "temporary PNG written");
+        adv_status ps = advio_png_read_gray(path, &a, msg, sizeof msg);
+        unlink(path);
+        if (ps == ADV_OK) {
+            check(a.ndim == 2 && a.count == (size_t)(a.shape[0] * a.shape[1]), "png shape");
+            for (size_t i = 0; i < a.count; ++i) {
+                double v = ((double *)a.data)[i];
+                check(v >= 0 && v <= 1, "png values in [0, 1]");
+            }
+            advio_array_free(&a);
+        } else {
+            check(ps == ADV_ERR_FORMAT || ps == ADV_ERR_OUT_OF_MEMORY, "png rejections are format errors");
+            check(a.data == NULL, "nothing allocated on a png error");
+        }
     }
     return 0;
 }
