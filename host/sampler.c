@@ -1257,6 +1257,20 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
         get(&io, s->host_rows, (size_t)rows * row);
         if (!io.err) st = advi_upload(ctx, s->buf[1], s->host_rows, (size_t)rows * row);
     }
+    // A valid checksum does not make a file one this sampler wrote (it may be forged): the
+    // scalars and the controller state must be ones it can continue from. z is untouched.
+    int forged = (hp != 0 && hp != 1) || !isfinite(hprev) ||
+                 (started && s->o.method == ADV_METHOD_DPM2M && hp != has_prev);
+    for (int64_t r = 0; has_ctl && !io.err && r < rows; ++r)
+        forged |= s->dstatus[r] > P_FAILED || !(s->dt[r] >= s->o.t0 && s->dt[r] <= s->o.t1) ||
+                  !(s->dh[r] >= 0.0 && s->dh[r] < HUGE_VAL) ||
+                  !(s->derrp[r] > 0.0 && s->derrp[r] < HUGE_VAL) || s->dnacc[r] < 0 ||
+                  s->dnrej[r] < 0;
+    if (st == ADV_OK && !io.err && forged) {
+        fclose(fp);
+        s->running = 0;
+        return advi_fail(ctx, ADV_ERR_FORMAT, "%s: inconsistent controller state", path);
+    }
     const int host_z = s->staged || ctx->backend != ADV_BACKEND_CUDA;
     for (int64_t r = 0; st == ADV_OK && !io.err && r < n; r += cs) {
         int64_t rr = n - r < cs ? n - r : cs;

@@ -431,6 +431,82 @@ Test(checkpoint, dopri5_every_round) {
     ck_free(&c);
 }
 
+static long file_size(const char *path);
+
+/* FNV-1a 64 of a checkpoint's bytes but the last 8, stored over them: the forger's step. */
+static void reseal(unsigned char *buf, size_t n) {
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i + 8 < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+    memcpy(buf + n - 8, &h, 8);
+}
+
+/* A checkpoint with a valid checksum may still be forged: DOPRI5 controller values it could
+ * not have written (a status byte of 7, a NaN or out-of-range particle time, a negative step
+ * or error) are ADV_ERR_FORMAT, with z untouched; the resealed original loads. */
+Test(checkpoint, forged_controller_state) {
+    ck_setup c;
+    ck_make(&c, ADV_METHOD_DOPRI5, 78);
+    c.o.chunk_size = 0;
+    adv_sampler *s = NULL, *r = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &r), ADV_OK);
+    double z[RN * RD], poison[RN * RD];
+    cr_assert_eq(adv_sampler_begin(s, RN, z), ADV_OK);
+    cr_assert_eq(adv_sampler_advance(s, 3, NULL, NULL), ADV_OK);
+    char *path = tmp_path("forged");
+    cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK);
+    const long n = file_size(path);
+    unsigned char *orig = malloc((size_t)n), *buf = malloc((size_t)n);
+    FILE *fp = fopen(path, "rb");
+    cr_assert_eq(fread(orig, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    // Layout (docs/sampling.md): a 204-byte header, then per chunk row dt, dh, derrp, nacc,
+    // nrej (8 bytes each) and a status byte, the FSAL stage (d doubles), the particles, the
+    // checksum.
+    const long header = 204, rows = RN;
+    cr_assert_eq(n, header + rows * (41 + RD * 8) + RN * RD * 8 + 8, "layout changed");
+    const double nan = NAN, late = 2.0, neg = -1.0;
+    struct {
+        long at;
+        const void *bytes;
+        size_t len;
+        const char *what;
+    } cases[] = {{header + 5 * 8 * rows + 4, "\x07", 1, "a status byte of 7"},
+                 {header + 8 * 2, &nan, 8, "a NaN particle time"},
+                 {header + 8 * 5, &late, 8, "a particle time past t1"},
+                 {header + 8 * rows + 8 * 3, &neg, 8, "a negative step"},
+                 {header + 16 * rows + 8 * 6, &neg, 8, "a negative previous error"},
+                 {header + 24 * rows + 8 * 1, &neg, 8, "a negative step count"}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        memcpy(buf, orig, (size_t)n);
+        memcpy(buf + cases[k].at, cases[k].bytes, cases[k].len);
+        reseal(buf, (size_t)n);
+        fp = fopen(path, "wb");
+        cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
+        fclose(fp);
+        tu_poison(poison, sizeof poison);
+        memcpy(z, poison, sizeof z);
+        cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_ERR_FORMAT, "%s",
+                     cases[k].what);
+        cr_expect(memcmp(z, poison, sizeof z) == 0, "%s: z was written", cases[k].what);
+        cr_expect_eq(adv_sampler_advance(r, 1, NULL, NULL), ADV_ERR_INVALID_VALUE,
+                     "%s: no run after a failed load", cases[k].what);
+    }
+    memcpy(buf, orig, (size_t)n);
+    reseal(buf, (size_t)n);
+    cr_expect(memcmp(buf, orig, (size_t)n) == 0, "reseal reproduces the library's checksum");
+    fp = fopen(path, "wb");
+    cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_OK, "%s",
+                 adv_context_last_error(c.ctx));
+    remove(path);
+    free(orig), free(buf);
+    adv_sampler_destroy(s);
+    adv_sampler_destroy(r);
+    ck_free(&c);
+}
+
 Test(checkpoint, resume_sde) { checkpoint_case(ADV_METHOD_SDE); }
 Test(checkpoint, resume_dopri5) { checkpoint_case(ADV_METHOD_DOPRI5); }
 Test(checkpoint, resume_dpm2m) { checkpoint_case(ADV_METHOD_DPM2M); }
