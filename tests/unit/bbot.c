@@ -870,6 +870,30 @@ Test(bbot_api, checkpoint_resume_reproduces_the_run) {
     fwrite(buf + 8, 1, (size_t)size - 8, f);
     fclose(f);
     cr_expect_eq(adv_bbot_checkpoint_load(res, bad), ADV_ERR_FORMAT, "wrong magic");
+    // Forged with a valid checksum (FNV-1a 64 resealed over header and iterate): an infinite
+    // mass (header byte 64) or a NaN in the iterate (from byte 104 on) is still a format error.
+    const double forged[2] = {INFINITY, NAN};
+    const long forged_at[2] = {64, 104 + 8 * 5};
+    for (int k = 0; k < 2; ++k) {
+        unsigned char *fb = tu_calloc((size_t)size, 1);
+        memcpy(fb, buf, (size_t)size);
+        memcpy(fb + forged_at[k], &forged[k], 8);
+        uint64_t h = 14695981039346656037ull;
+        for (long i = 0; i + 8 < size; ++i) h = (h ^ fb[i]) * 1099511628211ull;
+        memcpy(fb + size - 8, &h, 8);
+        f = fopen(bad, "wb");
+        fwrite(fb, 1, (size_t)size, f);
+        fclose(f);
+        cr_expect_eq(adv_bbot_checkpoint_load(res, bad), ADV_ERR_FORMAT, "forged %s",
+                     k ? "NaN iterate" : "infinite mass");
+        free(fb);
+    }
+    {   // the resealing reproduces the library's checksum: the untouched file loads
+        uint64_t h = 14695981039346656037ull, stored;
+        for (long i = 0; i + 8 < size; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+        memcpy(&stored, buf + size - 8, 8);
+        cr_expect_eq(h, stored, "FNV-1a reseal differs from the library's checksum");
+    }
     remove(bad);
     cr_expect_eq(adv_bbot_checkpoint_load(res, bad), ADV_ERR_IO, "missing file");
     const grid_case other = {2, {10, 12, 1}, 6};
