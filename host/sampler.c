@@ -1000,11 +1000,12 @@ typedef struct ckpt_io {
     FILE *fp;
     uint64_t hash;
     int err;
+    int errnum; /* errno of the first failed write */
 } ckpt_io;
 
 static void put(ckpt_io *io, const void *p, size_t n) {
     if (io->err || n == 0) return;
-    if (fwrite(p, 1, n, io->fp) != n) io->err = 1;
+    if (fwrite(p, 1, n, io->fp) != n) io->err = 1, io->errnum = errno;
     io->hash = advi_fnv1a(io->hash, p, n);
 }
 static void put_i64(ckpt_io *io, int64_t v) { put(io, &v, 8); }
@@ -1066,7 +1067,7 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     advi_file file;
     adv_status st = advi_file_begin(ctx, path, &file);
     if (st != ADV_OK) return st;
-    ckpt_io io = {file.fp, ADVI_FNV_OFFSET, 0};
+    ckpt_io io = {file.fp, ADVI_FNV_OFFSET, 0, 0};
     int64_t first = 0, cnt = 0;
     if (s->chunk_started) chunk_rows(s, &first, &cnt);
     const int has_ctl = s->chunk_started && s->o.method == ADV_METHOD_DOPRI5;
@@ -1113,9 +1114,8 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
         return st;
     }
     if (io.err) {
-        const int err = errno;
         advi_file_commit(ctx, &file, path, 0);
-        return advi_fail(ctx, ADV_ERR_IO, "writing %s failed: %s", path, strerror(err));
+        return advi_fail(ctx, ADV_ERR_IO, "writing %s failed: %s", path, strerror(io.errnum));
     }
     return advi_file_commit(ctx, &file, path, 1);
 }
@@ -1166,7 +1166,7 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
     }
     // Pass 2: parse.
     rewind(fp);
-    ckpt_io io = {fp, 0, 0};
+    ckpt_io io = {fp, 0, 0, 0};
     char magic[8];
     uint32_t ver = 0, bom = 0;
     uint64_t fpr = 0;
@@ -1259,7 +1259,8 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
     }
     // A valid checksum does not make a file one this sampler wrote (it may be forged): the
     // scalars and the controller state must be ones it can continue from. z is untouched.
-    int forged = (hp != 0 && hp != 1) || !isfinite(hprev) ||
+    // (h_prev is +Inf after a step from a_t = 0 or onto b = 0, the default ends.)
+    int forged = (hp != 0 && hp != 1) || isnan(hprev) || hprev == -HUGE_VAL ||
                  (started && s->o.method == ADV_METHOD_DPM2M && hp != has_prev);
     for (int64_t r = 0; has_ctl && !io.err && r < rows; ++r)
         forged |= s->dstatus[r] > P_FAILED || !(s->dt[r] >= s->o.t0 && s->dt[r] <= s->o.t1) ||

@@ -14,6 +14,7 @@
 #include "cli_util.h"
 #include "commands.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,9 +306,9 @@ static int parse_options(int argc, char **argv, sample_opts *o) {
     if (rc != CLI_OK || !o->checkpoint) return rc;
     // The library renames its checkpoint over the path it is given: written through a
     // symbolic link like the other outputs, it must be given the file the link names.
-    o->checkpoint = o->checkpoint_owned = advio_follow_links(o->checkpoint);
-    if (!o->checkpoint)
-        return cli_fail(CMD, CLI_USAGE, "--checkpoint: too many levels of symbolic links");
+    const char *given = o->checkpoint;
+    o->checkpoint = o->checkpoint_owned = advio_follow_links(given);
+    if (!o->checkpoint) return cli_fail(CMD, CLI_USAGE, "--checkpoint %s: %s", given, strerror(errno));
     return CLI_OK;
 }
 

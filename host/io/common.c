@@ -184,7 +184,8 @@ char *advio_follow_links(const char *path) {
         free(p);
         p = next;
     }
-    free(p); // a loop of links
+    if (p) errno = ELOOP; // a loop of links (else malloc failed: ENOMEM)
+    free(p);
     return NULL;
 }
 
@@ -202,7 +203,7 @@ adv_status advio_atomic_open(advio_atomic *a, const char *link_path, char *msg,
     char *path = advio_follow_links(link_path);
     if (!path)
         return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': %s", link_path,
-                          errno == ENOMEM ? "out of memory" : "too many levels of symbolic links");
+                          strerror(errno));
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
     a->path = path;

@@ -104,7 +104,7 @@ typedef struct advio_atomic {
 adv_status advio_check_output(const char *path, char *msg, size_t msg_size);
 /* The path that writing to `path` reaches: symbolic links of its last component followed
  * (relative targets against the link's directory; at most 40), dangling or not. Malloc'd;
- * NULL when out of memory or on a loop. */
+ * NULL with errno ENOMEM or ELOOP. */
 char *advio_follow_links(const char *path);
 adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size);
 adv_status advio_atomic_commit(advio_atomic *a, char *msg, size_t msg_size);

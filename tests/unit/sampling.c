@@ -507,6 +507,40 @@ Test(checkpoint, forged_controller_state) {
     ck_free(&c);
 }
 
+/* DPM-Solver++(2M) from t0 = 0 to t1 = 1 (the CLI's default): the previous log-SNR step is
+ * +Inf after a step from a_t = 0 and after the step onto b = 0, and checkpoints saved there
+ * (after the first step, at a chunk's end, in the next chunk) must resume to identical bits.
+ * The forged-file check once rejected them as "inconsistent controller state". */
+Test(checkpoint, dpm2m_from_the_singular_ends) {
+    ck_setup c;
+    ck_make(&c, ADV_METHOD_DPM2M, 79);
+    c.o.t0 = 0.0;
+    c.o.chunk_size = 10;
+    c.o.steps = 12;
+    adv_sampler *s = NULL, *r = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &r), ADV_OK);
+    double plain[RN * RD], a[RN * RD], b[RN * RD];
+    cr_assert_eq(adv_sampler_run(s, RN, plain, NULL), ADV_OK);
+    char *path = tmp_path("dpm2m-ends");
+    const int64_t at[4] = {1, 2, 12, 13};
+    for (int k = 0; k < 4; ++k) {
+        cr_assert_eq(adv_sampler_begin(s, RN, a), ADV_OK);
+        cr_assert_eq(adv_sampler_advance(s, at[k], NULL, NULL), ADV_OK);
+        cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK);
+        cr_assert_eq(adv_sampler_checkpoint_load(r, path, RN, b), ADV_OK, "after %lld steps: %s",
+                     (long long)at[k], adv_context_last_error(c.ctx));
+        int done = 0;
+        cr_assert_eq(adv_sampler_advance(r, INT64_MAX, &done, NULL), ADV_OK);
+        cr_expect(done && memcmp(b, plain, sizeof b) == 0, "resumed after %lld steps: differs",
+                  (long long)at[k]);
+    }
+    remove(path);
+    adv_sampler_destroy(s);
+    adv_sampler_destroy(r);
+    ck_free(&c);
+}
+
 Test(checkpoint, resume_sde) { checkpoint_case(ADV_METHOD_SDE); }
 Test(checkpoint, resume_dopri5) { checkpoint_case(ADV_METHOD_DOPRI5); }
 Test(checkpoint, resume_dpm2m) { checkpoint_case(ADV_METHOD_DPM2M); }
@@ -546,13 +580,19 @@ Test(checkpoint, corrupt_and_mismatched_files) {
     cr_assert_eq(adv_sampler_advance(s, 5, NULL, NULL), ADV_OK);
     char *good = tmp_path("good"), *bad = tmp_path("bad");
     cr_assert_eq(adv_sampler_checkpoint_save(s, good), ADV_OK);
+    // The usual permissions, 0666 less the umask, as fopen gives (mkstemp's 0600 made them
+    // unreadable to a group).
+    struct stat sb;
+    const mode_t mask = umask(0);
+    umask(mask);
+    cr_expect(stat(good, &sb) == 0 && (sb.st_mode & 0777) == (0666 & ~mask), "mode %o",
+              (unsigned)(sb.st_mode & 0777));
     // A target the rename would replace (a FIFO here; /dev/null as root) is refused and left
     // alone; a 250-byte name works (the temporary name does not grow with it; `name.tmp` did).
     char fifo[64], long_name[251];
     snprintf(fifo, sizeof fifo, "advect-test-fifo-%d", (int)getpid());
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     cr_expect_eq(adv_sampler_checkpoint_save(s, fifo), ADV_ERR_IO);
-    struct stat sb;
     cr_expect(stat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO was replaced");
     remove(fifo);
     const int head = snprintf(long_name, sizeof long_name, "advect-test-%d-", (int)getpid());
