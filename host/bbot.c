@@ -715,13 +715,10 @@ adv_status adv_bbot_checkpoint_load(adv_bbot_plan *plan, const char *path) {
     }
     // A valid checksum does not make the iterate one a solve produced (the file may be
     // forged): NaN or Inf in it would run through every later iteration.
-    const int f64 = plan->opts.precision == ADV_FLOAT64;
-    for (int64_t k = 0; k < g->state; ++k)
-        if (!isfinite(f64 ? ((const double *)host)[k] : (double)((const float *)host)[k])) {
-            st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s: the iterate holds NaN or Inf at %lld",
-                           path, (long long)k);
-            goto done;
-        }
+    if (!advi_cpu_all_finite(ctx, plan->opts.precision, host, (size_t)g->state, 0, NULL)) {
+        st = advi_fail(ctx, ADV_ERR_FORMAT, "checkpoint %s: the iterate holds NaN or Inf", path);
+        goto done;
+    }
     if ((st = ctx_copy(ctx, plan->bufs.z, host, bytes, ADV_COPY_HOST_TO_CONTEXT)) != ADV_OK) {
         plan->have_problem = 0;
         plan->have_solution = 0;

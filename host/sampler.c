@@ -1109,13 +1109,11 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     }
     uint64_t h = io.hash;
     if (st == ADV_OK) put(&io, &h, 8);
+    if (st == ADV_OK && io.err)
+        st = advi_fail(ctx, ADV_ERR_IO, "writing %s failed: %s", path, strerror(io.errnum));
     if (st != ADV_OK) {
-        advi_file_commit(ctx, &file, path, 0);
+        advi_file_commit(ctx, &file, path, 0); // removes the temporary; st stays reported
         return st;
-    }
-    if (io.err) {
-        advi_file_commit(ctx, &file, path, 0);
-        return advi_fail(ctx, ADV_ERR_IO, "writing %s failed: %s", path, strerror(io.errnum));
     }
     return advi_file_commit(ctx, &file, path, 1);
 }

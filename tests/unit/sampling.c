@@ -433,13 +433,6 @@ Test(checkpoint, dopri5_every_round) {
 
 static long file_size(const char *path);
 
-/* FNV-1a 64 of a checkpoint's bytes but the last 8, stored over them: the forger's step. */
-static void reseal(unsigned char *buf, size_t n) {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i + 8 < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
-    memcpy(buf + n - 8, &h, 8);
-}
-
 /* A checkpoint with a valid checksum may still be forged: DOPRI5 controller values it could
  * not have written (a status byte of 7, a NaN or out-of-range particle time, a negative step
  * or error) are ADV_ERR_FORMAT, with z untouched; the resealed original loads. */
@@ -480,7 +473,7 @@ Test(checkpoint, forged_controller_state) {
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
         memcpy(buf, orig, (size_t)n);
         memcpy(buf + cases[k].at, cases[k].bytes, cases[k].len);
-        reseal(buf, (size_t)n);
+        tu_reseal_fnv1a(buf, (size_t)n);
         fp = fopen(path, "wb");
         cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
         fclose(fp);
@@ -493,7 +486,7 @@ Test(checkpoint, forged_controller_state) {
                      "%s: no run after a failed load", cases[k].what);
     }
     memcpy(buf, orig, (size_t)n);
-    reseal(buf, (size_t)n);
+    tu_reseal_fnv1a(buf, (size_t)n);
     cr_expect(memcmp(buf, orig, (size_t)n) == 0, "reseal reproduces the library's checksum");
     fp = fopen(path, "wb");
     cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
