@@ -229,6 +229,10 @@ adv_status adv_bbot_plan_create(adv_context *ctx, const adv_bbot_opts *opts,
 
 adv_status adv_bbot_plan_destroy(adv_bbot_plan *plan) {
     if (!plan) return ADV_OK;
+    if (plan->running)
+        return advi_fail(plan->ctx, ADV_ERR_INVALID_VALUE,
+                         "adv_bbot_plan_destroy called from the progress callback of a running "
+                         "solve on this plan");
     release(plan);
     return ADV_OK;
 }
@@ -326,13 +330,13 @@ static adv_status dr_step(adv_bbot_plan *p) {
                  : p->ops->lines(p, p->opts.relaxation);
 }
 
-static adv_status history_push(adv_bbot_plan *p, const adv_bbot_iterate *row, int64_t *cap) {
-    if (p->history_len == *cap) {
-        int64_t ncap = *cap ? 2 * *cap : 256;
+static adv_status history_push(adv_bbot_plan *p, const adv_bbot_iterate *row) {
+    if (p->history_len == p->history_cap) {
+        int64_t ncap = p->history_cap ? 2 * p->history_cap : 256;
         adv_bbot_iterate *h = realloc(p->history, (size_t)ncap * sizeof *h);
         if (!h) return advi_fail(p->ctx, ADV_ERR_OUT_OF_MEMORY, "residual history");
         p->history = h;
-        *cap = ncap;
+        p->history_cap = ncap;
     }
     p->history[p->history_len++] = *row;
     return ADV_OK;
@@ -346,7 +350,7 @@ static adv_status run(adv_bbot_plan *p, void *rho, void *momentum, void *velocit
     const double cell = 1.0 / ((double)g->P * (double)g->M); // k h^d: a space-time cell's volume
     double s[ADVI_BBOT_NSUMS];
     adv_bbot_iterate row = {0};
-    int64_t cap = 0, it = 0;
+    int64_t it = 0;
     int converged = 0, interrupted = 0;
     adv_status st = ADV_OK;
     p->history_len = 0;
@@ -370,7 +374,7 @@ static adv_status run(adv_bbot_plan *p, void *rho, void *momentum, void *velocit
             return advi_fail(ctx, ADV_ERR_NOT_CONVERGED,
                              "the iteration diverged at iteration %lld (cost %g, residual %g)",
                              (long long)row.iteration, row.cost, row.divergence_residual);
-        if ((st = history_push(p, &row, &cap)) != ADV_OK) return st;
+        if ((st = history_push(p, &row)) != ADV_OK) return st;
         converged = (p->opts.tolerance > 0.0 || p->opts.cost_tolerance > 0.0) &&
                     row.divergence_residual <= p->opts.tolerance &&
                     row.cost_change <= p->opts.cost_tolerance;
@@ -429,6 +433,42 @@ static adv_status check_result(adv_context *ctx, const adv_bbot_result *r) {
     return ADV_OK;
 }
 
+/* The outputs of solve/resume must not share memory: each is written in a separate pass
+ * (momentum == velocity returned the velocity in both). */
+static adv_status check_outputs_apart(adv_bbot_plan *p, const void *rho, const void *momentum,
+                                      const void *velocity) {
+    const advk_bbot_grid *g = &p->grid;
+    const size_t es = advi_real_size(p->opts.precision);
+    const size_t face_bytes = (size_t)(g->P + 1) * (size_t)g->M * es;
+    const size_t cell_bytes = (size_t)g->cells * (size_t)g->d * es;
+    if (advi_spans_overlap(rho, face_bytes, momentum, cell_bytes))
+        return advi_fail(p->ctx, ADV_ERR_INVALID_VALUE, "rho and momentum overlap");
+    if (advi_spans_overlap(rho, face_bytes, velocity, cell_bytes))
+        return advi_fail(p->ctx, ADV_ERR_INVALID_VALUE, "rho and velocity overlap");
+    if (advi_spans_overlap(momentum, cell_bytes, velocity, cell_bytes))
+        return advi_fail(p->ctx, ADV_ERR_INVALID_VALUE, "momentum and velocity overlap");
+    return ADV_OK;
+}
+
+/* Iterates with the running flag set, so that calls from the progress callback that would
+ * change the state the loop is using are refused (see busy). */
+static adv_status run_guarded(adv_bbot_plan *p, void *rho, void *momentum, void *velocity,
+                              adv_bbot_result *result) {
+    p->running = 1;
+    const adv_status st = run(p, rho, momentum, velocity, result);
+    p->running = 0;
+    return st;
+}
+
+/* ADV_ERR_INVALID_VALUE when called from the progress callback of a running solve on this
+ * plan (a nested solve, resume, checkpoint load or destroy would change or free the state
+ * the running loop continues with; checkpoint_save and get_history are fine). */
+static adv_status busy(adv_bbot_plan *p, const char *what) {
+    if (!p->running) return ADV_OK;
+    return advi_fail(p->ctx, ADV_ERR_INVALID_VALUE,
+                     "%s called from the progress callback of a running solve on this plan", what);
+}
+
 adv_status adv_bbot_solve(adv_bbot_plan *plan, const void *rho0, const void *rho1, void *rho,
                           void *momentum, void *velocity, adv_bbot_result *result) {
     if (!plan) return ADV_ERR_NULL_POINTER;
@@ -436,10 +476,12 @@ adv_status adv_bbot_solve(adv_bbot_plan *plan, const void *rho0, const void *rho
     advi_clear_error(ctx);
     if (!rho0) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "rho0 is NULL");
     if (!rho1) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "rho1 is NULL");
-    adv_status st = check_result(ctx, result);
+    adv_status st = busy(plan, "adv_bbot_solve");
+    if (st == ADV_OK) st = check_result(ctx, result);
+    if (st == ADV_OK) st = check_outputs_apart(plan, rho, momentum, velocity);
     if (st != ADV_OK) return st;
     if ((st = load_problem(plan, rho0, rho1)) != ADV_OK) return st;
-    return run(plan, rho, momentum, velocity, result);
+    return run_guarded(plan, rho, momentum, velocity, result);
 }
 
 adv_status adv_bbot_resume(adv_bbot_plan *plan, void *rho, void *momentum, void *velocity,
@@ -447,12 +489,14 @@ adv_status adv_bbot_resume(adv_bbot_plan *plan, void *rho, void *momentum, void 
     if (!plan) return ADV_ERR_NULL_POINTER;
     adv_context *ctx = plan->ctx;
     advi_clear_error(ctx);
-    adv_status st = check_result(ctx, result);
+    adv_status st = busy(plan, "adv_bbot_resume");
+    if (st == ADV_OK) st = check_result(ctx, result);
+    if (st == ADV_OK) st = check_outputs_apart(plan, rho, momentum, velocity);
     if (st != ADV_OK) return st;
     if (!plan->have_problem)
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
                          "the plan holds no problem to resume (solve or load a checkpoint first)");
-    return run(plan, rho, momentum, velocity, result);
+    return run_guarded(plan, rho, momentum, velocity, result);
 }
 
 adv_status adv_bbot_compute(adv_context *ctx, const adv_bbot_opts *opts, int ndim0,
@@ -562,6 +606,14 @@ adv_status adv_bbot_velocity_eval(adv_bbot_plan *plan, double t, int64_t n, cons
     if (n < 1) return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n is %lld, must be >= 1", (long long)n);
     if (!(t >= 0.0 && t <= 1.0))
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "t is %.17g, must be in [0, 1]", t);
+    // In place (v == x) works: each point's velocity is written after its own position is
+    // read; a shifted overlap would read positions already overwritten.
+    size_t bytes;
+    if (!advi_mul_size(&bytes, (size_t)n, (size_t)plan->grid.d) ||
+        !advi_mul_size(&bytes, bytes, advi_real_size(plan->opts.precision)))
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n x d overflows");
+    if (v != x && advi_ranges_overlap(v, x, bytes))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "v overlaps x without being equal to it");
     adv_status st = need_solution(plan);
     if (st != ADV_OK) return st;
     return plan->ops->velocity_eval(plan, t, NULL, n, x, v);
@@ -650,6 +702,8 @@ adv_status adv_bbot_checkpoint_load(adv_bbot_plan *plan, const char *path) {
     adv_context *ctx = plan->ctx;
     advi_clear_error(ctx);
     if (!path) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "path is NULL");
+    adv_status busy_st = busy(plan, "adv_bbot_checkpoint_load");
+    if (busy_st != ADV_OK) return busy_st;
     FILE *f = fopen(path, "rb");
     if (!f) return advi_fail(ctx, ADV_ERR_IO, "cannot open checkpoint %s: %s", path, strerror(errno));
     ckpt_header h;

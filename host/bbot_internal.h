@@ -102,7 +102,8 @@ struct adv_bbot_plan {
     int64_t total_iterations;
     /* history of the last call */
     adv_bbot_iterate *history;
-    int64_t history_len;
+    int64_t history_len, history_cap;
+    int running; /* a solve/resume is iterating: the progress callback may be inside it */
 };
 
 #endif

@@ -41,19 +41,27 @@ const char *adv_status_name(adv_status status) {
     return "ADV_UNKNOWN_STATUS";
 }
 
+/* The callback may call the library on the same context (e.g. adv_context_last_error, or
+ * any other call): messages those calls raise are not delivered (a failing call would
+ * otherwise recurse without end), and msg must not be ctx->last_error, which they rewrite. */
 static void deliver_log(adv_context *ctx, adv_log_level level, const char *msg) {
-    if (ctx && ctx->log && level <= ctx->log_level) ctx->log(ctx->log_user, level, msg);
+    if (!ctx || !ctx->log || level > ctx->log_level || ctx->in_log) return;
+    ctx->in_log = 1;
+    ctx->log(ctx->log_user, level, msg);
+    ctx->in_log = 0;
 }
 
 adv_status advi_fail(adv_context *ctx, adv_status status, const char *fmt, ...) {
     if (!ctx) return status;
-    char detail[768];
+    char detail[768], msg[sizeof ctx->last_error];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    snprintf(ctx->last_error, sizeof ctx->last_error, "%s: %s", adv_status_name(status), detail);
-    deliver_log(ctx, ADV_LOG_ERROR, ctx->last_error);
+    snprintf(msg, sizeof msg, "%s: %s", adv_status_name(status), detail);
+    memcpy(ctx->last_error, msg, sizeof msg); // what the callback reads while it runs
+    deliver_log(ctx, ADV_LOG_ERROR, msg);
+    memcpy(ctx->last_error, msg, sizeof msg); // and again: its own calls may have reset it
     return status;
 }
 
@@ -211,8 +219,14 @@ adv_status adv_memcpy(adv_context *ctx, void *dst, const void *src, size_t bytes
     if (bytes == 0) return ADV_OK;
     if (!dst || !src)
         return advi_fail(ctx, ADV_ERR_NULL_POINTER, "adv_memcpy: %s is NULL", dst ? "src" : "dst");
+    // Overlapping ranges: a device-to-device cudaMemcpy is undefined for them, so neither
+    // backend takes them (a host and a device range cannot overlap). dst == src: nothing to do.
+    if (dst == src) return ADV_OK;
+    if ((ctx->backend == ADV_BACKEND_CPU || kind == ADV_COPY_CONTEXT_TO_CONTEXT) &&
+        advi_ranges_overlap(dst, src, bytes))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "adv_memcpy: dst and src overlap");
     if (ctx->backend == ADV_BACKEND_CUDA) return advi_cuda_memcpy(ctx, dst, src, bytes, kind);
-    memmove(dst, src, bytes);
+    memcpy(dst, src, bytes);
     return ADV_OK;
 }
 

@@ -137,6 +137,36 @@ static adv_status check_score_range(adv_context *ctx, const adv_interaction_desc
     return ADV_OK;
 }
 
+/* The outputs may share no byte with an input or with each other: both backends write out
+ * while other rows (other threads, other GPU blocks) still read x, y and w, and the GPU's
+ * GEMM path accumulates in out, so any overlap gives a wrong answer, differently per
+ * backend. Rejected, before anything is written. */
+static adv_status check_outputs_apart(adv_context *ctx, const adv_interaction_desc *d,
+                                      const void *x, const void *y, const void *beta,
+                                      const void *w, const void *lse, const void *out) {
+    const size_t es = advi_real_size(d->precision), B = (size_t)d->batch;
+    const size_t N = (size_t)d->n_queries, M = (size_t)d->n_keys;
+    const struct {
+        const char *name;
+        const void *ptr;
+        size_t bytes;
+    } in[] = {{"x", x, B * N * (size_t)d->dim * es},
+              {"y", y, B * M * (size_t)d->dim * es},
+              {"beta", beta, B * M * es},
+              {"w", w, B * M * (size_t)d->value_dim * es}},
+      outs[] = {{"lse", lse, B * N * es}, {"out", out, B * N * (size_t)d->value_dim * es}};
+    for (size_t o = 0; o < 2; ++o) {
+        for (size_t k = 0; k < 4; ++k)
+            if (advi_spans_overlap(outs[o].ptr, outs[o].bytes, in[k].ptr, in[k].bytes))
+                return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                                 "%s overlaps the input %s (the outputs must not share memory "
+                                 "with the inputs)", outs[o].name, in[k].name);
+    }
+    if (advi_spans_overlap(lse, outs[0].bytes, out, outs[1].bytes))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "lse and out overlap");
+    return ADV_OK;
+}
+
 adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, const void *y,
                                    const void *beta, const void *w, void *lse, void *out) {
     if (!plan) return ADV_ERR_NULL_POINTER;
@@ -152,6 +182,8 @@ adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, co
     if (d->values_are_keys) w = y;
     if (out && !w) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "w (values) is NULL");
     if (!out) w = NULL;
+    adv_status st = check_outputs_apart(ctx, d, x, y, beta, w, lse, out);
+    if (st != ADV_OK) return st;
 
     if (d->check_finite) {
         const size_t B = (size_t)d->batch, N = (size_t)d->n_queries, M = (size_t)d->n_keys;
@@ -175,7 +207,7 @@ adv_status adv_interaction_execute(adv_interaction_plan *plan, const void *x, co
                 return advi_fail(ctx, ADV_ERR_NONFINITE, "%s contains NaN or %s", arrays[k].name,
                                  arrays[k].allow_neg_inf ? "+Inf" : "Inf");
         }
-        adv_status st = check_score_range(ctx, d, max_abs[0], max_abs[1], max_abs[2], max_abs[3]);
+        st = check_score_range(ctx, d, max_abs[0], max_abs[1], max_abs[2], max_abs[3]);
         if (st != ADV_OK) return st;
     }
     return advi_interaction_execute_n(plan, d->n_queries, x, y, beta, w, lse, out);

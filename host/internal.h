@@ -5,6 +5,7 @@
 #define ADVECT_HOST_INTERNAL_H
 
 #include "advect/advect.h"
+#include "atomic_file.h"
 #include <float.h>
 #include <stdio.h>
 #include <math.h>
@@ -22,6 +23,7 @@ struct adv_context {
     adv_free_fn free;
     void *alloc_user;
     char last_error[1024];
+    int in_log; /* a message is being delivered: no nested delivery from the callback's calls */
 };
 
 /* Records a detailed message for status on ctx (if non-NULL), passes it to the log callback
@@ -75,6 +77,12 @@ static inline int advi_ranges_overlap(const void *a, const void *b, size_t bytes
     const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
     return x < y ? y - x < bytes : x - y < bytes;
 }
+/* The same for spans of different lengths; NULL or empty spans overlap nothing. */
+static inline int advi_spans_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
+    const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    if (!a || !b || !a_bytes || !b_bytes) return 0;
+    return x < y ? y - x < a_bytes : x - y < b_bytes;
+}
 
 /* 64-bit FNV-1a of `bytes` bytes, continuing from h (start from ADVI_FNV_OFFSET): the
  * checksums and configuration fingerprints of checkpoints. */
@@ -101,16 +109,18 @@ struct adv_interaction_plan {
 adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void *data,
                            size_t count, int allow_neg_inf, int *ok, double *max_abs);
 
-/* ---- Files the library writes (host/files.c) ---- */
+/* ---- Files the library writes (host/files.c over atomic_file.c) ---- */
 typedef struct advi_file {
-    FILE *fp;  /* the temporary file, open for writing */
-    char *tmp; /* its name */
+    FILE *fp; /* the temporary file, open for writing */
+    advi_atomic_file atomic;
 } advi_file;
-/* Opens a hidden temporary file next to path (ADV_ERR_IO, reported, when path exists and is
- * not a regular file or the directory is not writable). */
+/* Opens a hidden temporary file beside path, symbolic links followed (ADV_ERR_IO, reported,
+ * when the target exists and is not a regular file or the directory is not writable;
+ * ADV_ERR_OUT_OF_MEMORY). */
 adv_status advi_file_begin(adv_context *ctx, const char *path, advi_file *file);
-/* Closes the file; when ok, flushes it to disk and renames it to path (ADV_ERR_IO, reported,
- * on failure); otherwise removes it and returns ADV_ERR_IO for the caller to report. */
+/* Closes the file; when ok, flushes it to disk and renames it over the target (ADV_ERR_IO,
+ * reported, on failure); otherwise removes it and returns ADV_ERR_IO for the caller to
+ * report. */
 adv_status advi_file_commit(adv_context *ctx, advi_file *file, const char *path, int ok);
 
 /* ---- Poisson plans (host/poisson.c) ---- */

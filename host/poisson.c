@@ -192,6 +192,10 @@ adv_status adv_poisson_execute(adv_poisson_plan *plan, const void *f, void *u) {
     advi_clear_error(ctx);
     if (!f) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "f (right-hand side) is NULL");
     if (!u) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "u (solution) is NULL");
+    // In place (u == f) is supported; a shifted overlap would read rows already written.
+    const size_t bytes = plan->cells * (size_t)plan->desc.batch * advi_real_size(plan->desc.precision);
+    if (u != f && advi_ranges_overlap(u, f, bytes))
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "u overlaps f without being equal to it");
     if (ctx->backend == ADV_BACKEND_CUDA) return advi_cuda_poisson_execute(plan, f, u);
     return advi_cpu_poisson_execute(plan, f, u);
 }

@@ -429,7 +429,7 @@ adv_status cli_outputs_commit(cli_outputs *o, char *msg, size_t msg_size) {
     char *final[CLI_MAX_OUTPUTS] = {0};
     adv_status s = ADV_OK;
     for (int k = 0; k < o->count; ++k) {
-        final[k] = strdup(o->files[k].path);
+        final[k] = strdup(o->files[k].file.target);
         if (!final[k]) s = advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
     }
     int done = 0;
@@ -577,7 +577,7 @@ int cli_same_path(const char *a, const char *b) {
         return 1;
     // Outputs are written through symbolic links (advio_atomic_open): compare what writing
     // reaches, also for a link to a file not created yet.
-    char *fa = advio_follow_links(a), *fb = advio_follow_links(b);
+    char *fa = advi_follow_links(a), *fb = advi_follow_links(b);
     char *ca = fa ? canonical_path(fa) : NULL, *cb = fb ? canonical_path(fb) : NULL;
     int same = ca && cb && !strcmp(ca, cb);
     free(fa), free(fb), free(ca), free(cb);

@@ -307,7 +307,7 @@ static int parse_options(int argc, char **argv, sample_opts *o) {
     // The library renames its checkpoint over the path it is given: written through a
     // symbolic link like the other outputs, it must be given the file the link names.
     const char *given = o->checkpoint;
-    o->checkpoint = o->checkpoint_owned = advio_follow_links(given);
+    o->checkpoint = o->checkpoint_owned = advi_follow_links(given);
     if (!o->checkpoint) return cli_fail(CMD, CLI_USAGE, "--checkpoint %s: %s", given, strerror(errno));
     return CLI_OK;
 }

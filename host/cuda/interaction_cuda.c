@@ -166,6 +166,9 @@ static adv_status plan_init_on_device(adv_interaction_plan *plan, cuda_plan *cp)
     cp->tq = min64(N, GEMM_TQ);
     cp->tk = min64(M, GEMM_TK);
     cp->bchunk = min64(B, GEMM_TILE_ELEMS / (cp->tq * cp->tk));
+    // The key-centring kernel launches a block per (batch entry, coordinate): at most
+    // INT_MAX of them (a huge batch of tiny problems at large d would exceed it).
+    if (d->kernel == ADV_KERNEL_SQDIST) cp->bchunk = min64(cp->bchunk, INT_MAX / d->dim);
     if (cp->bchunk < 1) cp->bchunk = 1;
     adv_status st = alloc_reals(ctx, &cp->scores, cp->bchunk * cp->tq * cp->tk, elem, "score tile");
     if (st == ADV_OK) st = alloc_reals(ctx, &cp->mstate, cp->bchunk * cp->tq, elem, "row maximum");

@@ -165,110 +165,36 @@ adv_status advio_check_output(const char *path, char *msg, size_t msg_size) {
                       "replace it)", path, file_kind(st.st_mode));
 }
 
-char *advio_follow_links(const char *path) {
-    char *p = strdup(path);
-    for (int hops = 0; p && hops <= 40; ++hops) {
-        struct stat st;
-        if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode)) return p;
-        char target[4096];
-        const ssize_t n = readlink(p, target, sizeof target - 1);
-        if (n < 0) return p; // unreadable: let the open report it
-        target[n] = '\0';
-        const char *slash = strrchr(p, '/');
-        const size_t dir_len = target[0] != '/' && slash ? (size_t)(slash - p) + 1 : 0;
-        char *next = malloc(dir_len + (size_t)n + 1);
-        if (next) {
-            memcpy(next, p, dir_len);
-            memcpy(next + dir_len, target, (size_t)n + 1);
-        }
-        free(p);
-        p = next;
+adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size) {
+    unsigned mode = 0;
+    const int err = advi_atomic_begin(&a->file, path, &mode);
+    a->f = a->file.fp;
+    if (err == ADVI_ATOMIC_NOT_REGULAR) {
+        if (S_ISDIR(mode))
+            return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': it is a directory", path);
+        return advio_fail(msg, msg_size, ADV_ERR_IO,
+                          "cannot write '%s': it is %s, not a regular file (the output would "
+                          "replace it)", path, file_kind(mode));
     }
-    if (p) errno = ELOOP; // a loop of links (else malloc failed: ENOMEM)
-    free(p);
-    return NULL;
-}
-
-/* The temporary file's name in the target's directory: fixed and short, so that any name
- * the file system accepts as a target leaves room for it (a leading dot keeps it out of
- * sight). */
-#define TMP_NAME ".advect-XXXXXX" /* as the library's checkpoint writer (host/files.c) */
-
-adv_status advio_atomic_open(advio_atomic *a, const char *link_path, char *msg,
-                             size_t msg_size) {
-    memset(a, 0, sizeof *a);
-    adv_status s = advio_check_output(link_path, msg, msg_size);
-    if (s != ADV_OK) return s;
-    // Through symbolic links: the rename replaces the file they name, not the link.
-    char *path = advio_follow_links(link_path);
-    if (!path)
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': %s", link_path,
-                          strerror(errno));
-    const char *slash = strrchr(path, '/');
-    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
-    a->path = path;
-    a->tmp_path = malloc(dir_len + sizeof TMP_NAME);
-    if (!a->tmp_path) {
-        free(a->path);
-        memset(a, 0, sizeof *a);
-        return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
-    }
-    // Same directory as the target, so rename() is atomic.
-    snprintf(a->tmp_path, dir_len + sizeof TMP_NAME, "%.*s%s", (int)dir_len, path, TMP_NAME);
-    int fd = mkstemp(a->tmp_path);
-    if (fd < 0) {
-        int e = errno;
-        free(a->tmp_path);
-        a->tmp_path = NULL;
-        advio_atomic_abort(a);
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot create a file next to '%s': %s",
-                          link_path, strerror(e));
-    }
-    // mkstemp creates mode 0600; give the result the usual permissions (0666 minus umask).
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    a->f = fdopen(fd, "wb");
-    if (!a->f) {
-        close(fd);
-        advio_atomic_abort(a);
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot open a stream for '%s'", link_path);
-    }
+    if (err == ENOMEM) return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
+    if (err)
+        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot create a file next to '%s': %s", path,
+                          strerror(err));
     return ADV_OK;
 }
 
 adv_status advio_atomic_commit(advio_atomic *a, char *msg, size_t msg_size) {
     if (!a->f) return advio_fail(msg, msg_size, ADV_ERR_INVALID_VALUE, "output file is not open");
-    int bad = fflush(a->f) != 0 || ferror(a->f);
-    if (!bad) bad = fsync(fileno(a->f)) != 0 && errno != EINVAL; // EINVAL: fs without fsync
-    int e = errno;
-    if (fclose(a->f) != 0) bad = 1;
+    char target[512];
+    snprintf(target, sizeof target, "%s", a->file.target);
+    const int err = advi_atomic_commit(&a->file, 1);
     a->f = NULL;
-    if (bad) {
-        char path[512];
-        snprintf(path, sizeof path, "%s", a->path);
-        advio_atomic_abort(a);
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "error writing '%s': %s", path, strerror(e));
-    }
-    if (rename(a->tmp_path, a->path) != 0) {
-        e = errno;
-        char path[512];
-        snprintf(path, sizeof path, "%s", a->path);
-        advio_atomic_abort(a);
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot rename the output to '%s': %s", path,
-                          strerror(e));
-    }
-    free(a->path);
-    free(a->tmp_path);
-    memset(a, 0, sizeof *a);
+    if (err) return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': %s", target, strerror(err));
     return ADV_OK;
 }
 
 void advio_atomic_abort(advio_atomic *a) {
-    if (!a) return;
-    if (a->f) fclose(a->f);
-    if (a->tmp_path) unlink(a->tmp_path);
-    free(a->path);
-    free(a->tmp_path);
-    memset(a, 0, sizeof *a);
+    if (!a || !a->f) return;
+    advi_atomic_commit(&a->file, 0);
+    a->f = NULL;
 }

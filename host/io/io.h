@@ -11,6 +11,7 @@
 #define ADVECT_HOST_IO_H
 
 #include "advect/core.h"
+#include "atomic_file.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -93,19 +94,15 @@ adv_status advio_read_file(const char *path, char **buf, size_t *size, char *msg
  * that is a symbolic link is written through: the file it names (created if the link
  * dangles) is replaced, and the link stays, as writing to a link does with open(). */
 typedef struct advio_atomic {
-    FILE *f;
-    char *path;
-    char *tmp_path;
+    FILE *f;                 /* write here between open and commit */
+    advi_atomic_file file;   /* the writer shared with the library (host/atomic_file.h) */
 } advio_atomic;
 
 /* ADV_OK when path may be written by an atomic output: it does not exist yet, or it is a
  * regular file (symbolic links followed). A directory, device, FIFO or socket there is
  * ADV_ERR_IO: the rename would replace the node itself (e.g. /dev/null by a plain file). */
 adv_status advio_check_output(const char *path, char *msg, size_t msg_size);
-/* The path that writing to `path` reaches: symbolic links of its last component followed
- * (relative targets against the link's directory; at most 40), dangling or not. Malloc'd;
- * NULL with errno ENOMEM or ELOOP. */
-char *advio_follow_links(const char *path);
+/* The path that writing to `path` reaches is advi_follow_links(path) (atomic_file.h). */
 adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size);
 adv_status advio_atomic_commit(advio_atomic *a, char *msg, size_t msg_size);
 void advio_atomic_abort(advio_atomic *a);

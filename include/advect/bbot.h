@@ -42,7 +42,11 @@ typedef struct adv_bbot_iterate {
 
 /* Called after every iteration on the host (from the calling thread). Return 0 to continue;
  * anything else stops the solve early (the current iterate is then finalised and returned,
- * with result.interrupted = 1). The plan may be checkpointed from inside the callback. */
+ * with result.interrupted = 1). The plan may be checkpointed (adv_bbot_checkpoint_save) and
+ * its history read from inside the callback, and other plans used; adv_bbot_solve,
+ * adv_bbot_resume, adv_bbot_checkpoint_load and adv_bbot_plan_destroy on this plan are
+ * refused there with ADV_ERR_INVALID_VALUE (the running loop continues with the state they
+ * would change or free). */
 typedef int (*adv_bbot_progress_fn)(void *user, int64_t max_iterations,
                                     const adv_bbot_iterate *it);
 
@@ -125,6 +129,8 @@ ADV_API adv_status adv_bbot_plan_destroy(adv_bbot_plan *plan);
  *             averaged from the staggered faces
  *   velocity  P × N_1 × … × N_d × d: m / ρ̄ at the same centres where the centred density ρ̄
  *             exceeds velocity_threshold · mean, else 0
+ * The outputs must not overlap one another (ADV_ERR_INVALID_VALUE); the inputs may lie in
+ * an output (they are read first).
  * The plan keeps the solution: adv_bbot_velocity_eval, the getters and checkpoints use it.
  * result may be NULL. Synchronous on both backends.
  * Errors: ADV_ERR_NULL_POINTER (rho0, rho1), ADV_ERR_NONFINITE (NaN/Inf in a density),
@@ -176,9 +182,10 @@ ADV_API adv_status adv_bbot_get_history(const adv_bbot_plan *plan, int64_t capac
  * in (t, x); beyond the outermost centres the values are held constant, except the normal
  * component v_a near the walls x_a = 0 and x_a = 1, which falls linearly to 0 at the wall
  * (no flux), so exact trajectories stay in the box. Positions outside [0,1]^d are clamped
- * onto it. CPU: synchronous; CUDA: asynchronous on the context's stream.
+ * onto it. v may equal x (in place) but not overlap it otherwise. CPU: synchronous; CUDA:
+ * asynchronous on the context's stream.
  * Errors: ADV_ERR_NULL_POINTER, ADV_ERR_INVALID_SIZE (n < 1), ADV_ERR_INVALID_VALUE (t
- * outside [0,1] or NaN, no solution yet). */
+ * outside [0,1] or NaN, no solution yet, v partly overlapping x). */
 ADV_API adv_status adv_bbot_velocity_eval(adv_bbot_plan *plan, double t, int64_t n,
                                           const void *x, void *v);
 

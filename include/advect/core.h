@@ -63,6 +63,10 @@ typedef enum adv_log_level {
     ADV_LOG_DEBUG = 3
 } adv_log_level;
 
+/* The callback may call the library, on this context too (e.g. adv_context_last_error, which
+ * during an error's delivery returns that message): messages raised by such nested calls are
+ * not delivered, and after the failing call returns, adv_context_last_error is its message
+ * whatever the callback did. */
 typedef void (*adv_log_fn)(void *user, adv_log_level level, const char *message);
 
 typedef enum adv_memory_space { ADV_MEMORY_HOST = 0, ADV_MEMORY_DEVICE = 1 } adv_memory_space;
@@ -93,7 +97,8 @@ typedef struct adv_context_opts {
 } adv_context_opts;
 
 /* A context holds no global state and contexts never interfere (separate contexts may be used
- * from separate threads at once, bit-identical to serial use). One context is not
+ * from separate threads at once, bit-identical to serial use; CPU Poisson plans made with
+ * ADV_FFT_MEASURE are the exception, see poisson.h: their FFT algorithm is chosen by timing). One context is not
  * thread-safe: calls on it, and on the plans, fields and samplers made from it, must not run
  * concurrently (its last-error message is per context). */
 typedef struct adv_context adv_context;
@@ -123,7 +128,9 @@ typedef enum adv_copy_kind {
     ADV_COPY_CONTEXT_TO_CONTEXT = 2
 } adv_copy_kind;
 
-/* Copies bytes; synchronous with respect to the host (it waits for the context's stream). */
+/* Copies bytes; synchronous with respect to the host (it waits for the context's stream).
+ * The ranges must not overlap unless dst == src (then nothing is copied):
+ * ADV_ERR_INVALID_VALUE. */
 ADV_API adv_status adv_memcpy(adv_context *ctx, void *dst, const void *src, size_t bytes,
                               adv_copy_kind kind);
 

@@ -53,8 +53,10 @@ ADV_API adv_status adv_interaction_plan_create(adv_context *ctx, const adv_inter
  *   lse    B x N         output, or NULL
  *   out    B x N x e     output, or NULL (at least one of lse/out must be given; out
  *                        requires e >= 1)
- * Rows whose scores are all -Inf give lse = -Inf and out = 0. On an argument error (NULL,
- * sizes, non-finite or out-of-range inputs) nothing is written; a CUDA/cuBLAS failure during
+ * Rows whose scores are all -Inf give lse = -Inf and out = 0. The outputs must not overlap
+ * an input or each other: no in-place use (ADV_ERR_INVALID_VALUE; other rows still read the
+ * inputs while one is written). On an argument error (NULL, sizes, overlap, non-finite or
+ * out-of-range inputs) nothing is written; a CUDA/cuBLAS failure during
  * the computation may leave the outputs partly written. CPU: synchronous. CUDA:
  * asynchronous on the context's stream (after the optional finiteness check, which
  * synchronises). */

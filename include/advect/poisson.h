@@ -51,8 +51,11 @@ typedef enum adv_poisson_mean {
 } adv_poisson_mean;
 
 typedef enum adv_fft_effort {
-    ADV_FFT_ESTIMATE = 0, /* cheap planning (FFTW_ESTIMATE) */
-    ADV_FFT_MEASURE = 1   /* FFTW_MEASURE: slower plan creation, faster execution */
+    ADV_FFT_ESTIMATE = 0, /* cheap planning (FFTW_ESTIMATE); the same algorithm every time,
+                             so results are bitwise reproducible across plans and runs */
+    ADV_FFT_MEASURE = 1   /* FFTW_MEASURE: slower plan creation, faster execution; the
+                             algorithm is chosen by timing, so two plans of the same problem
+                             may differ in the last bits (measured up to 7e-16 relative) */
 } adv_fft_effort;
 
 typedef struct adv_poisson_desc {
@@ -90,10 +93,12 @@ ADV_API adv_status adv_poisson_plan_create(adv_context *ctx, const adv_poisson_d
                                            adv_poisson_plan **plan);
 
 /* Solves for every right-hand side. f and u are in the context's memory space, contiguous,
- * batch × shape[0] × … × shape[ndim-1] in the plan's precision; u may equal f (in place).
+ * batch × shape[0] × … × shape[ndim-1] in the plan's precision; u may equal f (in place)
+ * but not overlap it otherwise.
  * Errors: ADV_ERR_NULL_POINTER, ADV_ERR_NONFINITE (f has NaN/Inf and check_finite; or,
  * with check_finite, the solution overflows the precision), ADV_ERR_INVALID_VALUE (nonzero
- * mean in the singular case with REQUIRE_ZERO_MEAN), backend errors. On any error u is not
+ * mean in the singular case with REQUIRE_ZERO_MEAN; u partly overlapping f), backend
+ * errors. On any error u is not
  * written, except an overflowing solution: u is then zeroed (never Inf with ADV_OK). The
  * overflow check costs nothing up to max|f| <= max/(4^ndim · cells · max(1, 1/λ_min)) / 4
  * (λ_min the smallest eigenvalue solved for); past that the solution is scanned once. CPU: synchronous. CUDA: asynchronous on the

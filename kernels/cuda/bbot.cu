@@ -399,13 +399,17 @@ __global__ void finalise_kernel(advk_bbot_grid g, const T *x1, double scale, dou
     block_add(sums + ADVK_BBOT_SLOT_PATH, path);
 }
 
-// face_mass[j] += Σ_s f[j M + s]: blockIdx.y = j, grid-stride over s along x.
+// face_mass[j] += Σ_s f[j M + s]: faces j from blockIdx.y in strides of gridDim.y (which
+// stops at 65535, below the P + 1 faces of a long run), grid-stride over s along x. The face
+// loop is the same for every thread of a block, so block_add's barriers stay uniform.
 template <typename T>
 __global__ void face_mass_kernel(advk_bbot_grid g, const T *x1, double *face_mass) {
-    const T *f = x1 + g.offU[0] + (int64_t)blockIdx.y * g.M;
-    double acc = 0.0;
-    for (int64_t s = global_id(); s < g.M; s += global_stride()) acc += (double)f[s];
-    block_add(face_mass + blockIdx.y, acc);
+    for (int64_t j = blockIdx.y; j <= g.P; j += gridDim.y) {
+        const T *f = x1 + g.offU[0] + j * g.M;
+        double acc = 0.0;
+        for (int64_t s = global_id(); s < g.M; s += global_stride()) acc += (double)f[s];
+        block_add(face_mass + j, acc);
+    }
 }
 
 template <typename T>
@@ -445,7 +449,7 @@ cudaError_t finalise(advk_bbot_grid g, const void *x1, double scale, double thre
                                                                threshold, (T *)vel, (T *)mom, sums);
     unsigned bx = grid_for(g.M);
     if (bx > 1024) bx = 1024;
-    dim3 grid(bx, (unsigned)(g.P + 1));
+    dim3 grid(bx, (unsigned)(g.P + 1 < 65535 ? g.P + 1 : 65535));
     face_mass_kernel<T><<<grid, BLOCK, 0, stream>>>(g, (const T *)x1, face_mass);
     return cudaGetLastError();
 }

@@ -246,6 +246,43 @@ Test(bbot_conformance, matches_cpu_reference) {
     conf_context_destroy(ctx);
 }
 
+/* A long time axis: more time faces (65601) than a CUDA grid's y dimension takes (65535),
+ * which the per-face mass sums of the final step once launched one block row each for (the
+ * GPU refused the launch, so the whole solve failed after its last iteration). One
+ * iteration in float64: the solution's face masses must all equal the initial one (the final
+ * projection conserves mass to the rounding of its solve, measured 3e-12 on the CPU; a face
+ * left out of the sums would read 1), and the last face is rho1 (density on [0, 1]). */
+Test(bbot_conformance, more_time_faces_than_a_grid_row) {
+    adv_context *ctx = conf_context();
+    const int64_t n = 2, P = 65600;
+    adv_bbot_opts o;
+    adv_bbot_default_opts(&o);
+    o.precision = ADV_FLOAT64;
+    o.ndim = 1;
+    o.shape[0] = n;
+    o.time_steps = P;
+    o.max_iterations = 1;
+    o.tolerance = 0.0;
+    o.cost_tolerance = 0.0;
+    adv_bbot_plan *plan = NULL;
+    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK, "%s", adv_context_last_error(ctx));
+    const double r0[2] = {0.75, 0.25}, r1[2] = {0.25, 0.75};
+    void *d0 = conf_upload(ctx, ADV_FLOAT64, r0, 2), *d1 = conf_upload(ctx, ADV_FLOAT64, r1, 2);
+    void *drho = conf_alloc_poisoned(ctx, ADV_FLOAT64, (size_t)((P + 1) * n));
+    adv_bbot_result res = {.struct_size = sizeof res};
+    cr_assert_eq(adv_bbot_solve(plan, d0, d1, drho, NULL, NULL, &res), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    cr_expect(res.mass_error <= 1e-9, "mass error %g", res.mass_error);
+    double *rho = tu_calloc((size_t)((P + 1) * n), sizeof(double));
+    conf_download(ctx, ADV_FLOAT64, drho, rho, (size_t)((P + 1) * n));
+    cr_expect(rho[P * n] == 0.5 && rho[P * n + 1] == 1.5, "last face %g %g", rho[P * n],
+              rho[P * n + 1]);
+    free(rho);
+    conf_free(ctx, d0), conf_free(ctx, d1), conf_free(ctx, drho);
+    adv_bbot_plan_destroy(plan);
+    conf_context_destroy(ctx);
+}
+
 Test(bbot_conformance, invalid_densities_in_context_memory) {
     adv_context *ctx = conf_context();
     const bb_case *c = &CASES[1];

@@ -960,3 +960,65 @@ Test(interaction, allocation_failure_does_not_fail_the_next_call) {
     conf_free(ctx, dx), conf_free(ctx, dy), conf_free(ctx, dl);
     conf_context_destroy(ctx);
 }
+
+/* No in-place use: an output that overlaps an input or the other output (exactly, or shifted
+ * by one element) is ADV_ERR_INVALID_VALUE with nothing written. Both backends once wrote out
+ * while other rows still read the inputs (the CPU's threads, the GPU's blocks and its GEMM
+ * path's accumulation in out), giving wrong answers that differed between backends. */
+static void run_overlap_refused(adv_precision p) {
+    adv_context *ctx = conf_context();
+    const int64_t B = 2, N = 5, M = 7, d = 3, e = 4;
+    // One buffer: x | y | w | beta | spare (the spare room lets an output start anywhere).
+    const size_t nx = B * N * d, ny = B * M * d, nw = B * M * e, nb = B * M, spare = B * N * e;
+    const size_t total = nx + ny + nw + nb + spare;
+    double *host = tu_calloc(total, sizeof(double)), *back = tu_calloc(total, sizeof(double));
+    tu_fill_uniform(host, total, -1.0, 1.0, 4242);
+    tu_round_to_precision(host, total, p);
+    void *buf = conf_upload(ctx, p, host, total);
+    char *base = buf;
+    const size_t es = tu_real_size(p);
+    char *x = base, *y = x + nx * es, *w = y + ny * es, *beta = w + nw * es, *free_area = beta + nb * es;
+    for (int kernel = 0; kernel < 2; ++kernel)
+        for (int vak = 0; vak < 2; ++vak) {
+            const int64_t E = vak ? d : e;
+            adv_interaction_desc desc;
+            adv_interaction_default_desc(&desc);
+            desc.precision = p;
+            desc.kernel = (adv_kernel)kernel;
+            desc.batch = B, desc.n_queries = N, desc.n_keys = M, desc.dim = d, desc.value_dim = E;
+            desc.lambda = 1.5, desc.gamma = 0.75, desc.values_are_keys = vak;
+            const struct {
+                const char *what;
+                void *lse, *out;
+            } cases[] = {{"out == x", NULL, x},
+                         {"out one element into x", NULL, x + es},
+                         {"out == y", NULL, y},
+                         {"out == w", NULL, w},
+                         {"lse == beta", beta, NULL},
+                         {"lse == x", x, NULL},
+                         {"lse inside out", free_area + es, free_area},
+                         {"out == lse", free_area, free_area}};
+            for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+                if (vak && cases[k].out == w) continue; // w is not read: values are keys
+                adv_status st = adv_interaction_sum(ctx, &desc, x, y, beta, vak ? NULL : w,
+                                                    cases[k].lse, cases[k].out);
+                cr_expect_eq(st, ADV_ERR_INVALID_VALUE, "%s (kernel %d, vak %d, %s): %s",
+                             cases[k].what, kernel, vak, tu_precision_name(p), adv_status_name(st));
+                conf_download(ctx, p, buf, back, total);
+                cr_expect(memcmp(back, host, total * sizeof(double)) == 0,
+                          "%s (kernel %d, vak %d): the buffer was written", cases[k].what, kernel, vak);
+            }
+            // The same call with separate outputs is fine.
+            void *lse_ok = conf_alloc_poisoned(ctx, p, (size_t)(B * N));
+            void *out_ok = conf_alloc_poisoned(ctx, p, (size_t)(B * N * E));
+            cr_expect_eq(adv_interaction_sum(ctx, &desc, x, y, beta, vak ? NULL : w, lse_ok, out_ok),
+                         ADV_OK, "%s", adv_context_last_error(ctx));
+            conf_free(ctx, lse_ok), conf_free(ctx, out_ok);
+        }
+    conf_free(ctx, buf);
+    free(host), free(back);
+    conf_context_destroy(ctx);
+}
+
+Test(interaction, outputs_overlapping_inputs_are_refused_f32) { run_overlap_refused(ADV_FLOAT32); }
+Test(interaction, outputs_overlapping_inputs_are_refused_f64) { run_overlap_refused(ADV_FLOAT64); }

@@ -41,6 +41,10 @@
 #define __shared__ static
 #define __launch_bounds__(...)
 
+/* Records a failed launch for the next cudaGetLastError (defined below for the single-file
+ * emulation tests, in cuda_runtime_shim.cpp for the emulated backend). */
+extern "C" void advk_emu_launch_failed(cudaError_t e);
+
 namespace advk_emu {
 inline uint3 thread_id, block_id; // of the running fiber (set by the scheduler)
 inline dim3 block_dim, grid_dim;
@@ -164,14 +168,28 @@ inline void resume(unsigned t) {
  * Thread 0 runs first; when it ends without waiting at a barrier, the block has none (CUDA
  * requires every thread of a block to reach each __syncthreads), and the other threads run as
  * plain calls, without fibers (most elementwise kernels). */
+/* A configuration a GPU of compute capability 8.0-9.0 refuses (cudaErrorInvalidConfiguration
+ * from cudaGetLastError there): an empty grid or block, gridDim.y or z above 65535, gridDim.x
+ * above 2^31 - 1, more than 1024 threads per block (z at most 64), or more than the 48 KiB of
+ * dynamic shared memory a kernel gets without opting in (the backend never opts in). */
+inline bool invalid_configuration(const config &c) {
+    const unsigned long long threads = 1ull * c.block.x * c.block.y * c.block.z;
+    return c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 || c.grid.x > 2147483647u ||
+           c.grid.y > 65535u || c.grid.z > 65535u || threads == 0 || threads > 1024 ||
+           c.block.x > 1024 || c.block.y > 1024 || c.block.z > 64 || c.shared > 48 * 1024;
+}
+
 template <typename... P, typename... A>
 void launch(const config &c, void (*kernel)(P...), A... args) {
+    if (invalid_configuration(c)) { // nothing runs, and the next cudaGetLastError reports it
+        advk_emu_launch_failed(cudaErrorInvalidConfiguration);
+        return;
+    }
     std::vector<double> shared_mem((c.shared + sizeof(double) - 1) / sizeof(double) + 1);
     dynamic_shared = shared_mem.data();
     grid_dim = c.grid;
     block_dim = c.block;
     const unsigned nt = c.block.x * c.block.y * c.block.z;
-    if (nt == 0) return; // (an invalid configuration on a GPU; nothing runs)
     shuffle_slots.assign(nt, 0.0);
     block_barrier = barrier{nt, 0, 0};
     warp_barriers.assign((nt + 31) / 32, barrier{});
@@ -228,7 +246,13 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
  * here: each emulation test program is one translation unit that includes this header; the
  * emulated backend, several such units, takes cuda_runtime_shim.cpp's instead.) */
 #ifndef ADVECT_EMU_BACKEND
-extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+static cudaError_t advk_emu_pending = cudaSuccess;
+extern "C" void advk_emu_launch_failed(cudaError_t e) { advk_emu_pending = e; }
+extern "C" cudaError_t cudaGetLastError(void) {
+    const cudaError_t e = advk_emu_pending;
+    advk_emu_pending = cudaSuccess;
+    return e;
+}
 extern "C" cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, const void *, int,
                                                                      size_t) {
     *blocks = 4;

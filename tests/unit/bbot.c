@@ -724,6 +724,119 @@ Test(bbot_api, history_progress_and_interruption) {
     adv_context_destroy(ctx);
 }
 
+/* Calls on the plan from its own progress callback. A nested solve once reset the history
+ * under the running loop, which then wrote past the reallocated block (heap overflow under
+ * ASan) and returned another cost; nested solve, resume, checkpoint load and destroy are now
+ * refused, and the run is exactly the one without them. */
+static char *temp_path(const char *name);
+
+typedef struct nested_calls {
+    adv_bbot_plan **plan;
+    const double *r0, *r1;
+    const char *path;
+    int calls;
+    adv_status solve, resume, load, destroy, save;
+} nested_calls;
+
+static int nested_cb(void *user, int64_t max_iterations, const adv_bbot_iterate *it) {
+    nested_calls *n = user;
+    (void)max_iterations;
+    if (it->iteration != 3) return 0;
+    ++n->calls;
+    adv_bbot_plan *p = *n->plan;
+    n->save = adv_bbot_checkpoint_save(p, n->path);
+    n->solve = adv_bbot_solve(p, n->r0, n->r1, NULL, NULL, NULL, NULL);
+    n->resume = adv_bbot_resume(p, NULL, NULL, NULL, NULL);
+    n->load = adv_bbot_checkpoint_load(p, n->path);
+    n->destroy = adv_bbot_plan_destroy(p);
+    return 0;
+}
+
+Test(bbot_api, calls_from_the_progress_callback) {
+    adv_context *ctx = cpu_context(1);
+    const grid_case c = {2, {12, 10, 1}, 6};
+    double r0[120], r1[120], rho_ref[7 * 120], rho[7 * 120];
+    bumps(12, 10, r0, r1, 1.0);
+    adv_bbot_opts o;
+    adv_bbot_plan *ref = make_plan(ctx, &c, ADV_FLOAT64, 300, &o);
+    adv_bbot_result rr = {.struct_size = sizeof rr}, res = {.struct_size = sizeof res};
+    cr_assert_eq(adv_bbot_solve(ref, r0, r1, rho_ref, NULL, NULL, &rr), ADV_OK);
+    adv_bbot_plan *plan = NULL;
+    char *path = temp_path("nested");
+    nested_calls n = {&plan, r0, r1, path, 0, 0, 0, 0, 0, 0};
+    o.progress = nested_cb;
+    o.progress_user = &n;
+    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK);
+    cr_assert_eq(adv_bbot_solve(plan, r0, r1, rho, NULL, NULL, &res), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    cr_expect_eq(n.calls, 1);
+    cr_expect_eq(n.save, ADV_OK, "checkpoint_save from the callback");
+    cr_expect_eq(n.solve, ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(n.resume, ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(n.load, ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(n.destroy, ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(res.iterations, 300);
+    cr_expect(res.cost == rr.cost, "cost %.17g vs %.17g", res.cost, rr.cost);
+    cr_expect(memcmp(rho, rho_ref, sizeof rho) == 0, "the densities differ");
+    adv_bbot_iterate h[300];
+    int64_t count = 0;
+    cr_assert_eq(adv_bbot_get_history(plan, 300, h, &count), ADV_OK);
+    cr_expect_eq(count, 300);
+    cr_expect_eq(h[299].iteration, 300);
+    // After the run the same calls work again.
+    cr_expect_eq(adv_bbot_checkpoint_load(plan, path), ADV_OK, "%s", adv_context_last_error(ctx));
+    remove(path);
+    free(path);
+    cr_expect_eq(adv_bbot_plan_destroy(plan), ADV_OK);
+    adv_bbot_plan_destroy(ref);
+    adv_context_destroy(ctx);
+}
+
+/* Outputs that share memory are refused with nothing written (momentum == velocity returned
+ * the velocity in both); the inputs may lie inside an output; velocity_eval works in place
+ * (v == x) and refuses a shifted overlap, which read positions already overwritten. */
+Test(bbot_api, overlapping_outputs) {
+    adv_context *ctx = cpu_context(1);
+    const grid_case c = {2, {12, 10, 1}, 6};
+    const int64_t M = 120, P = 6, d = 2;
+    double r0[120], r1[120];
+    bumps(12, 10, r0, r1, 1.0);
+    adv_bbot_plan *plan = make_plan(ctx, &c, ADV_FLOAT64, 20, NULL);
+    const size_t face = (size_t)((P + 1) * M), cell = (size_t)(P * M * d);
+    double *buf = tu_calloc(face + 2 * cell, sizeof(double)), *copy = tu_calloc(face + 2 * cell, sizeof(double));
+    tu_poison(buf, (face + 2 * cell) * sizeof(double));
+    memcpy(copy, buf, (face + 2 * cell) * sizeof(double));
+    double *rho = buf, *mom = buf + face, *vel = buf + face + cell;
+    cr_expect_eq(adv_bbot_solve(plan, r0, r1, rho, mom, mom, NULL), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_bbot_solve(plan, r0, r1, rho, mom + 1, vel, NULL), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_bbot_solve(plan, r0, r1, rho, rho + face - 1, vel, NULL), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_bbot_solve(plan, r0, r1, vel - 1, NULL, vel, NULL), ADV_ERR_INVALID_VALUE);
+    cr_expect(memcmp(buf, copy, (face + 2 * cell) * sizeof(double)) == 0, "an output was written");
+    cr_expect_eq(adv_bbot_resume(plan, NULL, mom, mom, NULL), ADV_ERR_INVALID_VALUE);
+    // Inputs inside the rho output: read before anything is written.
+    double rho_ref[7 * 120];
+    cr_assert_eq(adv_bbot_solve(plan, r0, r1, rho_ref, NULL, NULL, NULL), ADV_OK);
+    memcpy(rho, r0, sizeof r0);
+    memcpy(rho + M, r1, sizeof r1);
+    cr_assert_eq(adv_bbot_solve(plan, rho, rho + M, rho, mom, vel, NULL), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    cr_expect(memcmp(rho, rho_ref, sizeof rho_ref) == 0, "inputs inside the output");
+    // velocity_eval: in place, and a shifted overlap.
+    double x[2 * 9], v[2 * 9], xv[2 * 10];
+    tu_fill_uniform(x, 18, 0.0, 1.0, 91);
+    cr_assert_eq(adv_bbot_velocity_eval(plan, 0.3, 9, x, v), ADV_OK);
+    memcpy(xv, x, sizeof x);
+    cr_assert_eq(adv_bbot_velocity_eval(plan, 0.3, 9, xv, xv), ADV_OK);
+    cr_expect(memcmp(xv, v, sizeof v) == 0, "in place");
+    memcpy(xv, x, sizeof x);
+    cr_expect_eq(adv_bbot_velocity_eval(plan, 0.3, 9, xv, xv + 2), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_bbot_velocity_eval(plan, 0.3, 9, xv + 2, xv), ADV_ERR_INVALID_VALUE);
+    cr_expect(memcmp(xv, x, sizeof x) == 0, "x was written");
+    free(buf), free(copy);
+    adv_bbot_plan_destroy(plan);
+    adv_context_destroy(ctx);
+}
+
 Test(bbot_api, warm_start_needs_fewer_iterations) {
     adv_context *ctx = cpu_context(1);
     const grid_case c = {2, {12, 10, 1}, 6};

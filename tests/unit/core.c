@@ -214,6 +214,47 @@ Test(core, log_callback_and_last_error) {
     adv_context_destroy(ctx);
 }
 
+/* A log callback that calls the library on its own context: a successful call (which clears
+ * the last error) and a failing one (whose message must not be delivered: it would recurse).
+ * The callback still saw the outer message as the last error, it ran once, and afterwards
+ * the last error is the outer call's message. Before, the message became "" (the buffer
+ * delivered was the last-error buffer itself) and a failing nested call recursed. */
+typedef struct reentrant_log {
+    adv_context *ctx;
+    int calls;
+    char seen[1024], message[1024];
+} reentrant_log;
+
+static void call_back_in(void *user, adv_log_level level, const char *message) {
+    reentrant_log *r = user;
+    if (++r->calls > 5) return; // (a recursion guard for the test itself)
+    snprintf(r->seen, sizeof r->seen, "%s", adv_context_last_error(r->ctx));
+    void *p = NULL;
+    if (adv_malloc(r->ctx, 16, &p) == ADV_OK) adv_free(r->ctx, p);
+    (void)adv_malloc(r->ctx, 0, &p); // fails: ADV_ERR_INVALID_SIZE, not delivered
+    snprintf(r->message, sizeof r->message, "%s", message);
+}
+
+Test(core, log_callback_calling_back_into_the_context) {
+    reentrant_log r = {0};
+    adv_context_opts opts;
+    adv_context_default_opts(&opts);
+    opts.backend = ADV_BACKEND_CPU;
+    opts.log = call_back_in;
+    opts.log_user = &r;
+    cr_assert_eq(adv_context_create(&opts, &r.ctx), ADV_OK);
+    void *p = NULL;
+    cr_assert_eq(adv_malloc(r.ctx, 0, NULL), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(r.calls, 1, "log called %d times", r.calls);
+    cr_expect(strstr(r.message, "ptr is NULL") != NULL, "delivered \"%s\"", r.message);
+    cr_expect_str_eq(r.seen, r.message, "last error inside the callback");
+    cr_expect_str_eq(adv_context_last_error(r.ctx), r.message, "last error after the call");
+    cr_assert_eq(adv_malloc(r.ctx, 8, &p), ADV_OK);
+    adv_free(r.ctx, p);
+    cr_expect_eq(r.calls, 1);
+    adv_context_destroy(r.ctx);
+}
+
 /* Allocator hooks: adv_malloc / adv_free go through them (host space), every block the
  * library allocates while planning and executing is returned, and alignment is kept. */
 typedef struct hook_counts {

@@ -175,6 +175,16 @@ Test(invalid, memory_helpers) {
     /* Zero bytes is a valid no-op. */
     EXPECT_STATUS(adv_memcpy(ctx, dst, src, 0, ADV_COPY_HOST_TO_CONTEXT), ADV_OK);
     cr_expect(memcmp(dst, saved, sizeof dst) == 0, "adv_memcpy of 0 bytes wrote to dst");
+    /* Overlapping ranges are refused (undefined for a device-to-device copy on CUDA), except
+     * dst == src, a no-op. */
+    EXPECT_FAIL(ctx, adv_memcpy(ctx, src + 1, src, 3 * sizeof *src, ADV_COPY_CONTEXT_TO_CONTEXT),
+                ADV_ERR_INVALID_VALUE, "overlap");
+    EXPECT_FAIL(ctx, adv_memcpy(ctx, src, src + 1, 3 * sizeof *src, ADV_COPY_HOST_TO_CONTEXT),
+                ADV_ERR_INVALID_VALUE, "overlap");
+    cr_expect(src[0] == 1 && src[1] == 2 && src[2] == 3 && src[3] == 4, "an overlapping copy ran");
+    EXPECT_STATUS(adv_memcpy(ctx, src, src, sizeof src, ADV_COPY_CONTEXT_TO_CONTEXT), ADV_OK);
+    EXPECT_STATUS(adv_memcpy(ctx, src + 2, src, 2 * sizeof *src, ADV_COPY_CONTEXT_TO_CONTEXT), ADV_OK);
+    cr_expect(src[2] == 1 && src[3] == 2, "adjacent ranges");
     adv_context_destroy(ctx);
 }
 
