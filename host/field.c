@@ -258,9 +258,26 @@ static double gaussians_reach(int64_t d, int64_t k, const double *w, const doubl
     return r;
 }
 
+/* An evaluation uses the field's scratch (den, coef, coef_host, tmp, keys, the plan) from
+ * start to end, and calls out to user code (a user field's function, a user schedule): an
+ * evaluation of the same field started from there would reallocate that scratch under the one
+ * in progress. It is refused; other fields and objects of the context may be used. */
+static adv_status field_enter(adv_field *f) {
+    if (f->busy)
+        return advi_fail(f->ctx, ADV_ERR_INVALID_VALUE,
+                         "field is already being evaluated (re-entrant call from its callback)");
+    f->busy = 1;
+    return ADV_OK;
+}
+
+static void field_leave(adv_field *f) { f->busy = 0; }
+
 adv_status adv_field_destroy(adv_field *f) {
     if (!f) return ADV_OK;
     adv_context *ctx = f->ctx;
+    if (f->busy) // from its own callback: the evaluation still uses it
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE,
+                         "field is being evaluated: adv_field_destroy from its callback");
     // CUDA evaluations are asynchronous: nothing may be freed (allocator hooks free at once)
     // while kernels that read the data, weights or scratch are queued.
     if (ctx->backend == ADV_BACKEND_CUDA) (void)advi_cuda_synchronize(ctx);
@@ -328,7 +345,8 @@ adv_status adv_field_create_empirical(adv_context *ctx, adv_precision precision,
     double total = 0.0;
     if (weights) {
         void *wh = malloc((size_t)n * elem);
-        st = wh ? advi_download(ctx, wh, weights, (size_t)n * elem) : ADV_ERR_OUT_OF_MEMORY;
+        st = wh ? advi_download(ctx, wh, weights, (size_t)n * elem)
+                : advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "staging of %lld weights", (long long)n);
         for (int64_t i = 0; st == ADV_OK && i < n; ++i) w[i] = advf_ld(wh, precision == ADV_FLOAT64, i);
         free(wh);
         for (int64_t i = 0; st == ADV_OK && i < n; ++i) {
@@ -879,8 +897,8 @@ static adv_status user_call(adv_field *f, double t, const double *times, int64_t
     return ADV_OK;
 }
 
-adv_status advi_field_eval(adv_field *f, double t, const double *times, int64_t n, const void *z,
-                           void *vel, void *score, void *den) {
+static adv_status field_eval(adv_field *f, double t, const double *times, int64_t n, const void *z,
+                             void *vel, void *score, void *den) {
     adv_context *ctx = f->ctx;
     const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
     const adv_precision p = f->precision;
@@ -961,6 +979,15 @@ adv_status advi_field_eval(adv_field *f, double t, const double *times, int64_t 
     return ADV_OK;
 }
 
+adv_status advi_field_eval(adv_field *f, double t, const double *times, int64_t n, const void *z,
+                           void *vel, void *score, void *den) {
+    adv_status st = field_enter(f);
+    if (st != ADV_OK) return st;
+    st = field_eval(f, t, times, n, z, vel, score, den);
+    field_leave(f);
+    return st;
+}
+
 static adv_status check_eval(adv_field *f, int64_t n, const void *z, void *vel, void *score,
                              void *den) {
     adv_context *ctx = f->ctx;
@@ -1033,17 +1060,22 @@ adv_status advi_field_sample(adv_field *f, double t, uint64_t seed, int64_t firs
                              void *z) {
     adv_context *ctx = f->ctx;
     const advi_sampling_ops *ops = advi_sampling_ops_of(ctx);
-    double *tmp = NULL;
-    adv_status st = tmp_scratch(f, n, 3 * f->d, &tmp);
+    adv_status st = field_enter(f); // a user schedule's callback runs in here
     if (st != ADV_OK) return st;
-    if (f->kind == ADV_FIELD_EMPIRICAL) {
-        double ab[4];
-        advi_schedule_eval(&f->sched, t, ab);
-        return ops->sample(ctx, f->precision, (int)f->kind, NULL, f->d, 0, 0, n, t, seed, first,
-                           f->data, f->cdf, f->n, ab[0], ab[1] * f->sigma, z, tmp);
+    double *tmp = NULL;
+    if ((st = tmp_scratch(f, n, 3 * f->d, &tmp)) == ADV_OK) {
+        if (f->kind == ADV_FIELD_EMPIRICAL) {
+            double ab[4];
+            advi_schedule_eval(&f->sched, t, ab);
+            st = ops->sample(ctx, f->precision, (int)f->kind, NULL, f->d, 0, 0, n, t, seed, first,
+                             f->data, f->cdf, f->n, ab[0], ab[1] * f->sigma, z, tmp);
+        } else {
+            st = ops->sample(ctx, f->precision, (int)f->kind, f->par, f->d, f->k0, f->k1, n, t,
+                             seed, first, NULL, NULL, 0, 0.0, 0.0, z, tmp);
+        }
     }
-    return ops->sample(ctx, f->precision, (int)f->kind, f->par, f->d, f->k0, f->k1, n, t, seed,
-                       first, NULL, NULL, 0, 0.0, 0.0, z, tmp);
+    field_leave(f);
+    return st;
 }
 
 adv_status adv_field_sample(adv_field *f, double t, uint64_t seed, int64_t first_particle,

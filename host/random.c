@@ -10,6 +10,8 @@ adv_status adv_random_fill(adv_context *ctx, adv_precision precision, adv_distri
     advi_clear_error(ctx);
     if (!out) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "out is NULL");
     if (n < 1) return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n is %lld, must be >= 1", (long long)n);
+    if ((uint64_t)n > SIZE_MAX / 8) // no array of n values fits the address space
+        return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n is %lld, too large", (long long)n);
     if (precision != ADV_FLOAT32 && precision != ADV_FLOAT64)
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "precision %d is not a precision", precision);
     if (dist != ADV_UNIFORM && dist != ADV_NORMAL)

@@ -50,6 +50,8 @@ struct adv_sampler {
     int staged;               /* CUDA with particles on the host */
     /* run state */
     int running, finished;
+    int busy;                 /* adv_sampler_advance is running (its callbacks may call in) */
+    int in_snapshot;          /* the snapshot callback is running: the state is consistent */
     int64_t n, cs, nchunks;
     void *z;
     int64_t chunk;
@@ -334,6 +336,9 @@ static void free_controller(adv_sampler *s) {
 
 adv_status adv_sampler_destroy(adv_sampler *s) {
     if (!s) return ADV_OK;
+    if (s->busy) // from its own callback: the run still uses it
+        return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "adv_sampler_destroy: the sampler is "
+                         "running (re-entrant call from one of its callbacks)");
     advi_buffer_release(s->ctx, &s->work);
     advi_buffer_release(s->ctx, &s->zbuf);
     advi_buffer_release(s->ctx, &s->dvec);
@@ -431,17 +436,20 @@ static adv_status snapshot(adv_sampler *s, int64_t index, int64_t step, double t
         st = s->staged ? advi_download(s->ctx, dst, s->zc, bytes) : advi_ctx_copy(s->ctx, dst, s->zc, bytes);
         if (st != ADV_OK) return st;
     }
+    // Counted before the callback, so that a checkpoint saved from it includes this snapshot.
+    if (index + 1 > s->stats.snapshots) s->stats.snapshots = index + 1;
     if (s->o.snapshot) {
         const void *rows = s->zc;
         if (s->staged) {
             if ((st = advi_download(s->ctx, s->host_rows, s->zc, bytes)) != ADV_OK) return st;
             rows = s->host_rows;
         }
+        s->in_snapshot = 1;
         int rc = s->o.snapshot(s->o.snapshot_user, index, step, t, first, cnt, rows);
+        s->in_snapshot = 0;
         if (rc != 0)
             return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "the snapshot callback returned %d", rc);
     }
-    if (index + 1 > s->stats.snapshots) s->stats.snapshots = index + 1;
     return ADV_OK;
 }
 
@@ -714,7 +722,6 @@ static adv_status chunk_start(adv_sampler *s) {
     s->has_prev = 0;
     s->h_prev = 0.0;
     s->chunk_started = 1;
-    if (s->o.save_every > 0 && (st = snapshot(s, 0, 0, s->grid[0])) != ADV_OK) return st;
     if (s->o.method == ADV_METHOD_DOPRI5) {
         s->seg = s->o.save_every > 0 && s->o.save_every < s->k_ode ? s->o.save_every : s->k_ode;
         const int tail = has_tail(s);
@@ -727,6 +734,9 @@ static adv_status chunk_start(adv_sampler *s) {
                 s->dnacc[i] = s->dnrej[i] = 0;
             }
     }
+    // Snapshot 0 once the chunk's state is complete (DOPRI5's controller included): a
+    // checkpoint saved from its callback resumes from there.
+    if (s->o.save_every > 0 && (st = snapshot(s, 0, 0, s->grid[0])) != ADV_OK) return st;
     return ADV_OK;
 }
 
@@ -758,12 +768,19 @@ static adv_status check_chunk(adv_sampler *s, int64_t first, int64_t cnt, const 
                  advi_precision_name(s->field->precision), limit);
     else
         snprintf(what, sizeof what, "became NaN or Inf");
+    // A user callback may itself return NaN or huge values, which the particles cannot tell
+    // from an unstable run.
+    const char *cause = s->field->kind != ADV_FIELD_USER ? "it is unstable for this field"
+                        : ok ? "the user field's callback returned huge values, or the run is "
+                               "unstable for this field"
+                             : "the user field's callback returned non-finite values, or the run "
+                               "is unstable for this field";
     return advi_fail(s->ctx, ADV_ERR_NONFINITE,
-                     "particles %lld..%lld %s %s the %s run on [%g, %g] (%lld steps): it is "
-                     "unstable for this field%s", (long long)first, (long long)(first + cnt - 1),
-                     what, when, METHOD_NAMES[s->o.method], s->o.t0, s->o.t1, (long long)s->K,
-                     s->o.method == ADV_METHOD_SDE ? "; use more steps or a smaller eta"
-                                                   : "; use more steps");
+                     "particles %lld..%lld %s %s the %s run on [%g, %g] (%lld steps): %s; %s",
+                     (long long)first, (long long)(first + cnt - 1), what, when,
+                     METHOD_NAMES[s->o.method], s->o.t0, s->o.t1, (long long)s->K, cause,
+                     s->o.method == ADV_METHOD_SDE ? "use more steps or a smaller eta"
+                                                   : "use more steps");
 }
 
 static adv_status chunk_finish(adv_sampler *s) {
@@ -802,6 +819,15 @@ static adv_status chunk_finish(adv_sampler *s) {
     return ADV_OK;
 }
 
+/* Whether the current chunk has taken all its steps and only chunk_finish is left: the state
+ * of the last snapshot (which comes before the finish), restored from a checkpoint saved in
+ * its callback. Fixed-step: K steps; DOPRI5: landed after the exponential step, or past the
+ * last segment when there is neither a tail nor an exponential step. */
+static int chunk_integrated(const adv_sampler *s) {
+    if (s->o.method != ADV_METHOD_DOPRI5) return s->step == s->K;
+    return s->seg == s->k_ode + 2 || (s->seg == s->k_ode + 1 && !has_tail(s) && !s->exp_end);
+}
+
 /* One step of the current chunk (see adv_sampler_advance). */
 static adv_status chunk_step(adv_sampler *s) {
     int64_t first, cnt;
@@ -819,14 +845,13 @@ static adv_status chunk_step(adv_sampler *s) {
         }
         if (!done) return ADV_OK;
         if (in_grid) { // segment end reached by every particle
-            if (ke > 0 && s->seg % ke == 0 && (st = snapshot(s, s->seg / ke, s->seg, s->grid[s->seg])) != ADV_OK)
+            // The next segment is set before the snapshot, so that a checkpoint saved from its
+            // callback resumes after it.
+            const int64_t seg = s->seg;
+            s->seg = seg < s->k_ode ? (seg + ke < s->k_ode ? seg + ke : s->k_ode) : s->k_ode + 1;
+            if (ke > 0 && seg % ke == 0 && (st = snapshot(s, seg / ke, seg, s->grid[seg])) != ADV_OK)
                 return st;
-            if (s->seg < s->k_ode) {
-                s->seg = s->seg + ke < s->k_ode ? s->seg + ke : s->k_ode;
-                return ADV_OK;
-            }
-            s->seg = s->k_ode + 1;
-            if (has_tail(s)) return ADV_OK; // the tail next
+            if (s->seg <= s->k_ode || has_tail(s)) return ADV_OK; // the next segment, or the tail
         }
         if (s->exp_end) {
             if ((st = check_chunk(s, first, cnt, "before the last step of")) != ADV_OK) return st;
@@ -834,6 +859,7 @@ static adv_status chunk_step(adv_sampler *s) {
             if ((st = exp_step(s, cnt, s->t_adapt_end, s->grid[s->K], 0, s->dmask)) != ADV_OK) return st;
             for (int64_t i = 0; i < cnt; ++i)
                 if (s->dstatus[i] != P_FAILED) s->dt[i] = s->grid[s->K];
+            s->seg = s->k_ode + 2; // landed: only chunk_finish is left (chunk_integrated)
             if (ke > 0 && s->K % ke == 0 && (st = snapshot(s, s->K / ke, s->K, s->grid[s->K])) != ADV_OK)
                 return st;
         }
@@ -894,10 +920,22 @@ static adv_status setup_run(adv_sampler *s, int64_t n, void *z) {
     return ADV_OK;
 }
 
+/* The sampler's callbacks (snapshot, diffusion, its field's function and schedule) run inside
+ * adv_sampler_advance: a begin, advance, load or destroy from there would replace or free the
+ * run state and workspace in use. */
+static adv_status not_running(adv_sampler *s, const char *call) {
+    if (!s->busy) return ADV_OK;
+    return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE,
+                     "%s: the sampler is already running (re-entrant call from one of its "
+                     "callbacks)", call);
+}
+
 adv_status adv_sampler_begin(adv_sampler *s, int64_t n, void *z) {
     if (!s) return ADV_ERR_NULL_POINTER;
     advi_clear_error(s->ctx);
-    adv_status st = check_particles(s, n, z);
+    adv_status st = not_running(s, "adv_sampler_begin");
+    if (st != ADV_OK) return st;
+    st = check_particles(s, n, z);
     if (st != ADV_OK) return st;
     if (s->o.check_finite && !s->o.init_from_source) {
         int ok = 1;
@@ -925,16 +963,24 @@ adv_status adv_sampler_advance(adv_sampler *s, int64_t max_steps, int *done,
                                adv_sampler_stats *stats) {
     if (!s) return ADV_ERR_NULL_POINTER;
     advi_clear_error(s->ctx);
+    adv_status st = not_running(s, "adv_sampler_advance"); // the outer run is left as it is
+    if (st != ADV_OK) return st;
     if (done) *done = 0;
     if (!s->running) return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "no run in progress (call adv_sampler_begin)");
     if (max_steps < 0) return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "max_steps = %lld < 0", (long long)max_steps);
-    adv_status st = ADV_OK;
     int64_t budget = max_steps;
+    s->busy = 1;
     while (!s->finished && budget > 0) {
         if (!s->chunk_started && (st = chunk_start(s)) != ADV_OK) break;
+        // A chunk restored at its end has only its finish left, which is not a step.
+        if (chunk_integrated(s)) {
+            if ((st = chunk_finish(s)) != ADV_OK) break;
+            continue;
+        }
         if ((st = chunk_step(s)) != ADV_OK) break;
         budget--;
     }
+    s->busy = 0;
     if (st != ADV_OK) s->running = 0; // a failed step leaves the chunk in an unknown state
     if (done) *done = s->finished;
     copy_stats(s, stats);
@@ -1064,9 +1110,21 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     advi_clear_error(ctx);
     if (!path) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "path is NULL");
     if (!s->running) return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "no run in progress to checkpoint");
+    // Inside a step (a field or diffusion callback) the state is half updated; at a snapshot
+    // it is the state after that snapshot's step.
+    if (s->busy && !s->in_snapshot)
+        return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "a checkpoint can be saved between advances "
+                         "or from the snapshot callback, not from inside a step");
+    // The snapshot callback may still read the rows it was handed in host_rows (staged).
+    void *own = s->in_snapshot ? malloc((size_t)s->cs * s->row) : NULL;
+    void *stage = s->in_snapshot ? own : s->host_rows;
+    if (!stage) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "checkpoint staging");
     advi_file file;
     adv_status st = advi_file_begin(ctx, path, &file);
-    if (st != ADV_OK) return st;
+    if (st != ADV_OK) {
+        free(own);
+        return st;
+    }
     ckpt_io io = {file.fp, ADVI_FNV_OFFSET, 0, 0};
     int64_t first = 0, cnt = 0;
     if (s->chunk_started) chunk_rows(s, &first, &cnt);
@@ -1079,6 +1137,7 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     uint64_t fp = 0;
     if ((st = fingerprint(s, &fp)) != ADV_OK) {
         advi_file_commit(ctx, &file, path, 0);
+        free(own);
         return st;
     }
     put(&io, &fp, 8);
@@ -1095,18 +1154,19 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     if (has_ctl) {
         put(&io, s->dt, (size_t)cnt * 8), put(&io, s->dh, (size_t)cnt * 8), put(&io, s->derrp, (size_t)cnt * 8);
         put(&io, s->dnacc, (size_t)cnt * 8), put(&io, s->dnrej, (size_t)cnt * 8), put(&io, s->dstatus, (size_t)cnt);
-        st = advi_download(ctx, s->host_rows, s->buf[0], (size_t)cnt * s->row);
-        put(&io, s->host_rows, (size_t)cnt * s->row);
+        st = advi_download(ctx, stage, s->buf[0], (size_t)cnt * s->row);
+        put(&io, stage, (size_t)cnt * s->row);
     }
     if (st == ADV_OK && has_prev) {
-        st = advi_download(ctx, s->host_rows, s->buf[1], (size_t)cnt * s->row);
-        put(&io, s->host_rows, (size_t)cnt * s->row);
+        st = advi_download(ctx, stage, s->buf[1], (size_t)cnt * s->row);
+        put(&io, stage, (size_t)cnt * s->row);
     }
     // Particles in pieces aligned with the chunks (the host staging holds one chunk).
     for (int64_t r = 0; st == ADV_OK && r < s->n; r += s->cs) {
         int64_t rows = s->n - r < s->cs ? s->n - r : s->cs;
-        if ((st = rows_to_host(s, r, rows, s->host_rows)) == ADV_OK) put(&io, s->host_rows, (size_t)rows * s->row);
+        if ((st = rows_to_host(s, r, rows, stage)) == ADV_OK) put(&io, stage, (size_t)rows * s->row);
     }
+    free(own);
     uint64_t h = io.hash;
     if (st == ADV_OK) put(&io, &h, 8);
     if (st == ADV_OK && io.err)
@@ -1118,12 +1178,25 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     return advi_file_commit(ctx, &file, path, 1);
 }
 
+/* Whether a started DOPRI5 chunk can be in segment `seg` (chunk_start, chunk_step): 0 with
+ * nothing adaptive, a multiple of save_every below k_ode, k_ode, k_ode + 1 (the tail or the
+ * exponential step), k_ode + 2 (landed after the exponential step). Another value would
+ * round forever or take the exponential step from the wrong time. */
+static int dp_segment_valid(const adv_sampler *s, int64_t seg) {
+    const int64_t ke = s->o.save_every;
+    if (seg == 0) return s->k_ode == 0 && !has_tail(s);
+    if (seg < s->k_ode) return seg > 0 && ke > 0 && seg % ke == 0;
+    return seg <= s->k_ode + 1 || (seg == s->k_ode + 2 && s->exp_end);
+}
+
 adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t n, void *z) {
     if (!s) return ADV_ERR_NULL_POINTER;
     adv_context *ctx = s->ctx;
     advi_clear_error(ctx);
     if (!path) return advi_fail(ctx, ADV_ERR_NULL_POINTER, "path is NULL");
-    adv_status st = check_particles(s, n, z);
+    adv_status st = not_running(s, "adv_sampler_checkpoint_load");
+    if (st != ADV_OK) return st;
+    st = check_particles(s, n, z);
     if (st != ADV_OK) return st;
     FILE *fp = fopen(path, "rb");
     if (!fp) return advi_fail(ctx, ADV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
@@ -1225,7 +1298,8 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
               (started && chunk == nchunks) || (started ? rows != exp_rows : rows != 0) ||
               has_ctl != (started && s->o.method == ADV_METHOD_DOPRI5) ||
               (has_prev && !(started && s->o.method == ADV_METHOD_DPM2M)) || step < 0 ||
-              seg < 0 || seg > s->k_ode + 1 ||
+              seg < 0 || seg > s->k_ode + 2 ||
+              (s->o.method == ADV_METHOD_DOPRI5 ? started && !dp_segment_valid(s, seg) : seg != 0) ||
               step > (s->o.method == ADV_METHOD_DOPRI5 ? INT64_MAX : s->K) || total != expect;
     if (bad) {
         fclose(fp);

@@ -151,6 +151,7 @@ struct adv_field {
     adv_precision precision;
     int64_t d;
     int outputs;            /* what adv_field_eval may return */
+    int busy;               /* an evaluation or sampling is in progress (field.c field_enter) */
     adv_schedule sched;
     double sigma;
     int singular_end;

@@ -28,7 +28,9 @@ typedef enum adv_schedule_kind {
     ADV_SCHEDULE_USER = 4    /* a, b, a', b' from a host callback */
 } adv_schedule_kind;
 
-/* User schedule: writes ab[0..3] = a_t, b_t, a'_t, b'_t for t in [0, 1]. Called on the host.
+/* User schedule: writes ab[0..3] = a_t, b_t, a'_t, b'_t for t in [0, 1]. Called on the host,
+ * also during evaluations of a field that uses it (which it must not evaluate: see
+ * adv_field_fn).
  * Requirements (checked at t = 0, 1/2, 1 when a field is created): all finite, a_t >= 0,
  * b_t >= 0, b_t > 0 for t < 1. */
 typedef void (*adv_schedule_fn)(void *user, double t, double ab[4]);
@@ -159,7 +161,12 @@ typedef struct adv_field_request {
 
 /* Returns 0 on success; any other value makes the evaluation fail with ADV_ERR_INVALID_VALUE
  * (the value is reported in the context's last error). It is only asked for outputs it
- * declared in adv_user_field_opts.outputs. */
+ * declared in adv_user_field_opts.outputs. It may use other objects of the context (evaluate
+ * other fields, allocate, copy) but not this field: evaluating, sampling or destroying it from
+ * inside its own callback (or from a user schedule's callback during its evaluation) fails with
+ * ADV_ERR_INVALID_VALUE ("field is already being evaluated"), writing nothing, and the
+ * evaluation in progress goes on. Its outputs are used as written: NaN/Inf are not checked
+ * here (a sampler reports them as ADV_ERR_NONFINITE). */
 typedef int (*adv_field_fn)(void *user, const adv_field_request *request);
 
 typedef struct adv_user_field_opts {
@@ -180,12 +187,14 @@ ADV_API adv_status adv_user_field_default_opts(adv_user_field_opts *opts);
 ADV_API adv_status adv_field_create_user(adv_context *ctx, adv_precision precision, int64_t d,
                                          const adv_user_field_opts *opts, adv_field **field);
 
+/* ADV_ERR_INVALID_VALUE (nothing freed) when called from the field's own callback. */
 ADV_API adv_status adv_field_destroy(adv_field *field);
 
 /* Evaluates the field at time t in [0, 1] for n particles z (n x d, context memory, the
  * field's precision). Outputs velocity / score / denoiser (n x d each, context memory) may be
  * NULL; at least one must be given, and each must be one the field supports. Outputs must
- * not alias z. Every output is finite for t in [0, 1], including t = 1 exactly:
+ * not alias z. For the built-in kinds every output is finite for t in [0, 1], including t = 1
+ * exactly (a user callback's outputs are what it writes, NaN included):
  *  - empirical, t = 1 with b_1 = 0: the posterior is one-hot on the nearest data point
  *    (smallest |z - y_i|, ties to the larger weight, then the lower index): D = that point.
  *    The velocity and score are infinite off the data there; the field returns 0 for both
@@ -196,9 +205,10 @@ ADV_API adv_status adv_field_destroy(adv_field *field);
  *  - VP/linear/cosine at t = 0: a_0 (almost) 0; D is the weighted data mean (exact limit).
  * CPU: synchronous. CUDA: asynchronous on the context's stream.
  * Errors: ADV_ERR_NULL_POINTER, ADV_ERR_INVALID_SIZE (n < 1), ADV_ERR_INVALID_VALUE (t not in
- * [0, 1] or NaN, aliasing), ADV_ERR_UNSUPPORTED (an output the field cannot give). Nothing is
- * written on these errors; a CUDA failure during the evaluation may leave outputs partly
- * written. */
+ * [0, 1] or NaN, aliasing, a call from the field's own callback), ADV_ERR_UNSUPPORTED (an
+ * output the field cannot give). Nothing is written on these errors; a CUDA failure or a user
+ * callback returning non-zero (ADV_ERR_INVALID_VALUE) during the evaluation may leave outputs
+ * partly written. */
 ADV_API adv_status adv_field_eval(adv_field *field, double t, int64_t n, const void *z,
                                   void *velocity, void *score, void *denoiser);
 

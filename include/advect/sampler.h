@@ -43,8 +43,17 @@ typedef double (*adv_diffusion_fn)(void *user, double t);
 
 /* Snapshot callback: chunk rows [first, first + count) of snapshot number `snapshot` (state
  * after step `step`, at time t; snapshot 0 is the initial state). z is in the particles'
- * memory space (see particles_on_host). Return 0 to continue; anything else stops the run
- * with ADV_ERR_INVALID_VALUE. */
+ * memory space (see particles_on_host) and valid until the callback returns. Return 0 to
+ * continue; anything else stops the run with ADV_ERR_INVALID_VALUE.
+ * From inside, the callback may save a checkpoint of this sampler
+ * (adv_sampler_checkpoint_save): it holds the state after this snapshot, and a run resumed
+ * from it is bitwise the uninterrupted one and calls back only the snapshots after this one
+ * (any snapshot, a chunk's last and the run's last included). It may also read the progress
+ * and the time grid, and use the field and other objects of the context. It may not call
+ * adv_sampler_begin, _advance, _run, _checkpoint_load or _destroy on this sampler: they fail
+ * with ADV_ERR_INVALID_VALUE ("already running") and the run goes on. The same holds for the
+ * diffusion callback and the field's own callbacks, which run inside a step: there a
+ * checkpoint save fails with ADV_ERR_INVALID_VALUE too. */
 typedef int (*adv_snapshot_fn)(void *user, int64_t snapshot, int64_t step, double t,
                                int64_t first, int64_t count, const void *z);
 
@@ -127,6 +136,7 @@ typedef struct adv_sampler adv_sampler;
  * tolerances, eta...), ADV_ERR_UNSUPPORTED (method needs an output the field lacks). */
 ADV_API adv_status adv_sampler_create(adv_field *field, const adv_sampler_opts *opts,
                                       adv_sampler **sampler);
+/* ADV_ERR_INVALID_VALUE (nothing freed) from inside the sampler's own run (its callbacks). */
 ADV_API adv_status adv_sampler_destroy(adv_sampler *sampler);
 
 /* The time grid t_0..t_K (K + 1 host doubles). */
@@ -161,12 +171,14 @@ ADV_API adv_status adv_sampler_progress(const adv_sampler *sampler, double *frac
  * path that is not a regular file is ADV_ERR_IO; a symbolic link at path is replaced: pass
  * the file it names to write through it, as advect sample does). RNG counters are functions of
  * (seed, particle, step, stage, dimension), so no generator state is needed.
- * save: ADV_ERR_INVALID_VALUE when no run is in progress, ADV_ERR_IO on write errors.
+ * save: ADV_ERR_INVALID_VALUE when no run is in progress or when called from inside a step
+ * (a field or diffusion callback; the snapshot callback is fine), ADV_ERR_IO on write errors.
  * load: restores the run into `z` (n x d, as for begin) so that adv_sampler_advance continues
  * exactly; ADV_ERR_IO (cannot read), ADV_ERR_FORMAT (bad magic/version/size/checksum, a
- * truncated or corrupt file), ADV_ERR_INVALID_VALUE (checkpoint of a different sampler
- * configuration or field), ADV_ERR_DIMENSION_MISMATCH (n differs). Nothing is written to z
- * unless the whole file checks out. */
+ * truncated or corrupt file, a run position or controller state the sampler cannot be in),
+ * ADV_ERR_INVALID_VALUE (checkpoint of a different sampler configuration or field),
+ * ADV_ERR_DIMENSION_MISMATCH (n differs). Nothing is written to z unless the whole file
+ * checks out. */
 ADV_API adv_status adv_sampler_checkpoint_save(adv_sampler *sampler, const char *path);
 ADV_API adv_status adv_sampler_checkpoint_load(adv_sampler *sampler, const char *path,
                                                int64_t n, void *z);

@@ -742,3 +742,242 @@ Test(sampling_fields, user_denoiser_conversions) {
     adv_field_destroy(g);
     conf_context_destroy(ctx);
 }
+
+/* ---- re-entrant calls from callbacks ---------------------------------------------------- */
+
+/* A user schedule (the linear formulas) that, once armed, evaluates and samples the field it
+ * belongs to from inside that field's evaluation: each such call is refused with
+ * ADV_ERR_INVALID_VALUE and writes nothing, and the evaluation in progress gives the same bits
+ * as without them. Before, the inner evaluation (more rows) reallocated the coefficient
+ * staging under the outer one (heap-use-after-free). */
+typedef struct reentrant_schedule {
+    adv_context *ctx;
+    adv_field *self;
+    int armed, inside;
+    int64_t n;              /* rows of the inner calls */
+    void *z, *times, *out;  /* context memory for them; out poisoned */
+    adv_status st[3];       /* eval_times, eval, sample */
+    char msg[256];
+} reentrant_schedule;
+
+static void reentrant_linear(void *user, double t, double ab[4]) {
+    reentrant_schedule *r = user;
+    ab[0] = t, ab[1] = 1.0 - t, ab[2] = 1.0, ab[3] = -1.0;
+    if (!r->self || !r->armed || r->inside) return;
+    r->inside = 1;
+    r->armed = 0;
+    r->st[0] = adv_field_eval_times(r->self, r->times, r->n, r->z, r->out, NULL, NULL);
+    snprintf(r->msg, sizeof r->msg, "%s", adv_context_last_error(r->ctx));
+    r->st[1] = adv_field_eval(r->self, 0.5, r->n, r->z, NULL, NULL, r->out);
+    r->st[2] = adv_field_sample(r->self, 0.5, 1, 0, r->n, r->out);
+    r->inside = 0;
+}
+
+Test(sampling_fields, reentrant_evaluation_from_a_user_schedule) {
+    adv_context *ctx = conf_context();
+    const int64_t N = 23, n = 40, big = 64 * N;
+    const int d = 2;
+    double y[80], z[46], times[23], out[2][46];
+    tu_fill_uniform(y, 80, -2, 2, 71);
+    tu_fill_uniform(z, 46, -2.5, 2.5, 72);
+    for (int64_t i = 0; i < N; ++i) times[i] = (double)(i % 11) / 10.0;
+    double *zbig = tu_calloc((size_t)(big * d), sizeof *zbig), *tbig = tu_calloc((size_t)big, sizeof *tbig);
+    for (int64_t i = 0; i < big; ++i) tbig[i] = 0.25;
+    void *dy = conf_upload(ctx, ADV_FLOAT64, y, 80), *dz = conf_upload(ctx, ADV_FLOAT64, z, 46);
+    void *dt = conf_upload(ctx, ADV_FLOAT64, times, 23);
+    reentrant_schedule r;
+    memset(&r, 0, sizeof r);
+    r.ctx = ctx;
+    r.n = big;
+    r.z = conf_upload(ctx, ADV_FLOAT64, zbig, (size_t)(big * d));
+    r.times = conf_upload(ctx, ADV_FLOAT64, tbig, (size_t)big);
+    r.out = conf_alloc_poisoned(ctx, ADV_FLOAT64, (size_t)(big * d));
+    adv_empirical_opts eo;
+    adv_empirical_default_opts(&eo);
+    adv_schedule_default(&eo.schedule, ADV_SCHEDULE_USER);
+    eo.schedule.fn = reentrant_linear;
+    eo.schedule.user = &r;
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, dy, NULL, n, d, &eo, &f), ADV_OK);
+    r.self = f;
+    for (int armed = 0; armed < 2; ++armed) {
+        r.armed = armed;
+        for (int k = 0; k < 3; ++k) r.st[k] = ADV_OK;
+        void *dv = conf_alloc_poisoned(ctx, ADV_FLOAT64, 46);
+        cr_assert_eq(adv_field_eval_times(f, dt, N, dz, dv, NULL, NULL), ADV_OK, "armed %d: %s", armed,
+                     adv_context_last_error(ctx));
+        conf_download(ctx, ADV_FLOAT64, dv, out[armed], 46);
+        conf_free(ctx, dv);
+    }
+    cr_expect_eq(r.armed, 0, "the schedule was not called during the evaluation");
+    cr_expect_eq(r.st[0], ADV_ERR_INVALID_VALUE, "eval_times from the schedule: %s", adv_status_name(r.st[0]));
+    cr_expect(strstr(r.msg, "already being evaluated") != NULL, "message: %s", r.msg);
+    cr_expect_eq(r.st[1], ADV_ERR_INVALID_VALUE, "eval from the schedule: %s", adv_status_name(r.st[1]));
+    cr_expect_eq(r.st[2], ADV_ERR_INVALID_VALUE, "sample from the schedule: %s", adv_status_name(r.st[2]));
+    cr_expect(memcmp(out[0], out[1], sizeof out[0]) == 0, "the refused inner calls changed the result");
+    // Nothing written by the refused calls.
+    unsigned char *got = tu_calloc((size_t)(big * d), 8), *poison = tu_calloc((size_t)(big * d), 8);
+    tu_poison(poison, (size_t)(big * d) * 8);
+    cr_assert_eq(adv_memcpy(ctx, got, r.out, (size_t)(big * d) * 8, ADV_COPY_CONTEXT_TO_HOST), ADV_OK);
+    cr_expect(memcmp(got, poison, (size_t)(big * d) * 8) == 0, "a refused call wrote its output");
+    // The guard is released: the same calls work outside the evaluation.
+    cr_expect_eq(adv_field_eval_times(f, r.times, big, r.z, r.out, NULL, NULL), ADV_OK, "%s",
+                 adv_context_last_error(ctx));
+    cr_expect_eq(adv_field_sample(f, 0.5, 1, 0, big, r.out), ADV_OK);
+    cr_expect_eq(adv_field_destroy(f), ADV_OK);
+    free(got), free(poison), free(zbig), free(tbig);
+    conf_free(ctx, r.z), conf_free(ctx, r.times), conf_free(ctx, r.out);
+    conf_free(ctx, dy), conf_free(ctx, dz), conf_free(ctx, dt);
+    conf_context_destroy(ctx);
+}
+
+/* Checkpoints saved from the snapshot callback: at every snapshot (the first and last of each
+ * chunk and the run's last step included), one file each, for each method family, with and
+ * without an exponential last step (t1 = 1 and 0.9), 11 particles in chunks of 4. Each file
+ * resumes in a fresh sampler to the bits and statistics of the uninterrupted run, calling
+ * back exactly the snapshots after its own. Before, a save at a chunk's last snapshot
+ * (step K, taken before the chunk's finish) resumed past the grid's end, and DOPRI5's resumed
+ * from a segment already done (or, at snapshot 0, before its controller existed). With
+ * particles on the host (CUDA), the rows handed to the callback stay valid across the save. */
+enum { SNAP_MAX = 64 };
+typedef struct snap_saver {
+    adv_sampler *s;           /* saves when set, else only records */
+    int calls;
+    int64_t seq[SNAP_MAX][2]; /* (snapshot, first) of each call */
+    adv_status st[SNAP_MAX];
+    int rows_changed;         /* host rows handed in differ after the save */
+    size_t row_bytes;
+    int host_rows;
+} snap_saver;
+
+static void snap_path(char *buf, size_t size, int k) {
+    snprintf(buf, size, "advect-conf-snap-%d-%d.ckpt", (int)getpid(), k);
+}
+
+static int save_at_snapshot(void *user, int64_t snapshot, int64_t step, double t, int64_t first,
+                            int64_t count, const void *z) {
+    snap_saver *w = user;
+    (void)step, (void)t;
+    if (w->calls >= SNAP_MAX) return 1;
+    const int k = w->calls++;
+    w->seq[k][0] = snapshot, w->seq[k][1] = first;
+    if (!w->s) return 0;
+    char path[96];
+    snap_path(path, sizeof path, k);
+    const size_t bytes = (size_t)count * w->row_bytes;
+    void *before = w->host_rows ? malloc(bytes) : NULL;
+    if (before) memcpy(before, z, bytes);
+    w->st[k] = adv_sampler_checkpoint_save(w->s, path);
+    if (before && memcmp(before, z, bytes) != 0) w->rows_changed++;
+    free(before);
+    return 0;
+}
+
+static void check_snapshot_saves(adv_context *ctx, adv_field *f, adv_method m, double t1,
+                                 int64_t every, double tol, int staged) {
+    const int64_t N = 11;
+    const int d = 2;
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.method = m;
+    o.steps = 5;
+    o.t0 = 0.1;
+    o.t1 = t1;
+    o.atol = o.rtol = tol;
+    o.seed = 12;
+    o.init_from_source = 1;
+    o.chunk_size = 4;
+    o.save_every = every;
+    o.snapshot = save_at_snapshot;
+    o.particles_on_host = staged;
+    const int host = staged || adv_context_backend(ctx) == ADV_BACKEND_CPU;
+    const size_t bytes = (size_t)(N * d) * sizeof(double);
+    // The uninterrupted run (recording only), then the one that saves at every snapshot.
+    snap_saver plain = {.row_bytes = d * sizeof(double), .host_rows = host}, saving = plain;
+    o.snapshot_user = &plain;
+    double ref[22], got[22];
+    void *dz = staged ? malloc(bytes) : conf_alloc_poisoned(ctx, ADV_FLOAT64, 22);
+    adv_sampler_stats sp = {.struct_size = sizeof sp}, sr = {.struct_size = sizeof sr};
+    cr_assert_eq(adv_sample(f, &o, N, dz, &sp), ADV_OK, "%s", adv_context_last_error(ctx));
+    if (staged) memcpy(ref, dz, bytes); else conf_download(ctx, ADV_FLOAT64, dz, ref, 22);
+    adv_sampler *s = NULL;
+    o.snapshot_user = &saving;
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+    saving.s = s;
+    cr_assert_eq(adv_sampler_run(s, N, dz, NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+    adv_sampler_destroy(s);
+    const int calls = plain.calls;
+    cr_assert_eq(saving.calls, calls);
+    cr_expect_eq(saving.rows_changed, 0, "method %d: the save overwrote the rows handed to the callback", (int)m);
+    cr_assert_eq(calls, 3 * (1 + 5 / every), "method %d: %d snapshot calls", (int)m, calls);
+    for (int k = 0; k < calls; ++k) {
+        cr_assert_eq(saving.st[k], ADV_OK, "method %d t1 %g: save at call %d failed", (int)m, t1, k);
+        char path[96];
+        snap_path(path, sizeof path, k);
+        snap_saver rec = plain;
+        rec.calls = 0;
+        o.snapshot_user = &rec;
+        adv_sampler *r = NULL;
+        cr_assert_eq(adv_sampler_create(f, &o, &r), ADV_OK);
+        void *dz2 = staged ? malloc(bytes) : conf_alloc_poisoned(ctx, ADV_FLOAT64, 22);
+        adv_status st = adv_sampler_checkpoint_load(r, path, N, dz2);
+        cr_expect_eq(st, ADV_OK, "method %d t1 %g every %lld: load of the save at snapshot %lld "
+                     "(rows from %lld): %s", (int)m, t1, (long long)every, (long long)plain.seq[k][0],
+                     (long long)plain.seq[k][1], adv_context_last_error(ctx));
+        int done = 0;
+        if (st == ADV_OK) {
+            cr_expect_eq(adv_sampler_advance(r, 1000, &done, &sr), ADV_OK, "%s", adv_context_last_error(ctx));
+            cr_expect(done, "method %d: the resumed run did not finish", (int)m);
+        }
+        if (st == ADV_OK && done) {
+            if (staged) memcpy(got, dz2, bytes); else conf_download(ctx, ADV_FLOAT64, dz2, got, 22);
+            cr_expect(memcmp(got, ref, bytes) == 0, "method %d t1 %g every %lld staged %d: resumed "
+                      "from snapshot %lld (rows from %lld) differs", (int)m, t1, (long long)every,
+                      staged, (long long)plain.seq[k][0], (long long)plain.seq[k][1]);
+            cr_expect(sr.particles == sp.particles && sr.chunks == sp.chunks && sr.steps == sp.steps &&
+                      sr.accepted == sp.accepted && sr.rejected == sp.rejected &&
+                      sr.evaluations == sp.evaluations &&
+                      sr.particle_evaluations == sp.particle_evaluations && sr.failed == sp.failed &&
+                      sr.snapshots == sp.snapshots && sr.t_reached == sp.t_reached &&
+                      sr.completed == sp.completed,
+                      "method %d t1 %g: statistics after resuming from call %d differ (evaluations "
+                      "%lld vs %lld, snapshots %lld vs %lld)", (int)m, t1, k,
+                      (long long)sr.evaluations, (long long)sp.evaluations,
+                      (long long)sr.snapshots, (long long)sp.snapshots);
+            cr_expect_eq(rec.calls, calls - 1 - k, "method %d t1 %g: resumed from call %d, %d "
+                         "snapshot calls (want %d)", (int)m, t1, k, rec.calls, calls - 1 - k);
+            for (int j = 0; j < rec.calls && k + 1 + j < calls; ++j)
+                cr_expect(rec.seq[j][0] == plain.seq[k + 1 + j][0] && rec.seq[j][1] == plain.seq[k + 1 + j][1],
+                          "method %d: resumed from call %d, call %d is snapshot %lld rows %lld", (int)m,
+                          k, j, (long long)rec.seq[j][0], (long long)rec.seq[j][1]);
+        }
+        remove(path);
+        adv_sampler_destroy(r);
+        if (staged) free(dz2); else conf_free(ctx, dz2);
+    }
+    if (staged) free(dz); else conf_free(ctx, dz);
+}
+
+Test(sampling_integrators, checkpoint_from_every_snapshot) {
+    adv_context *ctx = conf_context();
+    double y[80];
+    tu_fill_uniform(y, 80, -2, 2, 73);
+    void *dy = conf_upload(ctx, ADV_FLOAT64, y, 80);
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, dy, NULL, 40, 2, NULL, &f), ADV_OK);
+    const adv_method ms[5] = {ADV_METHOD_HEUN, ADV_METHOD_DDIM, ADV_METHOD_DPM2M, ADV_METHOD_SDE,
+                              ADV_METHOD_DOPRI5};
+    const int staged_too = adv_context_backend(ctx) == ADV_BACKEND_CUDA;
+    for (int m = 0; m < 5; ++m) {
+        check_snapshot_saves(ctx, f, ms[m], 1.0, 1, 1e-4, 0);
+        check_snapshot_saves(ctx, f, ms[m], 0.9, 2, 1e-4, 0);
+        if (staged_too) check_snapshot_saves(ctx, f, ms[m], 1.0, 1, 1e-4, 1);
+    }
+    // DOPRI5 whose adaptive part ends at the last interior grid time, 0.82 (no tail: the noise
+    // left, b/a, reaches the tolerance 0.3 at t = 0.77): its exponential step follows the last
+    // segment in the same step.
+    check_snapshot_saves(ctx, f, ADV_METHOD_DOPRI5, 1.0, 1, 0.3, 0);
+    adv_field_destroy(f);
+    conf_free(ctx, dy);
+    conf_context_destroy(ctx);
+}

@@ -595,6 +595,19 @@ Test(checkpoint, corrupt_and_mismatched_files) {
                  adv_context_last_error(c.ctx));
     cr_expect_eq(file_size(long_name), file_size(good));
     remove(long_name);
+    // Through a symbolic link (relative, dangling at first): the file it names is written
+    // and the link stays a link, as with the command-line tool's outputs.
+    char link[64], named[64];
+    snprintf(link, sizeof link, "advect-test-link-%d", (int)getpid());
+    snprintf(named, sizeof named, "advect-test-named-%d", (int)getpid());
+    cr_assert_eq(symlink(named, link), 0);
+    for (int round = 0; round < 2; ++round) { // dangling, then naming the file just written
+        cr_expect_eq(adv_sampler_checkpoint_save(s, link), ADV_OK, "%s", adv_context_last_error(c.ctx));
+        cr_expect(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode), "round %d: the link was replaced", round);
+        cr_expect(stat(named, &sb) == 0 && sb.st_size == file_size(good), "round %d", round);
+    }
+    remove(link);
+    remove(named);
     long n = file_size(good);
     tu_poison(poison, sizeof poison);
     struct {
@@ -1069,4 +1082,339 @@ Test(chunks, memory_bounded_by_chunk) {
     free(z);
     adv_field_destroy(f);
     adv_context_destroy(ctx);
+}
+
+/* ---- re-entrant calls from callbacks ---------------------------------------------------- */
+
+/* A denoiser-only user field whose callback evaluates or destroys the same field
+ * (asked for velocity, the field needs its own denoiser buffer, which an inner evaluation of
+ * more rows reallocated under the outer one: heap-use-after-free). Each inner call is refused
+ * with ADV_ERR_INVALID_VALUE and a message naming the problem, writes nothing, and the outer
+ * evaluation (directly, with per-particle times, through a sampler) gives the same bits as
+ * without it; the guard is released on every return, errors included. */
+typedef struct self_caller {
+    adv_field *self;
+    adv_context *ctx;
+    int mode;        /* 0 none; 1 eval, 2 eval_times, 3 destroy; 5 fail (return 5) */
+    int calls, inside;
+    adv_status inner;
+    char msg[256];
+    int written;     /* the refused call wrote its output */
+} self_caller;
+
+static int self_calling_denoiser(void *user, const adv_field_request *r) {
+    self_caller *c = user;
+    c->calls++;
+    if (c->mode == 5) return 5;
+    if (c->mode >= 1 && c->mode <= 3 && !c->inside) { // once (an accepted call would recurse)
+        c->inside = 1;
+        const int64_t m = 64 * r->n;
+        const size_t count = (size_t)(m * r->dim);
+        double *zz = calloc(count, sizeof *zz), *vv = malloc(count * sizeof *vv), *poison = malloc(count * sizeof *poison);
+        double *tt = malloc((size_t)m * sizeof *tt);
+        for (int64_t i = 0; i < m; ++i) tt[i] = 0.3;
+        tu_poison(poison, count * sizeof *poison);
+        memcpy(vv, poison, count * sizeof *vv);
+        c->inner = c->mode == 1   ? adv_field_eval(c->self, r->t, m, zz, vv, NULL, NULL)
+                   : c->mode == 2 ? adv_field_eval_times(c->self, tt, m, zz, vv, NULL, NULL)
+                                  : adv_field_destroy(c->self);
+        snprintf(c->msg, sizeof c->msg, "%s", adv_context_last_error(c->ctx));
+        c->written = memcmp(vv, poison, count * sizeof *vv) != 0;
+        free(zz), free(vv), free(poison), free(tt);
+        c->inside = 0;
+    }
+    for (int64_t k = 0; k < r->n * r->dim; ++k)
+        ((double *)r->denoiser)[k] = 0.5 * ((const double *)r->z)[k];
+    return 0;
+}
+
+Test(reentrancy, user_field_evaluated_from_its_own_callback) {
+    adv_context *ctx = su_cpu_context(2);
+    self_caller c = {.ctx = ctx};
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    uo.fn = self_calling_denoiser;
+    uo.user = &c;
+    uo.outputs = ADV_FIELD_DENOISER;
+    adv_field *u = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 3, &uo, &u), ADV_OK);
+    c.self = u;
+    double z[33], v[33], ref[33], times[11];
+    tu_fill_uniform(z, 33, -2, 2, 91);
+    for (int i = 0; i < 11; ++i) times[i] = 0.05 + 0.08 * i;
+    for (int per_particle = 0; per_particle < 2; ++per_particle) {
+        c.mode = 0;
+        cr_assert_eq(per_particle ? adv_field_eval_times(u, times, 11, z, ref, NULL, NULL)
+                                  : adv_field_eval(u, 0.4, 11, z, ref, NULL, NULL), ADV_OK);
+        for (int mode = 1; mode <= 3; ++mode) {
+            c.mode = mode;
+            c.inner = ADV_OK;
+            c.msg[0] = '\0';
+            c.written = 0;
+            tu_poison(v, sizeof v);
+            adv_status st = per_particle ? adv_field_eval_times(u, times, 11, z, v, NULL, NULL)
+                                         : adv_field_eval(u, 0.4, 11, z, v, NULL, NULL);
+            cr_expect_eq(st, ADV_OK, "mode %d per-particle %d: %s", mode, per_particle, adv_context_last_error(ctx));
+            cr_expect(memcmp(v, ref, sizeof v) == 0, "mode %d per-particle %d: the result changed", mode, per_particle);
+            cr_expect_eq(c.inner, ADV_ERR_INVALID_VALUE, "mode %d per-particle %d: inner call gave %s", mode,
+                         per_particle, adv_status_name(c.inner));
+            cr_expect(strstr(c.msg, mode == 3 ? "field is being evaluated" : "already being evaluated") != NULL,
+                      "mode %d: message '%s'", mode, c.msg);
+            cr_expect(!c.written, "mode %d per-particle %d: the refused call wrote its output", mode, per_particle);
+        }
+    }
+    // Through a sampler: the same run with and without the refused inner evaluations.
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.method = ADV_METHOD_HEUN;
+    o.steps = 4;
+    o.t1 = 0.9;
+    o.chunk_size = 4;
+    double za[33], zb[33];
+    memcpy(za, z, sizeof z), memcpy(zb, z, sizeof z);
+    c.mode = 0;
+    cr_assert_eq(adv_sample(u, &o, 11, za, NULL), ADV_OK);
+    c.mode = 1;
+    c.inner = ADV_OK;
+    cr_expect_eq(adv_sample(u, &o, 11, zb, NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_expect_eq(c.inner, ADV_ERR_INVALID_VALUE);
+    cr_expect(memcmp(za, zb, sizeof za) == 0, "the sampler's result changed");
+    // A failing callback releases the guard: the next evaluation runs, and still refuses.
+    c.mode = 5;
+    cr_expect_eq(adv_field_eval(u, 0.4, 11, z, v, NULL, NULL), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_eval_times(u, times, 11, z, v, NULL, NULL), ADV_ERR_INVALID_VALUE);
+    c.mode = 1;
+    c.inner = ADV_OK;
+    c.calls = 0;
+    cr_expect_eq(adv_field_eval(u, 0.4, 11, z, v, NULL, NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_expect_eq(c.calls, 1);
+    cr_expect_eq(c.inner, ADV_ERR_INVALID_VALUE);
+    c.mode = 0;
+    cr_expect_eq(adv_field_destroy(u), ADV_OK);
+    adv_context_destroy(ctx);
+}
+
+/* A user field that writes NaN: the sampler's ADV_ERR_NONFINITE says that the callback may be
+ * the cause (not only an unstable run). */
+static int nan_velocity(void *u, const adv_field_request *r) {
+    (void)u;
+    for (int64_t k = 0; k < r->n * r->dim; ++k) ((double *)r->velocity)[k] = k == 4 ? NAN : 0.0;
+    return 0;
+}
+
+Test(reentrancy, nonfinite_user_field_names_the_callback) {
+    adv_context *ctx = su_cpu_context(1);
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    uo.fn = nan_velocity;
+    adv_field *u = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, &uo, &u), ADV_OK);
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.method = ADV_METHOD_EULER;
+    o.steps = 4;
+    double z[10] = {0};
+    cr_expect_eq(adv_sample(u, &o, 5, z, NULL), ADV_ERR_NONFINITE);
+    const char *msg = adv_context_last_error(ctx);
+    cr_expect(strstr(msg, "callback returned non-finite values") != NULL && strstr(msg, "unstable") != NULL,
+              "message: %s", msg);
+    adv_field_destroy(u);
+    adv_context_destroy(ctx);
+}
+
+/* The snapshot callback (and a field's or the diffusion callback) may not restart, advance,
+ * reload or destroy the sampler that calls it: ADV_ERR_INVALID_VALUE, and the run goes on to
+ * the bits of an undisturbed run. Before, an advance from the snapshot callback stepped the
+ * chunk under the outer step. A checkpoint may be saved from the snapshot callback (the
+ * consistent state after that snapshot's step), but not from inside a step. */
+typedef struct sampler_caller {
+    adv_sampler *s;
+    adv_context *ctx;
+    int armed;
+    adv_status st[6];   /* advance, begin, load, destroy, progress, save */
+    char msg[256];
+    const char *path;
+    double *other;      /* particles for begin */
+    adv_field *inner;   /* the field a user wrapper evaluates */
+} sampler_caller;
+
+static void call_sampler(sampler_caller *c, int save) {
+    int done = 7;
+    double frac = -1;
+    c->st[0] = adv_sampler_advance(c->s, 2, &done, NULL);
+    snprintf(c->msg, sizeof c->msg, "%s", adv_context_last_error(c->ctx));
+    c->st[1] = adv_sampler_begin(c->s, 11, c->other);
+    c->st[2] = adv_sampler_checkpoint_load(c->s, c->path, 11, c->other);
+    c->st[3] = adv_sampler_destroy(c->s);
+    c->st[4] = adv_sampler_progress(c->s, &frac);
+    if (save) c->st[5] = adv_sampler_checkpoint_save(c->s, c->path);
+}
+
+static int snapshot_calls_sampler(void *user, int64_t snapshot, int64_t step, double t,
+                                  int64_t first, int64_t count, const void *z) {
+    sampler_caller *c = user;
+    (void)snapshot, (void)t, (void)count, (void)z;
+    if (c->armed && step == 1 && first == 0) {
+        c->armed = 0;
+        call_sampler(c, 1);
+    }
+    return 0;
+}
+
+static int wrapper_calls_sampler(void *user, const adv_field_request *r) {
+    sampler_caller *c = user;
+    if (c->armed) {
+        c->armed = 0;
+        call_sampler(c, 1);
+    }
+    return adv_field_eval(c->inner, r->t, r->n, r->z, r->velocity, NULL, NULL) == ADV_OK ? 0 : 1;
+}
+
+static sampler_caller *g_diffusion_caller;
+static double diffusion_calls_sampler(void *user, double t) {
+    (void)user, (void)t;
+    if (g_diffusion_caller->armed) {
+        g_diffusion_caller->armed = 0;
+        call_sampler(g_diffusion_caller, 0);
+    }
+    return 0.5;
+}
+
+static void expect_refused(const sampler_caller *c, int save, const char *where) {
+    for (int k = 0; k < 4; ++k)
+        cr_expect_eq(c->st[k], ADV_ERR_INVALID_VALUE, "%s: call %d gave %s", where, k, adv_status_name(c->st[k]));
+    cr_expect(strstr(c->msg, "already running") != NULL, "%s: message '%s'", where, c->msg);
+    cr_expect_eq(c->st[4], ADV_OK, "%s: progress", where);
+    if (save) cr_expect_eq(c->st[5], save == 1 ? ADV_OK : ADV_ERR_INVALID_VALUE, "%s: save gave %s", where,
+                           adv_status_name(c->st[5]));
+}
+
+Test(reentrancy, sampler_called_from_its_callbacks) {
+    adv_context *ctx = su_cpu_context(1);
+    double y[40], z0[33], ref[33], z[33], other[33];
+    tu_fill_uniform(y, 40, -2, 2, 93);
+    tu_fill_uniform(z0, 33, -2, 2, 94);
+    void *dy;
+    adv_field *f = empirical(ctx, ADV_FLOAT64, ADV_SCHEDULE_LINEAR, y, 13, 3, &dy);
+    char *path = tmp_path("reentrant");
+    sampler_caller c = {.ctx = ctx, .path = path, .other = other, .inner = f};
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.method = ADV_METHOD_HEUN;
+    o.steps = 5;
+    o.chunk_size = 4;
+    memcpy(ref, z0, sizeof ref);
+    cr_assert_eq(adv_sample(f, &o, 11, ref, NULL), ADV_OK);
+    // From the snapshot callback.
+    o.save_every = 1;
+    o.snapshot = snapshot_calls_sampler;
+    o.snapshot_user = &c;
+    adv_sampler *s = NULL;
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+    c.s = s, c.armed = 1;
+    memcpy(z, z0, sizeof z);
+    cr_expect_eq(adv_sampler_run(s, 11, z, NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_expect(memcmp(z, ref, sizeof z) == 0, "the outer run changed");
+    expect_refused(&c, 1, "snapshot callback");
+    cr_expect_eq(adv_sampler_destroy(s), ADV_OK);
+    // From a user field's callback: inside a step, where a checkpoint is refused too.
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    uo.fn = wrapper_calls_sampler;
+    uo.user = &c;
+    adv_field *w = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 3, &uo, &w), ADV_OK);
+    o.save_every = 0, o.snapshot = NULL, o.t1 = 0.9;
+    double ref2[33];
+    memcpy(ref2, z0, sizeof ref2);
+    cr_assert_eq(adv_sample(w, &o, 11, ref2, NULL), ADV_OK);
+    cr_assert_eq(adv_sampler_create(w, &o, &s), ADV_OK);
+    c.s = s, c.armed = 1;
+    memcpy(z, z0, sizeof z);
+    cr_expect_eq(adv_sampler_run(s, 11, z, NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_expect(memcmp(z, ref2, sizeof z) == 0, "the outer run changed");
+    expect_refused(&c, 2, "field callback");
+    cr_expect_eq(adv_sampler_destroy(s), ADV_OK);
+    // From the SDE's diffusion callback (also called, outside any run, by create).
+    o.method = ADV_METHOD_SDE, o.t0 = 0.1, o.t1 = 1.0;
+    o.diffusion = diffusion_calls_sampler;
+    g_diffusion_caller = &c;
+    c.armed = 0;
+    memcpy(ref2, z0, sizeof ref2);
+    cr_assert_eq(adv_sample(f, &o, 11, ref2, NULL), ADV_OK);
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+    c.s = s, c.armed = 1;
+    memcpy(z, z0, sizeof z);
+    cr_expect_eq(adv_sampler_run(s, 11, z, NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_expect(memcmp(z, ref2, sizeof z) == 0, "the outer run changed");
+    expect_refused(&c, 0, "diffusion callback");
+    cr_expect_eq(adv_sampler_destroy(s), ADV_OK);
+    remove(path);
+    adv_field_destroy(w);
+    adv_field_destroy(f);
+    adv_free(ctx, dy);
+    adv_context_destroy(ctx);
+}
+
+/* Checkpoint positions a sampler cannot be in are ADV_ERR_FORMAT with z untouched: a DOPRI5
+ * chunk in segment 0 with adaptive steps to take, in a segment between snapshot times, or past
+ * the landed state; a fixed-step chunk with a segment, or past its K steps. The resealed
+ * original loads. */
+Test(checkpoint, unreachable_positions) {
+    ck_setup c;
+    ck_make(&c, ADV_METHOD_DOPRI5, 80);
+    c.o.steps = 6;
+    c.o.save_every = 3;
+    for (int fixed = 0; fixed < 2; ++fixed) {
+        if (fixed) c.o.method = ADV_METHOD_HEUN;
+        adv_sampler *s = NULL, *r = NULL;
+        cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+        cr_assert_eq(adv_sampler_create(c.f, &c.o, &r), ADV_OK);
+        double z[RN * RD], poison[RN * RD];
+        cr_assert_eq(adv_sampler_begin(s, RN, z), ADV_OK);
+        cr_assert_eq(adv_sampler_advance(s, 2, NULL, NULL), ADV_OK);
+        char *path = tmp_path("positions");
+        cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK);
+        const long n = file_size(path);
+        unsigned char *orig = malloc((size_t)n), *buf = malloc((size_t)n);
+        FILE *fp = fopen(path, "rb");
+        cr_assert_eq(fread(orig, 1, (size_t)n, fp), (size_t)n);
+        fclose(fp);
+        // Header: magic, version, byte order, fingerprint (24 bytes), n, d, chunk size, K,
+        // precision, method (40), then chunk, step, segment (i64 each) and chunk started.
+        const long at_step = 72, at_seg = 80;
+        int32_t started;
+        memcpy(&started, orig + 88, 4);
+        cr_assert_eq(started, 1, "the save is inside a chunk");
+        // DOPRI5 (K = 6, save_every = 3, singular end: k_ode = 5, tail): segments 0, 1, 4, 8.
+        const int64_t seg_cases[4] = {0, 1, 4, 8}, fixed_cases[2][2] = {{1, 2}, {0, 7}}; // {seg, step}
+        const int ncases = fixed ? 2 : 4;
+        for (int k = 0; k < ncases; ++k) {
+            memcpy(buf, orig, (size_t)n);
+            if (fixed) {
+                memcpy(buf + at_seg, &fixed_cases[k][0], 8);
+                memcpy(buf + at_step, &fixed_cases[k][1], 8);
+            } else {
+                memcpy(buf + at_seg, &seg_cases[k], 8);
+            }
+            tu_reseal_fnv1a(buf, (size_t)n);
+            fp = fopen(path, "wb");
+            cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
+            fclose(fp);
+            tu_poison(poison, sizeof poison);
+            memcpy(z, poison, sizeof z);
+            cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_ERR_FORMAT, "%s case %d: %s",
+                         fixed ? "Heun" : "DOPRI5", k, adv_context_last_error(c.ctx));
+            cr_expect(memcmp(z, poison, sizeof z) == 0, "case %d: z was written", k);
+        }
+        fp = fopen(path, "wb");
+        cr_assert_eq(fwrite(orig, 1, (size_t)n, fp), (size_t)n);
+        fclose(fp);
+        cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_OK, "%s", adv_context_last_error(c.ctx));
+        remove(path);
+        free(orig), free(buf);
+        adv_sampler_destroy(s);
+        adv_sampler_destroy(r);
+    }
+    ck_free(&c);
 }
