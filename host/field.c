@@ -1084,9 +1084,17 @@ adv_status adv_field_sample(adv_field *f, double t, uint64_t seed, int64_t first
     advi_clear_error(f->ctx);
     if (!z) return advi_fail(f->ctx, ADV_ERR_NULL_POINTER, "z is NULL");
     if (n < 1) return advi_fail(f->ctx, ADV_ERR_INVALID_SIZE, "n is %lld, must be >= 1", (long long)n);
-    if (first_particle < 0 || first_particle > INT64_MAX - n)
-        return advi_fail(f->ctx, ADV_ERR_INVALID_VALUE, "first_particle = %lld is invalid",
+    // Particle i draws its normals from Philox blocks i ceil(d/2) + j/2: beyond 2^64 blocks
+    // they would wrap and repeat another particle's draws.
+    const uint64_t blocks = (uint64_t)(f->d + 1) / 2;
+    if (first_particle < 0 || first_particle > INT64_MAX - n ||
+        (uint64_t)(first_particle + n) > UINT64_MAX / blocks)
+        return advi_fail(f->ctx, ADV_ERR_INVALID_VALUE, "first_particle = %lld is invalid (the "
+                         "particle indices times ceil(d/2) must fit in 64 bits)",
                          (long long)first_particle);
+    size_t bytes;
+    if (!advi_mul_size(&bytes, (size_t)n, (size_t)f->d) || !advi_mul_size(&bytes, bytes, 8))
+        return advi_fail(f->ctx, ADV_ERR_INVALID_SIZE, "n x d overflows");
     if (!(t >= 0.0 && t <= 1.0))
         return advi_fail(f->ctx, ADV_ERR_INVALID_VALUE, "t = %g is outside [0, 1]", t);
     if (f->kind == ADV_FIELD_USER)

@@ -894,6 +894,16 @@ static adv_status check_particles(adv_sampler *s, int64_t n, void *z) {
     size_t bytes;
     if (!advi_mul_size(&bytes, (size_t)n, s->row) || n > INT64_MAX / 8)
         return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "n x d overflows");
+    if (s->o.trajectory) {
+        // Snapshots are written into the trajectory while z (or its chunk) is still advanced:
+        // shared memory would feed snapshots back into the particles.
+        size_t traj_bytes;
+        const size_t slots = 1 + (size_t)(s->K / s->o.save_every);
+        if (!advi_mul_size(&traj_bytes, bytes, slots))
+            return advi_fail(ctx, ADV_ERR_INVALID_SIZE, "the trajectory's size overflows");
+        if (advi_spans_overlap(s->o.trajectory, traj_bytes, z, bytes))
+            return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "z overlaps the trajectory buffer");
+    }
     return ADV_OK;
 }
 

@@ -102,7 +102,8 @@ typedef struct adv_sampler_opts {
     int64_t save_every;       /* k >= 1: snapshot after every k-th step (and the initial state);
                                  0 = none (default) */
     void *trajectory;         /* optional: S x N x d buffer, S = 1 + floor(K / k), snapshot s =
-                                 state at grid time t_{s k}; particles' memory space */
+                                 state at grid time t_{s k}; particles' memory space; must not
+                                 overlap z (ADV_ERR_INVALID_VALUE from begin/checkpoint_load) */
     adv_snapshot_fn snapshot; /* optional callback, called per chunk and snapshot */
     void *snapshot_user;
 } adv_sampler_opts;

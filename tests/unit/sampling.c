@@ -881,6 +881,19 @@ Test(invalid, eval_and_sample) {
     EXPECT_EVAL(ADV_ERR_INVALID_SIZE, adv_field_sample(f, 0.5, 1, 0, 0, v));
     EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_sample(f, 2.0, 1, 0, 3, v));
     EXPECT_EVAL(ADV_ERR_INVALID_VALUE, adv_field_sample(f, 0.5, 1, -1, 3, v));
+    {
+        // d = 5: particle i's normals come from Philox blocks 3i..3i+2, which wrapped past 2^64
+        // (the particles INT64_MAX - 1 and (INT64_MAX - 1) - 2^64/3 drew the same numbers).
+        adv_field *f5 = NULL;
+        cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, y, NULL, 2, 5, NULL, &f5), ADV_OK);
+        double z5[5], p5[5];
+        tu_poison(z5, sizeof z5);
+        memcpy(p5, z5, sizeof z5);
+        cr_expect_eq(adv_field_sample(f5, 0.5, 1, INT64_MAX - 1, 1, z5), ADV_ERR_INVALID_VALUE);
+        cr_expect(memcmp(z5, p5, sizeof z5) == 0, "written on error");
+        cr_expect_eq(adv_field_sample(f5, 0.5, 1, (int64_t)(UINT64_MAX / 3) - 1, 1, z5), ADV_OK);
+        adv_field_destroy(f5);
+    }
     // A velocity-only user field: no score, no denoiser, no sampling.
     adv_user_field_opts uo;
     adv_user_field_default_opts(&uo);
@@ -1416,5 +1429,48 @@ Test(checkpoint, unreachable_positions) {
         adv_sampler_destroy(s);
         adv_sampler_destroy(r);
     }
+    ck_free(&c);
+}
+
+/* z inside the trajectory buffer (at a snapshot slot, or shifted by a row) or the trajectory
+ * inside z: refused by begin with nothing written. Snapshots are written while the particles
+ * are still advanced, so shared memory fed them back into the run (wrong by up to 1.7). */
+Test(checkpoint, trajectory_overlapping_the_particles) {
+    ck_setup c;
+    ck_make(&c, ADV_METHOD_HEUN, 5);
+    c.o.save_every = 4; // S = 4 snapshots of RN x RD
+    const size_t slot = (size_t)RN * RD, slots = 4;
+    double *buf = tu_calloc(slots * slot + slot, sizeof(double)), *copy = tu_calloc(slots * slot + slot, sizeof(double));
+    tu_poison(buf, (slots * slot + slot) * sizeof(double));
+    memcpy(copy, buf, (slots * slot + slot) * sizeof(double));
+    const struct {
+        const char *what;
+        double *traj, *z;
+    } cases[] = {{"z at slot 0", buf, buf},
+                 {"z at slot 2", buf, buf + 2 * slot},
+                 {"z at the last slot", buf, buf + 3 * slot},
+                 {"z a row into slot 1", buf, buf + slot + RD},
+                 {"trajectory ending inside z", buf + 1, buf}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        c.o.trajectory = cases[k].traj;
+        adv_sampler *s = NULL;
+        cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+        cr_expect_eq(adv_sampler_begin(s, RN, cases[k].z), ADV_ERR_INVALID_VALUE, "%s", cases[k].what);
+        cr_expect(strstr(adv_context_last_error(c.ctx), "overlaps") != NULL, "%s: %s", cases[k].what,
+                  adv_context_last_error(c.ctx));
+        cr_expect(memcmp(buf, copy, (slots * slot + slot) * sizeof(double)) == 0, "%s: written",
+                  cases[k].what);
+        adv_sampler_destroy(s);
+    }
+    // Adjacent (z right after the trajectory) is fine.
+    c.o.trajectory = buf;
+    adv_sampler *s = NULL;
+    cr_assert_eq(adv_sampler_create(c.f, &c.o, &s), ADV_OK);
+    cr_expect_eq(adv_sampler_run(s, RN, buf + slots * slot, NULL), ADV_OK, "%s",
+                 adv_context_last_error(c.ctx));
+    cr_expect(memcmp(buf + 3 * slot, buf + slots * slot, slot * sizeof(double)) == 0,
+              "the last snapshot is the result");
+    adv_sampler_destroy(s);
+    free(buf), free(copy);
     ck_free(&c);
 }
