@@ -22,11 +22,32 @@ static char *copy_of(const char *s, size_t len) {
     return c;
 }
 
+/* Whether the kernel's protected-symlinks rule would refuse to follow this link: it sits in
+ * a sticky, world-writable directory (/tmp) and belongs neither to us nor to the directory's
+ * owner. Links are resolved here by hand, where the kernel's check does not apply; without
+ * this, a link planted at a predictable path in /tmp would make the writer replace any file
+ * the user can write. */
+static int untrusted_link(const char *link, const struct stat *ls) {
+    const char *slash = strrchr(link, '/');
+    char *dir = slash ? copy_of(link, slash == link ? 1 : (size_t)(slash - link)) : copy_of(".", 1);
+    if (!dir) return 1;
+    struct stat ds;
+    const int bad = stat(dir, &ds) == 0 && (ds.st_mode & S_ISVTX) && (ds.st_mode & S_IWOTH) &&
+                    ls->st_uid != geteuid() && ls->st_uid != ds.st_uid;
+    free(dir);
+    return bad;
+}
+
 char *advi_follow_links(const char *path) {
     char *p = copy_of(path, strlen(path));
     for (int hops = 0; p && hops <= 40; ++hops) {
         struct stat st;
         if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+        if (untrusted_link(p, &st)) {
+            free(p);
+            errno = EACCES;
+            return NULL;
+        }
         char target[4096];
         const ssize_t n = readlink(p, target, sizeof target - 1);
         if (n < 0) return p; // unreadable: let the open report it
@@ -87,7 +108,8 @@ int advi_atomic_begin(advi_atomic_file *f, const char *path, unsigned *mode) {
     f->target = advi_follow_links(path);
     if (!f->target) return errno;
     struct stat st;
-    if (stat(f->target, &st) == 0 && !S_ISREG(st.st_mode)) {
+    const int exists = stat(f->target, &st) == 0;
+    if (exists && !S_ISREG(st.st_mode)) {
         if (mode) *mode = (unsigned)st.st_mode;
         release(f);
         return ADVI_ATOMIC_NOT_REGULAR;
@@ -102,6 +124,8 @@ int advi_atomic_begin(advi_atomic_file *f, const char *path, unsigned *mode) {
     memcpy(f->tmp, f->target, dir_len);
     memcpy(f->tmp + dir_len, tmp_name, sizeof tmp_name);
     const int fd = create_temporary(f->tmp, dir_len);
+    // A file that is replaced keeps its permissions (a private 0600 file stays private).
+    if (fd >= 0 && exists) (void)fchmod(fd, st.st_mode & 07777);
     if (fd >= 0) f->fp = fdopen(fd, "wb");
     if (!f->fp) {
         const int err = errno;

@@ -1,9 +1,12 @@
 /* Files written whole or not at all, shared by the library's checkpoints (host/files.c) and
  * the command-line tool's outputs (host/io): the data goes to a hidden temporary file beside
  * the target, is flushed to disk and renamed over the target, so a reader never sees half a
- * file and a failed write leaves the old one. Symbolic links are followed (the file they name
- * is replaced, not the link), and a target that exists but is not a regular file (a
- * directory, a device such as /dev/null, a FIFO) is refused: the rename would replace it.
+ * file and a failed write leaves the old one; a replaced file keeps its permissions, a new one
+ * gets 0666 less the umask. Symbolic links are followed (the file they name is replaced, not
+ * the link), except where the kernel's protected-symlinks rule would refuse them (a link in a
+ * sticky world-writable directory such as /tmp owned by neither us nor the directory's
+ * owner: EACCES), and a target that exists but is not a regular file (a directory, a device
+ * such as /dev/null, a FIFO) is refused: the rename would replace it.
  * Plain C and errno codes only, so that both the library and the tool can compile it. */
 #ifndef ADVECT_HOST_ATOMIC_FILE_H
 #define ADVECT_HOST_ATOMIC_FILE_H
@@ -30,7 +33,7 @@ int advi_atomic_commit(advi_atomic_file *f, int ok);
 
 /* The path that writing to `path` reaches: symbolic links of its last component followed
  * (relative targets against the link's directory). A malloc'ed string, or NULL with errno
- * set (ELOOP after 40 links, ENOMEM). */
+ * set (ELOOP after 40 links, EACCES for an untrusted link as above, ENOMEM). */
 char *advi_follow_links(const char *path);
 
 #endif

@@ -221,7 +221,8 @@ adv_status adv_memcpy(adv_context *ctx, void *dst, const void *src, size_t bytes
         return advi_fail(ctx, ADV_ERR_NULL_POINTER, "adv_memcpy: %s is NULL", dst ? "src" : "dst");
     // Overlapping ranges: a device-to-device cudaMemcpy is undefined for them, so neither
     // backend takes them (a host and a device range cannot overlap). dst == src: nothing to do.
-    if (dst == src) return ADV_OK;
+    if (dst == src) // still a synchronisation point, as documented
+        return ctx->backend == ADV_BACKEND_CUDA ? advi_cuda_synchronize(ctx) : ADV_OK;
     if ((ctx->backend == ADV_BACKEND_CPU || kind == ADV_COPY_CONTEXT_TO_CONTEXT) &&
         advi_ranges_overlap(dst, src, bytes))
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "adv_memcpy: dst and src overlap");

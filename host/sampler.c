@@ -1049,7 +1049,12 @@ adv_status adv_sample(adv_field *field, const adv_sampler_opts *opts, int64_t n,
  *   particles n x d
  *   u64 FNV-1a 64 of every byte before it */
 
-#define CKPT_VERSION 2u /* 2: the fingerprint covers the field's data (and the FNV offset) */
+/* 2: the fingerprint covers the field's data (and the FNV offset). 3: the same layout, but
+ * saved from the snapshot callback a position may be a chunk's end (step K; DOPRI5 segment
+ * k_ode + 2), which a version-2 reader would step past: it refuses version 3, this reader
+ * takes both. */
+#define CKPT_VERSION 3u
+#define CKPT_VERSION_OLDEST 2u
 static const char CKPT_MAGIC[8] = {'A', 'D', 'V', 'C', 'K', 'P', 'T', '\0'};
 
 typedef struct ckpt_io {
@@ -1257,10 +1262,11 @@ adv_status adv_sampler_checkpoint_load(adv_sampler *s, const char *path, int64_t
     get(&io, &fpr, 8);
     int64_t cn = get_i64(&io), cd = get_i64(&io), ccs = get_i64(&io), cK = get_i64(&io);
     int32_t cprec = get_i32(&io), cmeth = get_i32(&io);
-    if (io.err || memcmp(magic, CKPT_MAGIC, 8) != 0 || ver != CKPT_VERSION || bom != 0x01020304u) {
+    if (io.err || memcmp(magic, CKPT_MAGIC, 8) != 0 || ver < CKPT_VERSION_OLDEST ||
+        ver > CKPT_VERSION || bom != 0x01020304u) {
         fclose(fp);
-        return advi_fail(ctx, ADV_ERR_FORMAT, "%s is not an advect checkpoint of format version %u",
-                         path, CKPT_VERSION);
+        return advi_fail(ctx, ADV_ERR_FORMAT, "%s is not an advect checkpoint of format version %u "
+                         "to %u", path, CKPT_VERSION_OLDEST, CKPT_VERSION);
     }
     if (cn != n) {
         fclose(fp);

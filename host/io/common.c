@@ -166,6 +166,8 @@ adv_status advio_check_output(const char *path, char *msg, size_t msg_size) {
 }
 
 adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size) {
+    a->f = NULL;
+    if (!path || !*path) return advio_fail(msg, msg_size, ADV_ERR_INVALID_VALUE, "empty output path");
     unsigned mode = 0;
     const int err = advi_atomic_begin(&a->file, path, &mode);
     a->f = a->file.fp;

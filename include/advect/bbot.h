@@ -202,9 +202,9 @@ ADV_API adv_status adv_bbot_velocity_field(adv_bbot_plan *plan, adv_field **fiel
  * precision, dimensions), the scalars of the run (mass, scales, last cost, iterations), the
  * full iterate and a 64-bit FNV-1a checksum of everything before it; it is written to
  * a hidden temporary file beside path and renamed (an existing path that is not a regular
- * file is ADV_ERR_IO). save: ADV_ERR_INVALID_VALUE when the plan holds no problem,
- * ADV_ERR_IO on write errors. load: restores the problem and iterate into the plan so that
- * adv_bbot_resume continues it (γ, μ and the tolerances are the plan's own); ADV_ERR_IO
+ * file is ADV_ERR_IO; symbolic links are written through as for sampler checkpoints).
+ * save: ADV_ERR_INVALID_VALUE when the plan holds no problem, ADV_ERR_IO on write errors.
+ * load: restores the problem and iterate into the plan so that adv_bbot_resume continues it (γ, μ and the tolerances are the plan's own); ADV_ERR_IO
  * (cannot read), ADV_ERR_FORMAT (bad magic/version/checksum, truncated or corrupt),
  * ADV_ERR_DIMENSION_MISMATCH (precision, dimension or shape of another plan). The plan is
  * unchanged unless the whole file checks out. */

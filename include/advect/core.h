@@ -66,7 +66,7 @@ typedef enum adv_log_level {
 /* The callback may call the library, on this context too (e.g. adv_context_last_error, which
  * during an error's delivery returns that message): messages raised by such nested calls are
  * not delivered, and after the failing call returns, adv_context_last_error is its message
- * whatever the callback did. */
+ * whatever the callback did. It must return (no longjmp) and must not destroy the context. */
 typedef void (*adv_log_fn)(void *user, adv_log_level level, const char *message);
 
 typedef enum adv_memory_space { ADV_MEMORY_HOST = 0, ADV_MEMORY_DEVICE = 1 } adv_memory_space;

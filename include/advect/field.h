@@ -222,8 +222,9 @@ ADV_API adv_status adv_field_eval_times(adv_field *field, const void *times, int
 /* Draws n exact samples of alpha_t (n x d, context memory): the particle-th sample uses the
  * random stream keyed by (seed, particle) only, so any chunk gives the same rows. Empirical:
  * a_t y_J + b_t sigma xi with J ~ w; Gaussian: m_t + Sigma_t^{1/2} xi; GMM: a random
- * component pair, then its Gaussian. first_particle offsets the particle index (chunks).
- * ADV_ERR_UNSUPPORTED for user fields. */
+ * component pair, then its Gaussian. first_particle offsets the particle index (chunks);
+ * ADV_ERR_INVALID_VALUE when it is negative or (first_particle + n) ceil(d/2) exceeds 2^64
+ * (the random blocks would repeat). ADV_ERR_UNSUPPORTED for user fields. */
 ADV_API adv_status adv_field_sample(adv_field *field, double t, uint64_t seed,
                                     int64_t first_particle, int64_t n, void *z);
 

@@ -123,7 +123,8 @@ typedef struct adv_sampler_stats {
     int64_t particle_evaluations; /* field evaluations summed over particles */
     int64_t failed;           /* DOPRI5 particles stopped by max_steps or h_min, left at the
                                  time they reached */
-    int64_t snapshots;        /* snapshots written per particle */
+    int64_t snapshots;        /* snapshots written per particle (one whose callback stopped
+                                 the run included: its trajectory slot was written) */
     double t_reached;         /* smallest final time of any finished particle */
     int completed;            /* 1 when the run is finished (all chunks) */
 } adv_sampler_stats;
@@ -169,8 +170,9 @@ ADV_API adv_status adv_sampler_progress(const adv_sampler *sampler, double *frac
  * of the current chunk (per-particle times, step sizes, errors, FSAL stage; DPM2M's previous
  * denoiser), the statistics, all n x d particles, and a 64-bit FNV-1a checksum of everything
  * before it. It is written to a hidden temporary file beside path and renamed (an existing
- * path that is not a regular file is ADV_ERR_IO; a symbolic link at path is replaced: pass
- * the file it names to write through it, as advect sample does). RNG counters are functions of
+ * path that is not a regular file is ADV_ERR_IO; a symbolic link at path is written through,
+ * unless it is an untrusted link in a sticky directory such as /tmp: ADV_ERR_IO; a replaced
+ * file keeps its permissions). RNG counters are functions of
  * (seed, particle, step, stage, dimension), so no generator state is needed.
  * save: ADV_ERR_INVALID_VALUE when no run is in progress or when called from inside a step
  * (a field or diffusion callback; the snapshot callback is fine), ADV_ERR_IO on write errors.

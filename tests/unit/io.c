@@ -608,6 +608,56 @@ Test(atomic, symbolic_links_are_written_through) {
     cr_expect_eq(advio_atomic_open(&f, tmp_path("loop.npy"), msg, sizeof msg), ADV_ERR_IO);
 }
 
+/* A replaced file keeps its permissions (a private 0600 file became 0644 when the writer
+ * gave every result 0666 less the umask); a NULL or empty path is refused before anything is
+ * created (it crashed, or wrote a temporary in the working directory). */
+Test(atomic, replaced_files_keep_their_mode_and_empty_paths) {
+    const char *p = tmp_path("private.npy");
+    write_bytes(p, "secret", 6);
+    cr_assert_eq(chmod(p, 0600), 0);
+    advio_atomic f;
+    cr_assert_eq(advio_atomic_open(&f, p, msg, sizeof msg), ADV_OK, "%s", msg);
+    fputs("new", f.f);
+    cr_assert_eq(advio_atomic_commit(&f, msg, sizeof msg), ADV_OK, "%s", msg);
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0600, "mode %o", (unsigned)(st.st_mode & 07777));
+    cr_expect_eq(st.st_size, 3);
+    cr_expect_eq(advio_atomic_open(&f, "", msg, sizeof msg), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(advio_atomic_open(&f, NULL, msg, sizeof msg), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(count_entries(tmpdir), 1);
+}
+
+/* The kernel's protected-symlinks rule, kept although links are resolved by hand: in a sticky
+ * world-writable directory (like /tmp) a link owned by someone else (neither us nor the
+ * directory's owner) is not followed, so a link planted at a predictable path cannot make the
+ * writer replace a file of ours. Owning a link by another user needs root: skipped otherwise. */
+Test(atomic, untrusted_links_in_sticky_directories) {
+    if (geteuid() != 0) cr_skip_test("needs root to give a link another owner");
+    char sticky[300];
+    snprintf(sticky, sizeof sticky, "%s/sticky", tmpdir);
+    cr_assert_eq(mkdir(sticky, 0777), 0);
+    cr_assert_eq(chmod(sticky, 01777), 0);
+    char victim[320], link[320];
+    snprintf(victim, sizeof victim, "%s/victim", tmpdir);
+    snprintf(link, sizeof link, "%s/planted.npy", sticky);
+    write_bytes(victim, "precious", 8);
+    cr_assert_eq(symlink(victim, link), 0);
+    cr_assert_eq(lchown(link, 12345, 12345), 0);
+    advio_atomic f;
+    cr_expect_eq(advio_atomic_open(&f, link, msg, sizeof msg), ADV_ERR_IO);
+    cr_expect(strstr(msg, "ermission") != NULL, "%s", msg);
+    struct stat st;
+    cr_expect(stat(victim, &st) == 0 && st.st_size == 8, "the victim was replaced");
+    // Owned by us (root here), the same link is followed.
+    cr_assert_eq(lchown(link, 0, 0), 0);
+    cr_assert_eq(advio_atomic_open(&f, link, msg, sizeof msg), ADV_OK, "%s", msg);
+    advio_atomic_abort(&f);
+    unlink(link);
+    unlink(victim);
+    rmdir(sticky);
+}
+
 /* The temporary name does not grow with the target's: the longest name the file system
  * accepts can be written (names of NAME_MAX - 11 bytes and more once failed). */
 Test(atomic, longest_names) {
