@@ -432,6 +432,8 @@ Test(checkpoint, dopri5_every_round) {
 }
 
 static long file_size(const char *path);
+static unsigned char *file_bytes(const char *path, long n);
+static void write_file(const char *path, const unsigned char *buf, long n);
 
 /* A checkpoint with a valid checksum may still be forged: DOPRI5 controller values it could
  * not have written (a status byte of 7, a NaN or out-of-range particle time, a negative step
@@ -449,10 +451,7 @@ Test(checkpoint, forged_controller_state) {
     char *path = tmp_path("forged");
     cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK);
     const long n = file_size(path);
-    unsigned char *orig = malloc((size_t)n), *buf = malloc((size_t)n);
-    FILE *fp = fopen(path, "rb");
-    cr_assert_eq(fread(orig, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
+    unsigned char *orig = file_bytes(path, n), *buf = malloc((size_t)n);
     // Layout (docs/sampling.md): a 204-byte header, then per chunk row dt, dh, derrp, nacc,
     // nrej (8 bytes each) and a status byte, the FSAL stage (d doubles), the particles, the
     // checksum.
@@ -474,9 +473,7 @@ Test(checkpoint, forged_controller_state) {
         memcpy(buf, orig, (size_t)n);
         memcpy(buf + cases[k].at, cases[k].bytes, cases[k].len);
         tu_reseal_fnv1a(buf, (size_t)n);
-        fp = fopen(path, "wb");
-        cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
-        fclose(fp);
+        write_file(path, buf, n);
         tu_poison(poison, sizeof poison);
         memcpy(z, poison, sizeof z);
         cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_ERR_FORMAT, "%s",
@@ -488,9 +485,7 @@ Test(checkpoint, forged_controller_state) {
     memcpy(buf, orig, (size_t)n);
     tu_reseal_fnv1a(buf, (size_t)n);
     cr_expect(memcmp(buf, orig, (size_t)n) == 0, "reseal reproduces the library's checksum");
-    fp = fopen(path, "wb");
-    cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
+    write_file(path, buf, n);
     cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_OK, "%s",
                  adv_context_last_error(c.ctx));
     remove(path);
@@ -545,6 +540,24 @@ static long file_size(const char *path) {
     long n = ftell(fp);
     fclose(fp);
     return n;
+}
+
+/* Replaces the file with n bytes. */
+static void write_file(const char *path, const unsigned char *buf, long n) {
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp);
+    cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+}
+
+/* The first n bytes of a file, malloc'ed. */
+static unsigned char *file_bytes(const char *path, long n) {
+    unsigned char *buf = malloc((size_t)n);
+    FILE *fp = fopen(path, "rb");
+    cr_assert(buf && fp);
+    cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    return buf;
 }
 
 static void copy_modified(const char *src, const char *dst, long flip_at, long truncate_to, int append) {
@@ -1389,10 +1402,7 @@ Test(checkpoint, unreachable_positions) {
         char *path = tmp_path("positions");
         cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK);
         const long n = file_size(path);
-        unsigned char *orig = malloc((size_t)n), *buf = malloc((size_t)n);
-        FILE *fp = fopen(path, "rb");
-        cr_assert_eq(fread(orig, 1, (size_t)n, fp), (size_t)n);
-        fclose(fp);
+        unsigned char *orig = file_bytes(path, n), *buf = malloc((size_t)n);
         // Header: magic, version, byte order, fingerprint (24 bytes), n, d, chunk size, K,
         // precision, method (40), then chunk, step, segment (i64 each) and chunk started.
         const long at_step = 72, at_seg = 80;
@@ -1411,18 +1421,14 @@ Test(checkpoint, unreachable_positions) {
                 memcpy(buf + at_seg, &seg_cases[k], 8);
             }
             tu_reseal_fnv1a(buf, (size_t)n);
-            fp = fopen(path, "wb");
-            cr_assert_eq(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
-            fclose(fp);
+            write_file(path, buf, n);
             tu_poison(poison, sizeof poison);
             memcpy(z, poison, sizeof z);
             cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_ERR_FORMAT, "%s case %d: %s",
                          fixed ? "Heun" : "DOPRI5", k, adv_context_last_error(c.ctx));
             cr_expect(memcmp(z, poison, sizeof z) == 0, "case %d: z was written", k);
         }
-        fp = fopen(path, "wb");
-        cr_assert_eq(fwrite(orig, 1, (size_t)n, fp), (size_t)n);
-        fclose(fp);
+        write_file(path, orig, n);
         cr_expect_eq(adv_sampler_checkpoint_load(r, path, RN, z), ADV_OK, "%s", adv_context_last_error(c.ctx));
         remove(path);
         free(orig), free(buf);
