@@ -106,7 +106,7 @@ int advi_atomic_begin(advi_atomic_file *f, const char *path, unsigned *mode) {
     f->fp = NULL;
     f->tmp = NULL;
     f->target = advi_follow_links(path);
-    if (!f->target) return errno;
+    if (!f->target) return errno == EACCES ? ADVI_ATOMIC_UNTRUSTED_LINK : errno;
     struct stat st;
     const int exists = stat(f->target, &st) == 0;
     if (exists && !S_ISREG(st.st_mode)) {

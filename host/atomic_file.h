@@ -21,9 +21,12 @@ typedef struct advi_atomic_file {
 
 /* begin's result when the target exists and is not a regular file (st_mode in *mode). */
 #define ADVI_ATOMIC_NOT_REGULAR (-1)
+/* begin's result when path is a symbolic link it will not follow (protected-symlinks rule). */
+#define ADVI_ATOMIC_UNTRUSTED_LINK (-2)
 
 /* Opens the temporary. Returns 0, ADVI_ATOMIC_NOT_REGULAR (and the target's st_mode in
- * *mode when mode is non-NULL), or an errno value (ELOOP for a loop of links, ENOMEM);
+ * *mode when mode is non-NULL), ADVI_ATOMIC_UNTRUSTED_LINK, or an errno value (ELOOP for a
+ * loop of links, ENOMEM);
  * on failure nothing is left open or allocated. */
 int advi_atomic_begin(advi_atomic_file *f, const char *path, unsigned *mode);
 /* When ok: flushes the file to disk and renames it over the target. Otherwise (or when that

@@ -14,6 +14,9 @@ adv_status advi_file_begin(adv_context *ctx, const char *path, advi_file *file) 
     if (err == ADVI_ATOMIC_NOT_REGULAR)
         return advi_fail(ctx, ADV_ERR_IO, "%s exists and is not a regular file%s", path,
                          S_ISDIR(mode) ? " (a directory)" : "");
+    if (err == ADVI_ATOMIC_UNTRUSTED_LINK)
+        return advi_fail(ctx, ADV_ERR_IO, "%s is a symbolic link in a sticky directory owned by "
+                         "another user: not followed (protected-symlinks rule)", path);
     if (err == ENOMEM) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "temporary file name for %s", path);
     if (err) return advi_fail(ctx, ADV_ERR_IO, "cannot create a file next to %s: %s", path, strerror(err));
     return ADV_OK;

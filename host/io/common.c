@@ -178,6 +178,10 @@ adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_
                           "cannot write '%s': it is %s, not a regular file (the output would "
                           "replace it)", path, file_kind(mode));
     }
+    if (err == ADVI_ATOMIC_UNTRUSTED_LINK)
+        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': a symbolic link in a "
+                          "sticky directory owned by another user is not followed "
+                          "(protected-symlinks rule)", path);
     if (err == ENOMEM) return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
     if (err)
         return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot create a file next to '%s': %s", path,
