@@ -227,12 +227,19 @@ adv_status adv_bbot_plan_create(adv_context *ctx, const adv_bbot_opts *opts,
     return ADV_OK;
 }
 
+/* ADV_ERR_INVALID_VALUE when called from the progress callback of a running solve on this
+ * plan (a nested solve, resume, checkpoint load or destroy would change or free the state
+ * the running loop continues with; checkpoint_save and get_history are fine). */
+static adv_status busy(adv_bbot_plan *p, const char *what) {
+    if (!p->running) return ADV_OK;
+    return advi_fail(p->ctx, ADV_ERR_INVALID_VALUE,
+                     "%s called from the progress callback of a running solve on this plan", what);
+}
+
 adv_status adv_bbot_plan_destroy(adv_bbot_plan *plan) {
     if (!plan) return ADV_OK;
-    if (plan->running)
-        return advi_fail(plan->ctx, ADV_ERR_INVALID_VALUE,
-                         "adv_bbot_plan_destroy called from the progress callback of a running "
-                         "solve on this plan");
+    const adv_status st = busy(plan, "adv_bbot_plan_destroy");
+    if (st != ADV_OK) return st;
     release(plan);
     return ADV_OK;
 }
@@ -458,15 +465,6 @@ static adv_status run_guarded(adv_bbot_plan *p, void *rho, void *momentum, void 
     const adv_status st = run(p, rho, momentum, velocity, result);
     p->running = 0;
     return st;
-}
-
-/* ADV_ERR_INVALID_VALUE when called from the progress callback of a running solve on this
- * plan (a nested solve, resume, checkpoint load or destroy would change or free the state
- * the running loop continues with; checkpoint_save and get_history are fine). */
-static adv_status busy(adv_bbot_plan *p, const char *what) {
-    if (!p->running) return ADV_OK;
-    return advi_fail(p->ctx, ADV_ERR_INVALID_VALUE,
-                     "%s called from the progress callback of a running solve on this plan", what);
 }
 
 adv_status adv_bbot_solve(adv_bbot_plan *plan, const void *rho0, const void *rho1, void *rho,

@@ -9,8 +9,7 @@
 
 adv_status advi_file_begin(adv_context *ctx, const char *path, advi_file *file) {
     unsigned mode = 0;
-    const int err = advi_atomic_begin(&file->atomic, path, &mode);
-    file->fp = file->atomic.fp;
+    const int err = advi_atomic_begin(file, path, &mode);
     if (err == ADVI_ATOMIC_NOT_REGULAR)
         return advi_fail(ctx, ADV_ERR_IO, "%s exists and is not a regular file%s", path,
                          S_ISDIR(mode) ? " (a directory)" : "");
@@ -23,8 +22,7 @@ adv_status advi_file_begin(adv_context *ctx, const char *path, advi_file *file) 
 }
 
 adv_status advi_file_commit(adv_context *ctx, advi_file *file, const char *path, int ok) {
-    const int err = advi_atomic_commit(&file->atomic, ok);
-    file->fp = NULL;
+    const int err = advi_atomic_commit(file, ok);
     if (!ok) return ADV_ERR_IO; // the caller reports its own failure
     if (err) return advi_fail(ctx, ADV_ERR_IO, "cannot write %s: %s", path, strerror(err));
     return ADV_OK;

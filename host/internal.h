@@ -110,10 +110,7 @@ adv_status advi_all_finite(adv_context *ctx, adv_precision precision, const void
                            size_t count, int allow_neg_inf, int *ok, double *max_abs);
 
 /* ---- Files the library writes (host/files.c over atomic_file.c) ---- */
-typedef struct advi_file {
-    FILE *fp; /* the temporary file, open for writing */
-    advi_atomic_file atomic;
-} advi_file;
+typedef advi_atomic_file advi_file; /* fp: the temporary file, open for writing */
 /* Opens a hidden temporary file beside path, symbolic links followed (ADV_ERR_IO, reported,
  * when the target exists and is not a regular file or the directory is not writable;
  * ADV_ERR_OUT_OF_MEMORY). */

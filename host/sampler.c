@@ -334,11 +334,20 @@ static void free_controller(adv_sampler *s) {
     s->dstatus = s->dmask = s->dland = NULL;
 }
 
+/* The sampler's callbacks (snapshot, diffusion, its field's function and schedule) run inside
+ * adv_sampler_advance: a begin, advance, load or destroy from there would replace or free the
+ * run state and workspace in use. */
+static adv_status not_running(adv_sampler *s, const char *call) {
+    if (!s->busy) return ADV_OK;
+    return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE,
+                     "%s: the sampler is already running (re-entrant call from one of its "
+                     "callbacks)", call);
+}
+
 adv_status adv_sampler_destroy(adv_sampler *s) {
     if (!s) return ADV_OK;
-    if (s->busy) // from its own callback: the run still uses it
-        return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE, "adv_sampler_destroy: the sampler is "
-                         "running (re-entrant call from one of its callbacks)");
+    const adv_status busy_st = not_running(s, "adv_sampler_destroy");
+    if (busy_st != ADV_OK) return busy_st;
     advi_buffer_release(s->ctx, &s->work);
     advi_buffer_release(s->ctx, &s->zbuf);
     advi_buffer_release(s->ctx, &s->dvec);
@@ -930,16 +939,6 @@ static adv_status setup_run(adv_sampler *s, int64_t n, void *z) {
     return ADV_OK;
 }
 
-/* The sampler's callbacks (snapshot, diffusion, its field's function and schedule) run inside
- * adv_sampler_advance: a begin, advance, load or destroy from there would replace or free the
- * run state and workspace in use. */
-static adv_status not_running(adv_sampler *s, const char *call) {
-    if (!s->busy) return ADV_OK;
-    return advi_fail(s->ctx, ADV_ERR_INVALID_VALUE,
-                     "%s: the sampler is already running (re-entrant call from one of its "
-                     "callbacks)", call);
-}
-
 adv_status adv_sampler_begin(adv_sampler *s, int64_t n, void *z) {
     if (!s) return ADV_ERR_NULL_POINTER;
     advi_clear_error(s->ctx);
@@ -1130,9 +1129,10 @@ adv_status adv_sampler_checkpoint_save(adv_sampler *s, const char *path) {
     if (s->busy && !s->in_snapshot)
         return advi_fail(ctx, ADV_ERR_INVALID_VALUE, "a checkpoint can be saved between advances "
                          "or from the snapshot callback, not from inside a step");
-    // The snapshot callback may still read the rows it was handed in host_rows (staged).
-    void *own = s->in_snapshot ? malloc((size_t)s->cs * s->row) : NULL;
-    void *stage = s->in_snapshot ? own : s->host_rows;
+    // Staged, the snapshot callback was handed its rows in host_rows and may still read them.
+    const int own_stage = s->in_snapshot && s->staged;
+    void *own = own_stage ? malloc((size_t)s->cs * s->row) : NULL;
+    void *stage = own_stage ? own : s->host_rows;
     if (!stage) return advi_fail(ctx, ADV_ERR_OUT_OF_MEMORY, "checkpoint staging");
     advi_file file;
     adv_status st = advi_file_begin(ctx, path, &file);

@@ -173,7 +173,6 @@ typedef struct sample_opts {
     int device, precision;
     const char *out, *plot, *trajectory, *checkpoint, *resume;
     char *plot_owned; /* the default plot path (derived from --out), freed by the caller */
-    char *checkpoint_owned; /* --checkpoint through its symbolic links, freed by the caller */
     int64_t save_every;
     int json, quiet;
     int img_h, img_w;
@@ -302,14 +301,7 @@ static int parse_options(int argc, char **argv, sample_opts *o) {
         {"--out", o->out, 0, NULL},          {"--plot", o->plot, 0, NULL},
         {"--trajectory", o->trajectory, 0, NULL}, {"--checkpoint", o->checkpoint, 0, NULL},
     };
-    const int rc = cli_check_paths(CMD, paths, (int)(sizeof paths / sizeof paths[0]));
-    if (rc != CLI_OK || !o->checkpoint) return rc;
-    // The library renames its checkpoint over the path it is given: written through a
-    // symbolic link like the other outputs, it must be given the file the link names.
-    const char *given = o->checkpoint;
-    o->checkpoint = o->checkpoint_owned = advi_follow_links(given);
-    if (!o->checkpoint) return cli_fail(CMD, CLI_USAGE, "--checkpoint %s: %s", given, strerror(errno));
-    return CLI_OK;
+    return cli_check_paths(CMD, paths, (int)(sizeof paths / sizeof paths[0]));
 }
 
 /* ---- the run ---- */
@@ -444,7 +436,6 @@ int advect_cmd_sample(int argc, char **argv) {
     int rc = parse_options(argc, argv, &o);
     if (rc != CLI_OK) {
         free(o.plot_owned);
-        free(o.checkpoint_owned);
         return rc;
     }
 
@@ -791,7 +782,6 @@ done:
     cli_signals_restore();    // only now: a signal before the abort would leave the files
     advio_image_free(&img);
     free(o.plot_owned);
-    free(o.checkpoint_owned);
     free(z);
     free(conv);
     if (sampler) adv_sampler_destroy(sampler);

@@ -154,15 +154,36 @@ static const char *file_kind(mode_t mode) {
     return "not a regular file";
 }
 
+/* The message of a result of the atomic-file writer (atomic_file.h) for path. */
+static adv_status atomic_error(const char *path, int err, unsigned mode, char *msg,
+                               size_t msg_size) {
+    if (err == ADVI_ATOMIC_NOT_REGULAR && S_ISDIR(mode))
+        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': it is a directory", path);
+    if (err == ADVI_ATOMIC_NOT_REGULAR)
+        return advio_fail(msg, msg_size, ADV_ERR_IO,
+                          "cannot write '%s': it is %s, not a regular file (the output would "
+                          "replace it)", path, file_kind(mode));
+    if (err == ADVI_ATOMIC_UNTRUSTED_LINK)
+        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': a symbolic link in a "
+                          "sticky directory owned by another user is not followed "
+                          "(protected-symlinks rule)", path);
+    if (err == ENOMEM) return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
+    return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot create a file next to '%s': %s", path,
+                      strerror(err));
+}
+
 adv_status advio_check_output(const char *path, char *msg, size_t msg_size) {
     if (!path || !*path) return advio_fail(msg, msg_size, ADV_ERR_INVALID_VALUE, "empty output path");
+    // What the writer will reach (advi_atomic_begin makes the same checks when it opens).
+    char *target = advi_follow_links(path);
+    if (!target)
+        return atomic_error(path, errno == EACCES ? ADVI_ATOMIC_UNTRUSTED_LINK : errno, 0, msg,
+                            msg_size);
     struct stat st;
-    if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return ADV_OK;
-    if (S_ISDIR(st.st_mode))
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': it is a directory", path);
-    return advio_fail(msg, msg_size, ADV_ERR_IO,
-                      "cannot write '%s': it is %s, not a regular file (the output would "
-                      "replace it)", path, file_kind(st.st_mode));
+    const int not_regular = stat(target, &st) == 0 && !S_ISREG(st.st_mode);
+    free(target);
+    if (not_regular) return atomic_error(path, ADVI_ATOMIC_NOT_REGULAR, st.st_mode, msg, msg_size);
+    return ADV_OK;
 }
 
 adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size) {
@@ -171,22 +192,7 @@ adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_
     unsigned mode = 0;
     const int err = advi_atomic_begin(&a->file, path, &mode);
     a->f = a->file.fp;
-    if (err == ADVI_ATOMIC_NOT_REGULAR) {
-        if (S_ISDIR(mode))
-            return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': it is a directory", path);
-        return advio_fail(msg, msg_size, ADV_ERR_IO,
-                          "cannot write '%s': it is %s, not a regular file (the output would "
-                          "replace it)", path, file_kind(mode));
-    }
-    if (err == ADVI_ATOMIC_UNTRUSTED_LINK)
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot write '%s': a symbolic link in a "
-                          "sticky directory owned by another user is not followed "
-                          "(protected-symlinks rule)", path);
-    if (err == ENOMEM) return advio_fail(msg, msg_size, ADV_ERR_OUT_OF_MEMORY, "out of memory");
-    if (err)
-        return advio_fail(msg, msg_size, ADV_ERR_IO, "cannot create a file next to '%s': %s", path,
-                          strerror(err));
-    return ADV_OK;
+    return err ? atomic_error(path, err, mode, msg, msg_size) : ADV_OK;
 }
 
 adv_status advio_atomic_commit(advio_atomic *a, char *msg, size_t msg_size) {

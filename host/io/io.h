@@ -100,7 +100,8 @@ typedef struct advio_atomic {
 
 /* ADV_OK when path may be written by an atomic output: it does not exist yet, or it is a
  * regular file (symbolic links followed). A directory, device, FIFO or socket there is
- * ADV_ERR_IO: the rename would replace the node itself (e.g. /dev/null by a plain file). */
+ * ADV_ERR_IO: the rename would replace the node itself (e.g. /dev/null by a plain file); so
+ * are a loop of links and a link the writer will not follow (atomic_file.h). */
 adv_status advio_check_output(const char *path, char *msg, size_t msg_size);
 /* The path that writing to `path` reaches is advi_follow_links(path) (atomic_file.h). */
 adv_status advio_atomic_open(advio_atomic *a, const char *path, char *msg, size_t msg_size);
