@@ -31,8 +31,9 @@ static void usage(FILE *f) {
             "--out advect-out/poisson.npy, --precision: the dtype of the --rhs array (f32 for\n"
             "float32, f64 for float64; f64 for the example). u is written in the solve's\n"
             "precision. With c = 0 and no Dirichlet axis f must have zero mean (to the\n"
-            "precision's tolerance), unless --project-mean removes it. --out must end in .npy\n"
-            "and differ from --rhs. Without --rhs: an embedded 128x128 example.\n");
+            "precision's tolerance), unless --project-mean removes it (refused elsewhere).\n"
+            "--out must end in .npy and differ from --rhs. Without --rhs: an embedded\n"
+            "128x128 example.\n");
 }
 
 /* Splits a comma-separated list into at most max items; returns the count or -1. */
@@ -222,6 +223,15 @@ int advect_cmd_poisson(int argc, char **argv) {
                 goto done;
             }
     }
+    // The system is singular only with c = 0 and no Dirichlet axis; elsewhere the flag would
+    // be silently ignored, and its user believes a mean was removed.
+    int singular = d.shift == 0.0;
+    for (int k = 0; k < d.ndim; ++k) singular &= d.bc[k] != ADV_BC_DIRICHLET;
+    if (project && !singular) {
+        code = cli_fail(CMD, CLI_USAGE, "--project-mean applies only with --shift 0 and no "
+                        "Dirichlet axis (this system is not singular: f is solved as given)");
+        goto done;
+    }
 
     adv_context_opts opts;
     adv_context_default_opts(&opts);
@@ -270,8 +280,6 @@ int advect_cmd_poisson(int argc, char **argv) {
     double res;
     {
         double *fs = (double *)rhs.data, mean = 0.0;
-        int singular = d.shift == 0.0;
-        for (int k = 0; k < d.ndim; ++k) singular &= d.bc[k] != ADV_BC_DIRICHLET;
         if (singular) {
             for (size_t k = 0; k < n; ++k) mean += fs[k];
             mean /= (double)n;

@@ -1,7 +1,7 @@
 /* Strict CSV reader for 2-D float64 matrices (the CLI's alternative to .npy for point sets):
  * one row per line, comma-separated numbers, an optional header line, no ragged rows, no
- * empty or non-numeric fields, no NaN or infinities. Numbers are parsed by strtod in the C
- * locale (the CLI never calls setlocale). */
+ * empty or non-numeric fields, no NaN or infinities, no hexadecimal floats. Numbers are parsed
+ * by strtod in the C locale (the CLI never calls setlocale). */
 #include "io.h"
 
 #include <math.h>
@@ -34,6 +34,9 @@ static int parse_field(line f, char *scratch, double *v) {
     double x = strtod(scratch, &end);
     if (end == scratch || *end != 0) return -1;
     if (!isfinite(x)) return -2;
+    // strtod also reads C99 hexadecimal floats ("0x1p3"), which no CSV writer produces: a
+    // field that only parses that way is more likely a mistake than data.
+    if (strpbrk(scratch, "xX")) return -1;
     *v = x;
     return 0;
 }

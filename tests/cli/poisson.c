@@ -86,6 +86,14 @@ Test(cli_poisson, json_summary_and_zero_mean_rules) {
     cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --out u.npy"), 2);
     expect_one_line("mean");
     cr_assert(!cli_exists("u.npy"), "output written on failure");
+    // --project-mean where the system is not singular (a Dirichlet axis, or c > 0) would be
+    // ignored: refused, nothing written.
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann,dirichlet --project-mean --out u.npy"), 2);
+    expect_one_line("--project-mean applies only");
+    cr_assert(!cli_exists("u.npy"), "output written on failure");
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --shift 0.5 --project-mean --out u.npy"), 2);
+    expect_one_line("not singular");
+    cr_assert(!cli_exists("u.npy"), "output written on failure");
     // --project-mean: the zero-mean solution of f - mean(f) (in f64 on request: f.npy is
     // float32, which alone would mean an f32 solve).
     cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --project-mean --precision f64 --out u.npy --json"),

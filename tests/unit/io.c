@@ -364,6 +364,8 @@ Test(csv, invalid_files) {
         {"1,abc\n3,4\n", ADV_ERR_FORMAT, "'abc' is not a number"},
         {"1,2\n3,\n", ADV_ERR_FORMAT, "'' is not a number"},
         {"1,2\n3,4x\n", ADV_ERR_FORMAT, "not a number"},
+        {"1,2\n3,0x1p3\n", ADV_ERR_FORMAT, "'0x1p3' is not a number"},
+        {"1,2\n-0X.8,4\n", ADV_ERR_FORMAT, "'-0X.8' is not a number"},
         {"1,2\nnan,4\n", ADV_ERR_NONFINITE, "non-finite"},
         {"1,2\n3,-inf\n", ADV_ERR_NONFINITE, "non-finite"},
         {"1,2\n3,1e999\n", ADV_ERR_NONFINITE, "non-finite"},
