@@ -784,12 +784,23 @@ static adv_status check_chunk(adv_sampler *s, int64_t first, int64_t cnt, const 
                                "unstable for this field"
                              : "the user field's callback returned non-finite values, or the run "
                                "is unstable for this field";
+    // Multi-stage velocity steps on a Karras grid are the usual culprit: its last intervals
+    // span noise levels 2^rho apart, and a stage evaluated at the near end of such a step
+    // sees the singular b'/b there. With VP (b ~ sqrt(1 - t): the interval's 1 - t shrinks
+    // by q = 2^(2 rho)) a Heun step multiplies z - D by about -q/8; Euler and the
+    // exponential steps do not amplify.
+    const int multistage = s->o.method == ADV_METHOD_HEUN || s->o.method == ADV_METHOD_MIDPOINT ||
+                           s->o.method == ADV_METHOD_RK4;
+    const char *fix = s->o.method == ADV_METHOD_SDE ? "use more steps or a smaller eta"
+                      : multistage && s->o.grid == ADV_GRID_KARRAS
+                          ? "use more steps, a uniform or cosine time grid, or an exponential "
+                            "method (DDIM, DPM-Solver++(2M))"
+                          : "use more steps";
     return advi_fail(s->ctx, ADV_ERR_NONFINITE,
-                     "particles %lld..%lld %s %s the %s run on [%g, %g] (%lld steps): %s; %s",
+                     "particles %lld..%lld %s %s the %s run on [%g, %g] (%lld steps%s): %s; %s",
                      (long long)first, (long long)(first + cnt - 1), what, when,
-                     METHOD_NAMES[s->o.method], s->o.t0, s->o.t1, (long long)s->K, cause,
-                     s->o.method == ADV_METHOD_SDE ? "use more steps or a smaller eta"
-                                                   : "use more steps");
+                     METHOD_NAMES[s->o.method], s->o.t0, s->o.t1, (long long)s->K,
+                     s->o.grid == ADV_GRID_KARRAS ? ", Karras grid" : "", cause, fix);
 }
 
 static adv_status chunk_finish(adv_sampler *s) {

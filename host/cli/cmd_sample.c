@@ -698,6 +698,16 @@ int advect_cmd_sample(int argc, char **argv) {
     if (m > o.n) m = o.n;
     double mean_nn, frac_on;
     nn_stats(data, nd, d, z, prec, o.n, m, tol, &mean_nn, &frac_on);
+    // The schedule at the run's ends: VP's a is small but not 0 at t = 0 (the start is not
+    // pure noise) and VE's b is sigma_min, not 0, at t = 1 (the samples keep that much
+    // noise): said in the outputs, since either changes what the run's ends mean.
+    double a_start = 0.0, b_start = 1.0, b_end = 0.0;
+    {
+        adv_schedule sch;
+        adv_schedule_default(&sch, schedule_kinds[o.schedule]);
+        adv_schedule_eval(&sch, o.t0, &a_start, &b_start, NULL, NULL);
+        adv_schedule_eval(&sch, o.t1, NULL, &b_end, NULL, NULL);
+    }
 
     // Outputs, staged and renamed together.
     {
@@ -749,6 +759,8 @@ int advect_cmd_sample(int argc, char **argv) {
         cli_json_string(&j, "data", dataset);
         cli_json_int(&j, "n_data", nd);
         cli_json_string(&j, "schedule", schedule_names[o.schedule]);
+        cli_json_number(&j, "a_start", a_start);
+        cli_json_number(&j, "b_end", b_end);
         cli_json_string(&j, "grid", grid_names[o.grid]);
         cli_json_number(&j, "sigma", o.sigma);
         cli_json_number(&j, "t_start", o.t0);
@@ -766,6 +778,14 @@ int advect_cmd_sample(int argc, char **argv) {
         printf("  method %s, %lld steps (%s grid), schedule %s, sigma %g, t %g -> %g, %s %s\n",
                method_names[o.method], (long long)st.steps, grid_names[o.grid], schedule_names[o.schedule],
                o.sigma, o.t0, o.t1, device, precision_names[o.precision]);
+        if (o.t0 == 0.0 && a_start > 0.0)
+            printf("  schedule %s: a = %.3g at t = 0, not 0: the start is the data scaled by a "
+                   "plus noise of scale sigma b = %.3g, not pure noise\n",
+                   schedule_names[o.schedule], a_start, o.sigma * b_start);
+        if (o.t1 == 1.0 && b_end > 0.0)
+            printf("  schedule %s: b = %.3g at t = 1, not 0: the samples keep noise of scale "
+                   "sigma b = %.3g around the data\n", schedule_names[o.schedule], b_end,
+                   o.sigma * b_end);
         printf("  time %.3f s, %.4g particles/s, %lld field evaluations\n", elapsed, pps,
                (long long)st.evaluations);
         if (st.failed) printf("  %lld particles stopped early (dopri5 step limits)\n", (long long)st.failed);

@@ -1,6 +1,9 @@
 /* advect random numbers: Philox4x32-10 (Random123), counter-based. Every draw is a pure
- * function of (seed, stream, index, counter), so results never depend on thread count,
- * chunking or backend. */
+ * function of (seed, stream, index, counter), so results never depend on thread count or
+ * chunking. Across backends, uniforms are bitwise identical (exact integer-to-float
+ * conversions); normals (Box-Muller) go through each platform's log and cos, so the CPU's and
+ * the GPU's may differ in the last bit: within 1 float32 ulp (computed in double, then
+ * rounded) or a few float64 ulps. */
 #ifndef ADVECT_RANDOM_H
 #define ADVECT_RANDOM_H
 
