@@ -5,6 +5,12 @@ target_link_libraries(cli_sample PRIVATE advect_io)
 target_compile_definitions(cli_sample PRIVATE ADV_TEST_ADVECT_BIN="$<TARGET_FILE:advect_cli>"
   ADV_TEST_SANITIZED=$<BOOL:${ADVECT_SANITIZE}>)
 add_dependencies(cli_sample advect_cli)
+# openpty (the progress-bar test): in libutil before glibc 2.34, in libc since (where libutil
+# remains as an empty stub); linked when present.
+find_library(ADVECT_UTIL_LIBRARY util)
+if(ADVECT_UTIL_LIBRARY)
+  target_link_libraries(cli_sample PRIVATE ${ADVECT_UTIL_LIBRARY})
+endif()
 # The tool runs many short OpenMP regions per step on tiny problems here; when ctest runs
 # several programs at once on few cores, spinning OpenMP workers starve each other (seconds
 # per run instead of milliseconds). Passive waiting keeps these functional tests fast; it

@@ -158,7 +158,8 @@ ADV_API adv_status adv_bbot_compute(adv_context *ctx, const adv_bbot_opts *opts,
                                     void *momentum, void *velocity, adv_bbot_result *result);
 
 /* Copies of the current solution (context memory, layouts as in adv_bbot_solve).
- * ADV_ERR_INVALID_VALUE before the first solve. */
+ * ADV_ERR_INVALID_VALUE before the first solve, and after adv_bbot_checkpoint_load until
+ * adv_bbot_resume has run. */
 ADV_API adv_status adv_bbot_get_density(adv_bbot_plan *plan, void *rho);
 ADV_API adv_status adv_bbot_get_velocity(adv_bbot_plan *plan, void *velocity);
 

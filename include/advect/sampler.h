@@ -5,7 +5,9 @@
  * family with the same marginals. Particles are processed in chunks of bounded memory;
  * snapshots every k steps; checkpoints that resume to the identical result. Random numbers are
  * keyed by (seed, particle, step, stage, dimension) only: bitwise identical for any thread
- * count and chunk size. Plain C; no CUDA types. */
+ * count and chunk size. So are the results on the CPU, and on CUDA for d < 64; on CUDA with
+ * d >= 64 (dot products from cuBLAS, whose algorithm may depend on the chunk's size) they
+ * agree to rounding (docs/sampling.md). Plain C; no CUDA types. */
 #ifndef ADVECT_SAMPLER_H
 #define ADVECT_SAMPLER_H
 

@@ -174,6 +174,65 @@ Test(cli_bbot, embedded_example) {
     cli_remove_dir();
 }
 
+/* The bare command's defaults (usage: --time-steps 32, the embedded 64 x 64 example): with
+ * only a small --iters and --json, ρ has shape (33, 64, 64), the JSON line has every key of
+ * the summary, with grid "64x64", time_steps 32 and the iterations asked for (the tolerance
+ * cannot be met in 2 iterations: not converged), and the frames are written. */
+Test(cli_bbot, bare_command_defaults) {
+    cli_make_dir("bbot");
+    cr_assert_eq(cli_run("bbot", "--iters 2 --json"), 0, "stderr: %s", cli_slurp("err.txt"));
+    const char *js = cli_slurp("out.txt");
+    const char *keys[] = {"\"cost\": ", "\"iterations\": 2,", "\"divergence_residual\": ",
+                          "\"mass_error\": ", "\"time_s\": ", "\"converged\": false",
+                          "\"constraint_residual\": ", "\"cost_change\": ", "\"path_cost\": ",
+                          "\"grid\": \"64x64\"", "\"time_steps\": 32,", "\"device\": \"",
+                          "\"precision\": \"f64\"", "\"rho0\": \"(embedded example)\"",
+                          "\"rho1\": \"(embedded example)\"", "\"out\": \"advect-out/bbot.npy\"",
+                          "\"frames\": \"advect-out/bbot.png\"", "\"particles\": null",
+                          "\"n_particles\": 0"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; ++k)
+        cr_expect(strstr(js, keys[k]), "JSON lacks %s: %s", keys[k], js);
+    cr_expect(js[0] == '{' && strchr(js, '\n') && strchr(js, '\n')[1] == '\0', "one JSON line: %s", js);
+    cr_expect(strstr(js, "\"device\": \"cpu\"") || strstr(js, "\"device\": \"cuda\""), "%s", js);
+    advio_array r;
+    read_npy("advect-out/bbot.npy", &r);
+    cr_expect(r.ndim == 3 && r.shape[0] == 33 && r.shape[1] == 64 && r.shape[2] == 64,
+              "shape (%lld, %lld, %lld), ndim %d", (long long)r.shape[0],
+              (long long)(r.ndim > 1 ? r.shape[1] : 0), (long long)(r.ndim > 2 ? r.shape[2] : 0), r.ndim);
+    // Each time face has unit mass (mean 1 per cell), as any iterate of the projection.
+    for (int j = 0; j < 33 && r.ndim == 3 && r.shape[0] == 33; j += 8) {
+        double m = 0;
+        for (int k = 0; k < 64 * 64; ++k) m += ((double *)r.data)[j * 64 * 64 + k];
+        cr_expect(fabs(m / (64 * 64) - 1.0) <= 1e-11, "time face %d has mass %.15g", j, m / (64 * 64));
+    }
+    advio_array_free(&r);
+    cr_expect(cli_exists("advect-out/bbot.png"));
+    cli_remove_dir();
+}
+
+/* --iters defaults to 1000: the usage text says so, and a run without --iters whose
+ * tolerances cannot stop it (--tol 0 sets both the residual and the cost-change tolerance
+ * to 0: "always run max_iterations") reports exactly 1000 iterations. A 16-cell 1-D problem
+ * with 4 time steps takes milliseconds per thousand iterations. */
+Test(cli_bbot, iters_default_is_1000) {
+    cli_make_dir("bbot");
+    cr_assert_eq(cli_run("bbot", "--help"), 0);
+    cr_expect(strstr(cli_slurp("out.txt"), "--iters 1000"), "usage: %s", cli_slurp("out.txt"));
+    double a[16], b[16];
+    for (int i = 0; i < 16; ++i) {
+        const double x = (i + 0.5) / 16;
+        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
+    }
+    const int64_t s1[1] = {16};
+    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, 16);
+    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, 16);
+    cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 4 --tol 0 --json --device cpu"), 0,
+                 "stderr: %s", cli_slurp("err.txt"));
+    const char *js = cli_slurp("out.txt");
+    cr_expect(strstr(js, "\"iterations\": 1000,") && strstr(js, "\"converged\": false"), "%s", js);
+    cli_remove_dir();
+}
+
 Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
     cli_make_dir("bbot");
     double a[24], neg[24], zero[24] = {0}, nan_[24], b[30];

@@ -2,7 +2,8 @@
  * fresh temporary directory and checks exit codes (0 ok, 2 bad usage/input with exactly one
  * line on stderr), that failed runs leave no file at all, the outputs' formats and shapes
  * (read back with host/io), the --json keys (parsed by Python's json module when python3 is
- * present), trajectories, checkpoint/resume, determinism, and — independently of the summary
+ * present), trajectories, checkpoint/resume, determinism, the progress bar on a
+ * pseudo-terminal (and its absence with --quiet or off a terminal), and — independently of the summary
  * the tool prints — that the samples of the exact empirical field sit on the data points
  * (math.md §2: the field memorises its data as t -> 1). */
 #define _GNU_SOURCE
@@ -12,8 +13,10 @@
 #include <criterion/criterion.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,4 +628,126 @@ Test(cli_sample, signals_remove_staged_outputs, .timeout = 300) {
 Test(cli_sample, help) {
     cr_expect_eq(run("--help"), 0);
     cr_expect(strstr(out_text, "--image-shape") && strstr(out_text, "--checkpoint"), "%s", out_text);
+}
+
+/* Runs `advect sample <args>` in work/ with stderr on a pseudo-terminal (stdin /dev/null,
+ * stdout to base/stdout) and returns its exit code; what the terminal received is in
+ * err_text. The master side is read while the tool runs, so it never blocks on a full
+ * terminal buffer; EIO there means every slave descriptor is closed (the tool exited). */
+static int run_on_pty(const char *args) {
+    int master = -1, slave = -1;
+    cr_assert_eq(openpty(&master, &slave, NULL, NULL, NULL), 0, "openpty failed");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s' sample %s >'%s/stdout' </dev/null", work,
+             ADV_TEST_ADVECT_BIN, args, base);
+    pid_t pid = fork();
+    cr_assert(pid >= 0, "fork failed");
+    if (pid == 0) {
+        if (dup2(slave, 2) < 0) _exit(127);
+        close(master), close(slave);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(slave);
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(master, err_text + len, sizeof err_text - 1 - len);
+        if (r > 0 && (len += (size_t)r) < sizeof err_text - 1) continue;
+        if (r < 0 && errno == EINTR) continue;
+        break; // EOF, EIO (the slave side closed) or a full buffer
+    }
+    err_text[len] = 0;
+    close(master);
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "the tool did not exit normally");
+    char p[512];
+    snprintf(p, sizeof p, "%s/stdout", base);
+    slurp(p, out_text, sizeof out_text);
+    return WEXITSTATUS(st);
+}
+
+/* The progress bar (host/cli/cli_util.c) is drawn only when stderr is a terminal and --quiet
+ * is not given: on a pseudo-terminal the run shows "sampling [...]" redrawn with '\r', the
+ * last frame full at 100% (the final update is always drawn), then the line is erased
+ * ("\r\033[K") so that nothing is left on the terminal; with --quiet the terminal receives
+ * nothing at all; with stderr a file (not a terminal), nothing progress-like appears either
+ * (no bar, no carriage return). Each run must still succeed and write its samples. */
+Test(cli_sample, progress_bar_only_on_a_terminal) {
+    const char *args = "--toy moons --n 300 --steps 10 --seed 1 --device cpu --out s.npy";
+    cr_assert_eq(run_on_pty(args), 0, "terminal: %s", err_text);
+    cr_expect(strstr(err_text, "\rsampling [") != NULL, "no progress bar on the terminal: '%s'", err_text);
+    cr_expect(strstr(err_text, "[##############################] 100%") != NULL,
+              "no full bar at 100%%: '%s'", err_text);
+    const size_t n = strlen(err_text);
+    cr_expect(n >= 4 && strcmp(err_text + n - 4, "\r\033[K") == 0, "the bar's line is not erased at the end: '%s'",
+              err_text);
+    cr_expect(strstr(out_text, "particles/s"), "summary on stdout: %s", out_text);
+    cr_expect(access(wpath("s.npy"), F_OK) == 0);
+    remove(wpath("s.npy"));
+
+    char quiet[512];
+    snprintf(quiet, sizeof quiet, "%s --quiet", args);
+    cr_assert_eq(run_on_pty(quiet), 0, "--quiet on a terminal: %s", err_text);
+    cr_expect_eq(err_text[0], 0, "--quiet wrote to the terminal: '%s'", err_text);
+    cr_expect(access(wpath("s.npy"), F_OK) == 0);
+    remove(wpath("s.npy"));
+
+    cr_assert_eq(run(args), 0, "stderr to a file: %s", err_text);
+    cr_expect(strstr(err_text, "sampling [") == NULL && strchr(err_text, '\r') == NULL &&
+                  strchr(err_text, '%') == NULL,
+              "progress output with stderr not a terminal: '%s'", err_text);
+    cr_expect(access(wpath("s.npy"), F_OK) == 0);
+}
+
+/* A number printed as `"key": value` in the JSON summary (NaN when the key is absent). */
+static double json_number(const char *key) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\": ", key);
+    const char *p = strstr(out_text, needle);
+    return p ? strtod(p + strlen(needle), NULL) : NAN;
+}
+
+/* The schedules' ends (math.md §2): VP's a_0 = exp(-B/2), B = beta_min + (beta_max -
+ * beta_min)/2 = 10.05 with the defaults 0.1 and 20, is small but not 0, and VE's b_1 is
+ * sigma_min = 0.01, not 0: both are said in the summary and given in --json (a_start, b_end).
+ * And the one method x schedule pair that the default Karras grid makes unstable (Heun with
+ * VP, 20 steps: docs/sampling.md) fails with a message naming the remedies, each of which
+ * then runs. */
+Test(cli_sample, schedule_ends_and_karras_instability) {
+    const char *base_args = "--toy moons --n 300 --seed 3 --device cpu --out s.npy";
+    char args[512];
+    snprintf(args, sizeof args, "%s --schedule vp --json", base_args);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect(fabs(json_number("a_start") - exp(-0.5 * 10.05)) < 1e-12, "vp a_start: %s", out_text);
+    cr_expect_eq(json_number("b_end"), 0.0, "vp b_end: %s", out_text);
+    snprintf(args, sizeof args, "%s --schedule ve --json", base_args);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect(fabs(json_number("b_end") - 0.01) < 1e-15, "ve b_end: %s", out_text);
+    cr_expect_eq(json_number("a_start"), 1.0, "ve a_start: %s", out_text);
+    snprintf(args, sizeof args, "%s --schedule linear --json", base_args);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect(json_number("a_start") == 0.0 && json_number("b_end") == 0.0, "linear: %s", out_text);
+    // The text summary says it for VP and VE, and not for the linear schedule.
+    snprintf(args, sizeof args, "%s --schedule vp", base_args);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "schedule vp: a = 0.00657 at t = 0, not 0"), "%s", out_text);
+    snprintf(args, sizeof args, "%s --schedule ve", base_args);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "schedule ve: b = 0.01 at t = 1, not 0"), "%s", out_text);
+    snprintf(args, sizeof args, "%s --schedule linear", base_args);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "not 0") == NULL, "%s", out_text);
+    remove(wpath("s.npy")), remove(wpath("s.png"));
+
+    snprintf(args, sizeof args, "%s --schedule vp --method heun", base_args);
+    cr_assert_eq(run(args), 2);
+    check_error("use more steps, a uniform or cosine time grid, or an exponential method");
+    cr_expect(access(wpath("s.npy"), F_OK) != 0, "output written on failure");
+    static const char *const remedies[] = {"--method heun --steps 60", "--method heun --grid uniform",
+                                           "--method heun --grid cosine", "--method ddim"};
+    for (size_t k = 0; k < 4; ++k) {
+        snprintf(args, sizeof args, "%s --schedule vp %s", base_args, remedies[k]);
+        cr_expect_eq(run(args), 0, "%s: %s", remedies[k], err_text);
+    }
 }

@@ -2,7 +2,11 @@
 """The command-line tool on the emulated CUDA device (advect built against the emulated backend,
 tests/emulate.cmake): `advect sample`, `advect bbot --particles` and `advect poisson` with
 --device cuda must give the results of --device cpu (same problem, same seed), within float32
-or float64 rounding of two different summation orders, and write the same files.
+or float64 rounding of two different summation orders, and write the same files. Then, with
+the shim's probe switches (cuda_runtime_shim.cpp) making cudaGetDeviceCount fail as without a
+device (100) or without a driver (35, driver version 0): `advect info` says plainly that no GPU
+is usable and why (text and JSON), `sample --device auto` runs on the CPU, and
+`sample --device cuda` exits 2 with the reason on one line.
 usage: cli_cuda_emu.py ADVECT_EMU_BINARY   (no numpy needed: .npy files are read with struct)"""
 import json
 import os
@@ -52,6 +56,37 @@ def compare(a, b, tol, what):
     check(err <= tol * scale, "%s: |cuda - cpu| = %.3g of %.3g (tol %.1g relative)" % (what, err, scale, tol))
 
 
+def no_usable_gpu(binary, d):
+    cases = [("100", None, "cudaErrorNoDevice (100): no CUDA-capable device is detected"),
+             ("35", "0", "no NVIDIA driver is installed")]
+    for err, driver, why in cases:
+        env = dict(os.environ, ADVECT_EMU_DEVICE_COUNT_ERROR=err)
+        env.pop("ADVECT_EMU_DRIVER_VERSION", None)
+        if driver is not None:
+            env["ADVECT_EMU_DRIVER_VERSION"] = driver
+        tag = "probe error %s" % err
+
+        def tool(*args):
+            return subprocess.run([binary] + list(args), cwd=d, env=env, capture_output=True,
+                                  text=True, timeout=600)
+        p = tool("info")
+        check(p.returncode == 0 and "gpu: none usable (" in p.stdout and why in p.stdout
+              and "  gpu 0:" not in p.stdout, "%s: advect info says %r" % (tag, p.stdout))
+        p = tool("info", "--json")
+        j = json.loads(p.stdout) if p.returncode == 0 else {}
+        check(j.get("usable_gpus") == 0 and j.get("gpus") == [] and why in j.get("no_gpu_reason", ""),
+              "%s: advect info --json says %r" % (tag, p.stdout))
+        small = ["sample", "--toy", "moons", "--n", "50", "--steps", "4", "--out", "nogpu.npy",
+                 "--plot", "nogpu.png", "--json", "--quiet"]
+        p = tool(*small, "--device", "auto")
+        j = json.loads(p.stdout) if p.returncode == 0 else {}
+        check(j.get("device") == "cpu", "%s: --device auto: rc %d, %r %r" % (tag, p.returncode, p.stdout, p.stderr))
+        p = tool(*small, "--device", "cuda")
+        check(p.returncode == 2 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
+              and "no usable CUDA device" in p.stderr and why in p.stderr,
+              "%s: --device cuda: rc %d, stderr %r" % (tag, p.returncode, p.stderr))
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     with tempfile.TemporaryDirectory() as d:
@@ -96,6 +131,7 @@ def main():
             run(binary, ["poisson", "--rhs", rhs, "--bc", "neumann,periodic", "--spacing", "0.1,0.3",
                          "--out", "u_%s.npy" % dev, "--device", dev], d)
         compare(os.path.join(d, "u_cuda.npy"), os.path.join(d, "u_cpu.npy"), 1e-12, "poisson")
+        no_usable_gpu(binary, d)
     print("cli_cuda_emu: %d failures" % failures)
     return 1 if failures else 0
 

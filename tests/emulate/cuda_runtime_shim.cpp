@@ -10,7 +10,13 @@
  *    signs and (lack of) normalisation; plans record their layout and run per call.
  *  - cuBLAS' strided batched GEMMs by a plain loop with double accumulation.
  * Not emulated: asynchrony, device limits, and any failure the real calls can report (the
- * shim fails only on bad arguments and out of memory). */
+ * shim fails only on bad arguments and out of memory), except the device probe's, under
+ * test-controlled switches (environment variables, read at each call):
+ *  - ADVECT_EMU_DEVICE_COUNT_ERROR=<cudaError_t value>: cudaGetDeviceCount fails with it and
+ *    a count of 0, as on a machine whose driver is too old or missing (35,
+ *    cudaErrorInsufficientDriver) or that has no device (100, cudaErrorNoDevice);
+ *  - ADVECT_EMU_DRIVER_VERSION=<n>: what cudaDriverGetVersion reports (default
+ *    CUDART_VERSION; 0 is "no driver installed", which the runtime reports as error 35). */
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
 #include <cufft.h>
@@ -32,6 +38,11 @@ int sms() {
     const int n = v ? std::atoi(v) : 0;
     return n > 0 ? n : 132;
 }
+/* An integer environment switch (see the file's comment), or `fallback` when unset or empty. */
+int env_int(const char *name, int fallback) {
+    const char *v = std::getenv(name);
+    return v && *v ? std::atoi(v) : fallback;
+}
 } // namespace
 
 extern "C" {
@@ -51,19 +62,32 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
     default: return "cudaError (emulated)";
     }
 }
 const char *cudaGetErrorString(cudaError_t e) {
-    return e == cudaSuccess ? "no error" : cudaGetErrorName(e);
+    // The real runtime's texts for the probe's errors.
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return cudaGetErrorName(e);
+    }
 }
 
 cudaError_t cudaGetDeviceCount(int *count) {
+    const int injected = env_int("ADVECT_EMU_DEVICE_COUNT_ERROR", 0);
+    if (injected != 0) {
+        *count = 0;
+        return fail((cudaError_t)injected);
+    }
     *count = 1;
     return cudaSuccess;
 }
 cudaError_t cudaDriverGetVersion(int *version) {
-    *version = CUDART_VERSION;
+    *version = env_int("ADVECT_EMU_DRIVER_VERSION", CUDART_VERSION);
     return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int *device) {

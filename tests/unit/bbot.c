@@ -1199,3 +1199,82 @@ Test(bbot_invalid, one_shot_shapes) {
     cr_expect_eq(res.iterations, 3);
     adv_context_destroy(ctx);
 }
+
+/* NULL pointers to the getters, adv_bbot_resume, adv_bbot_velocity_field and the checkpoints
+ * return ADV_ERR_NULL_POINTER, name the argument in the last error (when a plan, hence a
+ * context, is given) and write nothing: outputs poisoned before, compared bitwise after; no
+ * checkpoint file appears; a refused load or resume leaves the plan's problem as it was (the
+ * next resume continues from the same iteration count). Every call first succeeds with valid
+ * arguments after a solve, so the NULL is the only thing wrong. */
+static void expect_null_named(adv_context *ctx, adv_status st, const char *call, const char *arg) {
+    cr_expect_eq(st, ADV_ERR_NULL_POINTER, "%s: got %s", call, adv_status_name(st));
+    const char *msg = adv_context_last_error(ctx);
+    cr_expect(strstr(msg, arg) && strstr(msg, "NULL"), "%s: last error '%s' does not name %s",
+              call, msg, arg);
+}
+
+Test(bbot_invalid, null_pointers_write_nothing) {
+    adv_context *ctx = cpu_context(1);
+    const grid_case c = {2, {12, 10, 1}, 6};
+    enum { R = 7 * 120, V = 6 * 120 * 2, S = 6 * 13 * 10 + 6 * 12 * 11 }; // staggered m_0, m_1
+    double r0[120], r1[120], rho[R], vel[V], mom[S], poison[S];
+    bumps(12, 10, r0, r1, 1.0);
+    tu_poison(poison, sizeof poison);
+    adv_bbot_plan *plan = make_plan(ctx, &c, ADV_FLOAT64, 5, NULL);
+    cr_assert_eq(adv_bbot_solve(plan, r0, r1, NULL, NULL, NULL, NULL), ADV_OK);
+    char *path = temp_path("null.ckpt"), *unused = temp_path("never.ckpt");
+    remove(unused);
+    // Valid first.
+    adv_bbot_result res = {.struct_size = sizeof res};
+    adv_field *f = NULL;
+    cr_assert_eq(adv_bbot_get_density(plan, rho), ADV_OK);
+    cr_assert_eq(adv_bbot_get_velocity(plan, vel), ADV_OK);
+    cr_assert_eq(adv_bbot_get_staggered(plan, rho, mom), ADV_OK);
+    // (adv_bbot_get_staggered takes NULL for either output: documented "each may be NULL".)
+    cr_expect_eq(adv_bbot_get_staggered(plan, NULL, NULL), ADV_OK);
+    cr_assert_eq(adv_bbot_resume(plan, rho, NULL, vel, &res), ADV_OK);
+    cr_assert_eq(res.total_iterations, 10);
+    cr_assert_eq(adv_bbot_velocity_field(plan, &f), ADV_OK);
+    adv_field_destroy(f);
+    cr_assert_eq(adv_bbot_checkpoint_save(plan, path), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_assert_eq(adv_bbot_checkpoint_load(plan, path), ADV_OK, "%s", adv_context_last_error(ctx));
+#define POISON_ALL() (memcpy(rho, poison, sizeof rho), memcpy(vel, poison, sizeof vel), memcpy(mom, poison, sizeof mom))
+#define UNTOUCHED(what)                                                                          \
+    cr_expect(memcmp(rho, poison, sizeof rho) == 0 && memcmp(vel, poison, sizeof vel) == 0 &&    \
+                  memcmp(mom, poison, sizeof mom) == 0,                                          \
+              "%s wrote an output", what)
+    POISON_ALL();
+    cr_expect_eq(adv_bbot_get_density(NULL, rho), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_bbot_get_velocity(NULL, vel), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_bbot_get_staggered(NULL, rho, mom), ADV_ERR_NULL_POINTER);
+    UNTOUCHED("a getter without a plan");
+    expect_null_named(ctx, adv_bbot_get_density(plan, NULL), "get_density(plan, NULL)", "rho");
+    expect_null_named(ctx, adv_bbot_get_velocity(plan, NULL), "get_velocity(plan, NULL)", "velocity");
+    adv_bbot_result sentinel = {.struct_size = sizeof sentinel, .cost = 12345.0, .iterations = -7};
+    res = sentinel;
+    cr_expect_eq(adv_bbot_resume(NULL, rho, mom, vel, &res), ADV_ERR_NULL_POINTER);
+    UNTOUCHED("resume(NULL, ...)");
+    cr_expect(memcmp(&res, &sentinel, sizeof res) == 0, "resume(NULL, ...) wrote the result");
+    f = (adv_field *)&f; // non-NULL garbage: a call that fails before its checks leaves it
+    cr_expect_eq(adv_bbot_velocity_field(NULL, &f), ADV_ERR_NULL_POINTER);
+    cr_expect(f == (adv_field *)&f, "velocity_field(NULL, &f) changed the handle");
+    expect_null_named(ctx, adv_bbot_velocity_field(plan, NULL), "velocity_field(plan, NULL)", "field");
+    cr_expect_eq(adv_bbot_checkpoint_save(NULL, unused), ADV_ERR_NULL_POINTER);
+    struct stat sb;
+    cr_expect(stat(unused, &sb) != 0, "checkpoint_save(NULL, path) created the file");
+    expect_null_named(ctx, adv_bbot_checkpoint_save(plan, NULL), "checkpoint_save(plan, NULL)", "path");
+    cr_expect_eq(adv_bbot_checkpoint_load(NULL, path), ADV_ERR_NULL_POINTER);
+    expect_null_named(ctx, adv_bbot_checkpoint_load(plan, NULL), "checkpoint_load(plan, NULL)", "path");
+    cr_expect_eq(temporaries_beside(path), 0, "a temporary file was left");
+    // The plan still holds the loaded problem at 10 iterations: nothing above ran or replaced it.
+    cr_assert_eq(adv_bbot_resume(plan, NULL, NULL, NULL, &res), ADV_OK, "%s", adv_context_last_error(ctx));
+    cr_expect_eq(res.total_iterations, 15);
+#undef POISON_ALL
+#undef UNTOUCHED
+    remove(path);
+    *strrchr(path, '/') = '\0';
+    rmdir(path);
+    free(path), free(unused);
+    adv_bbot_plan_destroy(plan);
+    adv_context_destroy(ctx);
+}

@@ -1,13 +1,16 @@
 /* Unit tests of the core API: status strings, version, build information, context creation
- * with each backend option, the last-error message and the log callback, allocator hooks,
- * and the memory helpers on the CPU backend. */
+ * with each backend option, the last-error message and the log callback, allocator hooks
+ * (and through them the interaction sums' O((N + M)(d + e)) memory), and the memory helpers
+ * on the CPU backend. */
 #include "test_util.h"
 
 #include <criterion/criterion.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* Passed by tests/CMakeLists.txt from the project's configuration. */
 #ifndef ADV_TEST_PROJECT_VERSION
@@ -325,6 +328,124 @@ Test(core, allocator_hooks) {
     cr_expect_eq(counts.bad_space, 0, "a CPU context used the device memory space");
     adv_context_destroy(ctx);
     free(x), free(y), free(w), free(lse), free(out);
+}
+
+/* Interaction sums need memory O((N + M)(d + e)), never the N x M score matrix
+ * (interaction.h). core.h documents that the CPU engine's data-sized workspaces (its packed
+ * keys and values, one log-weight per key, the per-query running states) go through the
+ * allocator hooks; the plan struct and small per-thread scratch use malloc. So a hook that
+ * tracks the peak of live bytes sees the whole data-sized workspace. At N = M = 20000, d = 3
+ * the workspace holds at most Mpad (d + e + 1) + N (e + 2) reals (Mpad: M rounded up to the
+ * engine's 512-key blocks, 20480 here) plus per-thread scratch: with d, e >= 1 both factors
+ * are <= 2 (d + e), so the peak must stay below 2 (N + M)(d + e) reals of the precision
+ * (1.92 MB in float32 at e = 3; seen: 0.97 MB) and, separately, below N M / 8 bytes (50 MB;
+ * the score matrix alone would be N M 4 = 1.6 GB). The peak must also reach the packed
+ * keys, M d reals: a hook the engine
+ * stopped using would otherwise pass vacuously. Allocations outside the hooks are caught by
+ * the process's peak resident set, which must not grow by N M / 8 either (a score matrix,
+ * written, would be resident). Run through the plan API (f32, lse and values) and the
+ * one-shot call (f64, lse only: e = 0, bound 2 (N + M) d reals). */
+typedef struct peak_hook {
+    size_t live, peak;
+    int allocs, frees, bad_space;
+} peak_hook;
+
+static void *peak_alloc(void *user, size_t bytes, adv_memory_space space) {
+    peak_hook *h = user;
+    if (space != ADV_MEMORY_HOST) ++h->bad_space;
+    size_t *p = NULL;
+    if (posix_memalign((void **)&p, 64, bytes + 64) != 0) return NULL;
+    p[0] = bytes; // the size, in a 64-byte header that keeps the block aligned
+    h->live += bytes;
+    if (h->live > h->peak) h->peak = h->live;
+    ++h->allocs;
+    return (char *)p + 64;
+}
+
+static void peak_free(void *user, void *ptr, adv_memory_space space) {
+    peak_hook *h = user;
+    if (space != ADV_MEMORY_HOST) ++h->bad_space;
+    if (!ptr) return;
+    size_t *p = (size_t *)((char *)ptr - 64);
+    h->live -= p[0];
+    ++h->frees;
+    free(p);
+}
+
+static long max_rss_bytes(void) {
+    struct rusage ru;
+    cr_assert_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss * 1024L; // kilobytes on Linux
+}
+
+static void check_interaction_memory(adv_precision p, int64_t e, int one_shot) {
+    enum { N = 20000, M = 20000, D = 3 };
+    const size_t es = tu_real_size(p);
+    peak_hook hook = {0};
+    adv_context_opts opts;
+    adv_context_default_opts(&opts);
+    opts.backend = ADV_BACKEND_CPU;
+    opts.cpu_threads = 1;
+    opts.alloc = peak_alloc;
+    opts.free = peak_free;
+    opts.alloc_user = &hook;
+    adv_context *ctx = NULL;
+    cr_assert_eq(adv_context_create(&opts, &ctx), ADV_OK);
+    double *hx = tu_calloc(N * D, sizeof *hx), *hy = tu_calloc(M * D, sizeof *hy);
+    double *hw = tu_calloc(M * (e ? e : 1), sizeof *hw);
+    tu_fill_uniform(hx, N * D, -1, 1, 11);
+    tu_fill_uniform(hy, M * D, -1, 1, 12);
+    tu_fill_uniform(hw, (size_t)(M * (e ? e : 1)), -1, 1, 13);
+    // Caller memory (plain malloc, not counted by the hook), all written before the baseline.
+    void *x = tu_to_precision(hx, N * D, p), *y = tu_to_precision(hy, M * D, p);
+    void *w = tu_to_precision(hw, (size_t)(M * (e ? e : 1)), p);
+    void *lse = tu_calloc(N, es), *out = e ? tu_calloc((size_t)(N * e), es) : NULL;
+    adv_interaction_desc desc;
+    adv_interaction_default_desc(&desc);
+    desc.precision = p;
+    desc.n_queries = N;
+    desc.n_keys = M;
+    desc.dim = D;
+    desc.value_dim = e;
+    const long rss_before = max_rss_bytes();
+    if (one_shot) {
+        cr_assert_eq(adv_interaction_sum(ctx, &desc, x, y, NULL, e ? w : NULL, lse, out), ADV_OK, "%s",
+                     adv_context_last_error(ctx));
+    } else {
+        adv_interaction_plan *plan = NULL;
+        cr_assert_eq(adv_interaction_plan_create(ctx, &desc, &plan), ADV_OK);
+        cr_assert_eq(adv_interaction_execute(plan, x, y, NULL, e ? w : NULL, lse, out), ADV_OK, "%s",
+                     adv_context_last_error(ctx));
+        cr_assert_eq(adv_interaction_plan_destroy(plan), ADV_OK);
+    }
+    const long rss_growth = max_rss_bytes() - rss_before;
+    // The sums were computed: lse of a row is log sum_j exp(-|x - y_j|^2), M terms in
+    // [e^-12, 1] (|x - y_j|^2 <= 3 * 2^2 in the box), so in [log M - 12, log M].
+    double l0 = 0.0;
+    tu_from_precision(&l0, lse, 1, p);
+    cr_expect(l0 >= log((double)M) - 12.0 && l0 <= log((double)M), "lse[0] = %g", l0);
+    const size_t linear = 2 * (size_t)(N + M) * (size_t)(D + e) * es, quadratic = (size_t)N * M / 8;
+    cr_expect(hook.peak >= (size_t)M * D * es, "%s e=%lld: the hook saw a peak of %zu bytes, less "
+              "than the packed keys (%zu): the workspace bypassed the hooks",
+              tu_precision_name(p), (long long)e, hook.peak, (size_t)M * D * es);
+    cr_expect(hook.peak < linear, "%s e=%lld: peak workspace %zu bytes, above 2 (N+M)(d+e) reals = %zu",
+              tu_precision_name(p), (long long)e, hook.peak, linear);
+    cr_expect(hook.peak < quadratic, "%s e=%lld: peak workspace %zu bytes, above N M / 8 = %zu",
+              tu_precision_name(p), (long long)e, hook.peak, quadratic);
+    cr_expect(rss_growth < (long)quadratic, "%s e=%lld: peak resident set grew by %ld bytes "
+              "(N M / 8 = %zu)", tu_precision_name(p), (long long)e, rss_growth, quadratic);
+    cr_expect_eq(hook.live, 0, "%zu bytes still allocated after the call", hook.live);
+    cr_expect_eq(hook.allocs, hook.frees);
+    cr_expect_eq(hook.bad_space, 0, "a CPU context used the device memory space");
+    adv_context_destroy(ctx);
+    free(hx), free(hy), free(hw), free(x), free(y), free(w), free(lse), free(out);
+}
+
+Test(core, interaction_memory_is_linear_in_n_plus_m_plan_f32) {
+    check_interaction_memory(ADV_FLOAT32, 3, 0);
+}
+Test(core, interaction_memory_is_linear_in_n_plus_m_one_shot_f64) {
+    check_interaction_memory(ADV_FLOAT64, 0, 1);
 }
 
 /* On the CPU backend the three copy kinds are plain host copies. */

@@ -1056,6 +1056,177 @@ Test(invalid, sampler_options_and_runs) {
     adv_context_destroy(ctx);
 }
 
+/* NULL pointers to the field constructors and queries, the closed-form Gaussian helpers and
+ * adv_field_sample: each returns ADV_ERR_NULL_POINTER (naming the argument in the last error
+ * where a context is given) and writes nothing: outputs are poisoned before and compared
+ * bitwise after, a handle is cleared (or, when the context itself is NULL, left alone). The
+ * same calls with every pointer valid succeed first. */
+#define EXPECT_NULL_ARG(ctx, call, arg)                                                           \
+    do {                                                                                          \
+        adv_status st_ = (call);                                                                  \
+        cr_expect_eq(st_, ADV_ERR_NULL_POINTER, "%s: got %s", #call, adv_status_name(st_));       \
+        if (ctx)                                                                                  \
+            cr_expect(strstr(adv_context_last_error(ctx), arg) != NULL,                           \
+                      "%s: last error '%s' does not name %s", #call,                              \
+                      adv_context_last_error(ctx), arg);                                          \
+    } while (0)
+
+Test(invalid, null_pointers_fields_and_gaussian_helpers) {
+    adv_context *ctx = su_cpu_context(1);
+    const double m0[2] = {0.1, -0.2}, S0[4] = {1.0, 0.3, 0.3, 0.8}, m1[2] = {1.0, 0.5};
+    const double S1[4] = {0.6, -0.2, -0.2, 0.9}, p[1] = {1.0}, q[2] = {0.5, 0.5};
+    const double nu[4] = {-1, 0, 1, 0}, G[8] = {0.1, 0, 0, 0.1, 0, 0, 0, 0}; // one Dirac
+    adv_field *f = NULL;
+    // adv_field_create_gmm: every array, the handle, the context.
+    cr_assert_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, p, m0, S0, 2, q, nu, G, &f), ADV_OK,
+                 "%s", adv_context_last_error(ctx));
+    adv_field_destroy(f);
+    const char *names[6] = {"p", "mu", "S", "q", "nu", "G"};
+    for (int k = 0; k < 6; ++k) {
+        f = (adv_field *)&f;
+        adv_status st = adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, k == 0 ? NULL : p, k == 1 ? NULL : m0,
+                                             k == 2 ? NULL : S0, 2, k == 3 ? NULL : q,
+                                             k == 4 ? NULL : nu, k == 5 ? NULL : G, &f);
+        cr_expect_eq(st, ADV_ERR_NULL_POINTER, "gmm, %s NULL: got %s", names[k], adv_status_name(st));
+        char want[16];
+        snprintf(want, sizeof want, "%s is NULL", names[k]);
+        cr_expect(strstr(adv_context_last_error(ctx), want) != NULL, "gmm, %s NULL: last error '%s'",
+                  names[k], adv_context_last_error(ctx));
+        cr_expect_null(f, "gmm, %s NULL: handle not cleared", names[k]);
+    }
+    EXPECT_NULL_ARG(ctx, adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, p, m0, S0, 2, q, nu, G, NULL), "field");
+    f = (adv_field *)&f;
+    cr_expect_eq(adv_field_create_gmm(NULL, ADV_FLOAT64, 2, 1, p, m0, S0, 2, q, nu, G, &f), ADV_ERR_NULL_POINTER);
+
+    // adv_field_get_info and adv_field_sample on a valid field.
+    cr_assert_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, m0, S0, m1, S1, ADV_COUPLING_OT, &f), ADV_OK);
+    adv_field_info info, poisoned;
+    memset(&poisoned, 0xA5, sizeof poisoned);
+    poisoned.struct_size = sizeof poisoned;
+    info = poisoned;
+    cr_assert_eq(adv_field_get_info(f, &info), ADV_OK);
+    cr_expect_eq(info.kind, ADV_FIELD_GAUSSIAN_OT);
+    info = poisoned;
+    cr_expect_eq(adv_field_get_info(NULL, &info), ADV_ERR_NULL_POINTER);
+    cr_expect(memcmp(&info, &poisoned, sizeof info) == 0, "get_info(NULL, &info) wrote info");
+    cr_expect_eq(adv_field_get_info(f, NULL), ADV_ERR_NULL_POINTER);
+    double z[6], zp[6];
+    tu_poison(zp, sizeof zp);
+    cr_assert_eq(adv_field_sample(f, 0.5, 7, 0, 3, z), ADV_OK);
+    memcpy(z, zp, sizeof z);
+    EXPECT_NULL_ARG(ctx, adv_field_sample(f, 0.5, 7, 0, 3, NULL), "z");
+    cr_expect_eq(adv_field_sample(NULL, 0.5, 7, 0, 3, z), ADV_ERR_NULL_POINTER);
+    cr_expect(memcmp(z, zp, sizeof z) == 0, "sample(NULL, ...) wrote z");
+
+    // Closed-form helpers (no context): each input NULL, then each output NULL; the outputs
+    // are poisoned and must stay so.
+    double A[4], c[2], evals[2], V[4], energy, P8[8];
+    tu_poison(P8, sizeof P8);
+    cr_assert_eq(adv_gaussian_map(ADV_COUPLING_OT, 2, m0, S0, m1, S1, A, c), ADV_OK);
+    cr_assert_eq(adv_gaussian_kinetic_energy(ADV_COUPLING_INDEPENDENT, 2, m0, S0, m1, S1, 4, &energy), ADV_OK);
+    cr_assert_eq(adv_symmetric_eigen(2, S0, evals, V), ADV_OK);
+    const double *in[4] = {m0, S0, m1, S1};
+    for (int k = 0; k < 6; ++k) { // 0..3: an input NULL; 4: A NULL; 5: c NULL
+        const double *a[4] = {in[0], in[1], in[2], in[3]};
+        if (k < 4) a[k] = NULL;
+        memcpy(A, P8, sizeof A), memcpy(c, P8, sizeof c), memcpy(&energy, P8, sizeof energy);
+        adv_status st = adv_gaussian_map(ADV_COUPLING_OT, 2, a[0], a[1], a[2], a[3], k == 4 ? NULL : A,
+                                         k == 5 ? NULL : c);
+        cr_expect_eq(st, ADV_ERR_NULL_POINTER, "gaussian_map, argument %d NULL: got %s", k, adv_status_name(st));
+        cr_expect(memcmp(A, P8, sizeof A) == 0 && memcmp(c, P8, sizeof c) == 0,
+                  "gaussian_map, argument %d NULL: output written", k);
+        if (k < 5) {
+            st = adv_gaussian_kinetic_energy(ADV_COUPLING_INDEPENDENT, 2, a[0], a[1], a[2], a[3], 4,
+                                             k == 4 ? NULL : &energy);
+            cr_expect_eq(st, ADV_ERR_NULL_POINTER, "kinetic_energy, argument %d NULL: got %s", k,
+                         adv_status_name(st));
+            cr_expect(memcmp(&energy, P8, sizeof energy) == 0, "kinetic_energy, argument %d NULL: written", k);
+        }
+    }
+    for (int k = 0; k < 3; ++k) { // S, evals, V
+        memcpy(evals, P8, sizeof evals), memcpy(V, P8, sizeof V);
+        adv_status st = adv_symmetric_eigen(2, k == 0 ? NULL : S0, k == 1 ? NULL : evals, k == 2 ? NULL : V);
+        cr_expect_eq(st, ADV_ERR_NULL_POINTER, "symmetric_eigen, argument %d NULL: got %s", k, adv_status_name(st));
+        cr_expect(memcmp(evals, P8, sizeof evals) == 0 && memcmp(V, P8, sizeof V) == 0,
+                  "symmetric_eigen, argument %d NULL: output written", k);
+    }
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
+
+/* NULL pointers to the incremental sampler API: adv_sampler_begin (sampler, particles),
+ * _advance (sampler), _progress (sampler, fraction), _time_grid (sampler, times) and
+ * _checkpoint_save (sampler, path) return ADV_ERR_NULL_POINTER and write nothing (z, done,
+ * stats, fraction and times poisoned before; no checkpoint file appears); a refused begin
+ * starts no run and a refused call during a run leaves it going, to the bits of an
+ * undisturbed run. */
+Test(invalid, null_pointers_sampler) {
+    adv_context *ctx = su_cpu_context(1);
+    double y[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, y, NULL, 5, 2, NULL, &f), ADV_OK);
+    adv_sampler_opts o;
+    adv_sampler_default_opts(&o);
+    o.steps = 8;
+    adv_sampler *s = NULL;
+    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+    const double z0[6] = {0.1, 0.2, -0.3, 0.4, 0.5, -0.6};
+    double ref[6], z[6], zp[6], grid[9], gp[9], frac, fp;
+    tu_poison(zp, sizeof zp);
+    tu_poison(gp, sizeof gp);
+    tu_poison(&fp, sizeof fp);
+    memcpy(ref, z0, sizeof ref);
+    cr_assert_eq(adv_sample(f, &o, 3, ref, NULL), ADV_OK); // the undisturbed run
+    char path[128], unused[128];
+    snprintf(path, sizeof path, "/tmp/advect-null-%d.ckpt", (int)getpid());
+    snprintf(unused, sizeof unused, "/tmp/advect-null-%d-never.ckpt", (int)getpid());
+    remove(unused);
+    // No run yet: begin with a NULL sampler or NULL particles starts none.
+    memcpy(z, zp, sizeof z);
+    cr_expect_eq(adv_sampler_begin(NULL, 3, z), ADV_ERR_NULL_POINTER);
+    cr_expect(memcmp(z, zp, sizeof z) == 0, "begin(NULL, ...) wrote z");
+    EXPECT_NULL_ARG(ctx, adv_sampler_begin(s, 3, NULL), "z");
+    cr_expect_eq(adv_sampler_advance(s, 1, NULL, NULL), ADV_ERR_INVALID_VALUE, "a refused begin started a run");
+    // The time grid (valid at any time).
+    cr_assert_eq(adv_sampler_time_grid(s, grid), ADV_OK);
+    memcpy(grid, gp, sizeof grid);
+    cr_expect_eq(adv_sampler_time_grid(NULL, grid), ADV_ERR_NULL_POINTER);
+    cr_expect(memcmp(grid, gp, sizeof grid) == 0, "time_grid(NULL, ...) wrote times");
+    cr_expect_eq(adv_sampler_time_grid(s, NULL), ADV_ERR_NULL_POINTER);
+    // During a run.
+    memcpy(z, z0, sizeof z);
+    cr_assert_eq(adv_sampler_begin(s, 3, z), ADV_OK);
+    cr_assert_eq(adv_sampler_advance(s, 3, NULL, NULL), ADV_OK);
+    cr_assert_eq(adv_sampler_checkpoint_save(s, path), ADV_OK, "%s", adv_context_last_error(ctx));
+    remove(path);
+    int done = 12345;
+    adv_sampler_stats stats, sp;
+    memset(&sp, 0xA5, sizeof sp);
+    sp.struct_size = sizeof sp;
+    stats = sp;
+    cr_expect_eq(adv_sampler_advance(NULL, 1, &done, &stats), ADV_ERR_NULL_POINTER);
+    cr_expect(done == 12345 && memcmp(&stats, &sp, sizeof stats) == 0, "advance(NULL, ...) wrote done or stats");
+    frac = fp;
+    cr_expect_eq(adv_sampler_progress(NULL, &frac), ADV_ERR_NULL_POINTER);
+    cr_expect(memcmp(&frac, &fp, sizeof frac) == 0, "progress(NULL, ...) wrote the fraction");
+    cr_expect_eq(adv_sampler_progress(s, NULL), ADV_ERR_NULL_POINTER);
+    cr_expect_eq(adv_sampler_checkpoint_save(NULL, unused), ADV_ERR_NULL_POINTER);
+    EXPECT_NULL_ARG(ctx, adv_sampler_checkpoint_save(s, NULL), "path");
+    struct stat sb;
+    cr_expect(stat(unused, &sb) != 0, "checkpoint_save(NULL, path) created the file");
+    // A begin refused for NULL particles in the middle of a run does not restart it.
+    EXPECT_NULL_ARG(ctx, adv_sampler_begin(s, 3, NULL), "z");
+    cr_assert_eq(adv_sampler_progress(s, &frac), ADV_OK);
+    cr_expect(fabs(frac - 3.0 / 8.0) < 1e-12, "progress %g after 3 of 8 steps", frac);
+    cr_assert_eq(adv_sampler_advance(s, INT64_MAX, &done, NULL), ADV_OK);
+    cr_expect_eq(done, 1);
+    cr_expect(memcmp(z, ref, sizeof z) == 0, "the refused calls changed the run's result");
+    adv_sampler_destroy(s);
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
+#undef EXPECT_NULL_ARG
+
 /* Particles processed in chunks need memory set by the chunk, not N: with an allocator hook
  * counting the peak of live context bytes, 20000 particles in chunks of 500 use less than
  * 2000 particles' worth of workspace. */
