@@ -5,12 +5,19 @@
 # same thread count on every side, then a table of median times, ratios and advect's
 # interaction share.
 #
-# usage: bench/run_sampling.sh [--quick] [--threads T] [--data-sizes L] [--particles L]
-#                              [--dims L] [--methods L] [--steps K] [--reps R] [BUILD_DIR]
-#   BUILD_DIR   an existing build tree (ADVECT_BUILD_BENCH=ON); default: configures and builds
-#               build-bench-cpu in the repository root
-#   --quick     n = 1e4, N = 1e4, d = 2 and 64, euler,ddim,sde, 3 repetitions
-#   defaults    n = 1e4,1e5; N = 1e4; d = 2,64; euler,heun,rk4,ddim,dpm2m,sde; K = 20; 5 reps
+# usage: bench/run_sampling.sh [--quick | --full | --issue-sizes] [--no-peers] [--threads T]
+#                              [--data-sizes L] [--particles L] [--dims L] [--methods L]
+#                              [--steps K] [--reps R] [BUILD_DIR]
+#   BUILD_DIR     an existing build tree (ADVECT_BUILD_BENCH=ON); default: configures and
+#                 builds build-bench-cpu in the repository root
+#   defaults      n = 1e4; N = 1e4; d = 2; every method (euler, heun, midpoint, rk4, dopri5,
+#                 ddim, dpm2m, sde; the peers have no dopri5); K = 20; 5 reps
+#   --quick       n = 2000, N = 2000, d = 2, every method, 3 reps (a check that all runs)
+#   --full        n = 1e4,1e5; N = 1e4; d = 2,64 (several hours on 2 cores, most of it NumPy)
+#   --issue-sizes n = 1e4,1e5; N = 1e4,1e5,1e6 (the issue's range: hours on a small CPU, meant
+#                 for a large one; pair it with --no-peers, --dims 2, --methods)
+#   --no-peers    advect only
+#   Options after a preset override it (--quick --methods euler,dopri5).
 # Environment: ADVECT_BENCH_VENV (default bench/.venv; created by bench/peers/setup_venv.sh).
 # CSV files and logs go to BUILD_DIR/bench-results/sampling-DATE/.
 # Exit status: non-zero when advect's validation failed or its benchmark errored.
@@ -18,11 +25,14 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 
-threads="" build="" data="1e4,1e5" parts="1e4" dims="2,64" methods="euler,heun,rk4,ddim,dpm2m,sde"
-steps=20 reps=5
+threads="" build="" data="1e4" parts="1e4" dims="2" methods="euler,heun,midpoint,rk4,dopri5,ddim,dpm2m,sde"
+steps=20 reps=5 peers=1
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) data="1e4"; methods="euler,ddim,sde"; reps=3 ;;
+        --quick) data="2000"; parts="2000"; dims="2"; reps=3 ;;
+        --full) data="1e4,1e5"; parts="1e4"; dims="2,64" ;;
+        --issue-sizes) data="1e4,1e5"; parts="1e4,1e5,1e6" ;;
+        --no-peers) peers=0 ;;
         --threads) threads="$2"; shift ;;
         --data-sizes) data="$2"; shift ;;
         --particles) parts="$2"; shift ;;
@@ -30,7 +40,7 @@ while [ $# -gt 0 ]; do
         --methods) methods="$2"; shift ;;
         --steps) steps="$2"; shift ;;
         --reps) reps="$2"; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         -*) echo "run_sampling.sh: unknown option $1" >&2; exit 2 ;;
         *) build="$1" ;;
     esac
@@ -60,8 +70,9 @@ echo "== results in $results"
 advect_rc=$?
 [ "$advect_rc" = 0 ] || { echo "!! advect benchmark exited $advect_rc:"; grep -E 'FAILED|sampling_bench:' "$results/advect.log"; }
 
-venv="${ADVECT_BENCH_VENV:-$here/.venv}"
-if [ ! -x "$venv/bin/python" ]; then
+venv=""
+[ "$peers" = 1 ] && venv="${ADVECT_BENCH_VENV:-$here/.venv}"
+if [ -n "$venv" ] && [ ! -x "$venv/bin/python" ]; then
     echo "== creating the peers' venv ($venv)"
     ADVECT_BENCH_VENV="$venv" "$here/peers/setup_venv.sh" || venv=""
 fi
@@ -101,16 +112,20 @@ for name in ("advect", "numpy", "torch"):
 fmt = lambda t: f"{t:10.4g}" if t is not None else "       n/a"
 ratio = lambda a, b: f"{a / b:9.2f}x" if a is not None and b is not None else "       n/a"
 print()
-print(f"{'case (f32)':<34}{'advect s':>10}{'numpy s':>10}{'torch s':>10}"
+print(f"{'case (f32)':<36}{'advect s':>10}{'numpy s':>10}{'torch s':>10}"
       f"{'numpy/adv':>10}{'torch/adv':>10}{'adv share':>10}")
-for key in sorted(rows, key=lambda k: (k[1], k[2], k[3], k[0])):
+order = ("euler", "heun", "midpoint", "rk4", "dopri5", "ddim", "dpm2m", "sde")
+rank = lambda m: order.index(m) if m in order else len(order)
+for key in sorted(rows, key=lambda k: (k[1], k[2], k[3], rank(k[0]))):
     r = rows[key]
     adv = r.get("cpu", (None, ""))
     npy = r.get("cpu-numpy", (None, ""))[0]
     trc = r.get("cpu-torch", (None, ""))[0]
     name = f"{key[0]} n={key[1]} N={key[2]} d={key[3]}"
-    print(f"{name:<34}{fmt(adv[0])}{fmt(npy)}{fmt(trc)}{ratio(npy, adv[0])}{ratio(trc, adv[0])}"
+    print(f"{name:<36}{fmt(adv[0])}{fmt(npy)}{fmt(trc)}{ratio(npy, adv[0])}{ratio(trc, adv[0])}"
           f"{adv[1]:>10}")
-print("ratios > 1: advect faster; adv share = share of advect's run inside the interaction sum")
+print("ratios > 1: advect faster (n/a: a side has no validated row; the peers have no dopri5)")
+print("adv share = share of advect's run inside the interaction sum (dopri5: measured over one "
+      "run, inside its field evaluations)")
 PY
 exit "$advect_rc"

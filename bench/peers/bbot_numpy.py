@@ -7,12 +7,27 @@ One iteration = the pointwise prox of gamma*|m|^2/f (closed-form cubic + Newton 
 projection on the continuity constraint (space-time Neumann Poisson solve by DCT-II in every
 axis: scipy.fft when importable, else an FFT-based DCT written with numpy.fft), the per-line
 tridiagonal least squares of the interpolation constraint (Thomas, vectorised across lines)
-and the relaxed update. Prints CSV rows "impl,grid,P,precision,iters,per_iter_s,
-cpu_per_iter_s,cost,divres" (wall-clock and process CPU seconds per iteration: on a shared
-machine the CPU time is the fairer comparison).
+and the relaxed update.
 
-usage: bbot_numpy.py [--grids 32x32,64x64] [--time-steps 32,32] [--iters 30] [--precision f64]
-                     [--gamma 1] [--mu 1.98] [--no-header]
+Timing, as bench/bbot_bench.c does it: K = --iters iterations from the library's start (rho
+linear in time, m = 0); the first is the warm-up (FFT plans, caches) and is followed by the
+self-check below; the wall-clock and process CPU seconds of iterations 2..K, divided by K - 1,
+are reported, with the cost and the divergence residual of iteration K (iter_cost,
+iter_divres), which must agree with bbot_bench's from the same start (bench/run_grids.sh
+compares them: 1e-8 relative in float64).
+
+Self-check before timing (a failure prints a row with nan times and VALIDATION_FAILED, exit 1):
+after iteration 1, the continuity projection of the iterate must satisfy the discrete
+continuity equation (residual <= 1e-10 in float64, 1e-3 in float32, relative to the densities'
+norm), the prox output must be finite with f >= 0, and the cost and residual finite; iteration
+K's cost and residual must be finite.
+
+CSV columns are bbot_bench's (device "cpu-numpy"; threads = scipy.fft workers; the
+to-tolerance columns are -1/0/nan: the peer does not run to tolerance; commit = the NumPy and
+SciPy versions).
+
+usage: bbot_numpy.py [--grids 32x32:32,64x64:32] [--time-steps 32,32] [--iters 30]
+                     [--precision f64] [--workers 1] [--gamma 1] [--mu 1.98] [--no-header]
 """
 import argparse
 import sys
@@ -21,15 +36,21 @@ import time
 import numpy as np
 
 try:  # scipy.fft is the fastest DCT available to NumPy code; optional
+    import scipy
     import scipy.fft as _sfft
 except ImportError:  # pragma: no cover - depends on the environment
-    _sfft = None
+    scipy = _sfft = None
+
+_WORKERS = 1  # scipy.fft workers (--workers)
+
+HEADER = ("device,precision,grid,P,threads,iters,per_iter_s,cpu_per_iter_s,iter_cost,iter_divres,"
+          "iters_to_tol,converged,time_to_tol_s,cost,cost_rel_err,commit")
 
 
 def _dct2(x, axis):
     """Unnormalised DCT-II along axis (scipy's convention: 2 sum x_n cos(pi k (2n+1) / 2N))."""
     if _sfft is not None:
-        return _sfft.dct(x, type=2, axis=axis)
+        return _sfft.dct(x, type=2, axis=axis, workers=_WORKERS)
     x = np.moveaxis(x, axis, -1)
     n = x.shape[-1]
     v = np.concatenate([x[..., ::2], x[..., 1::2][..., ::-1]], axis=-1)
@@ -42,7 +63,7 @@ def _dct2(x, axis):
 def _idct2(x, axis):
     """Inverse of _dct2 (a scaled DCT-III)."""
     if _sfft is not None:
-        return _sfft.idct(x, type=2, axis=axis)
+        return _sfft.idct(x, type=2, axis=axis, workers=_WORKERS)
     x = np.moveaxis(x, axis, -1)
     n = x.shape[-1]
     k = np.arange(n)
@@ -236,39 +257,85 @@ def bump(n, centres, sigma):
     return out
 
 
+def self_check(s):
+    """Invariants of one iteration's pieces on the current iterate (see the module doc).
+    Returns (ok, message)."""
+    tol = 1e-10 if s.dt == np.float64 else 1e-3
+    cell = s.k * float(np.prod(s.h))
+    U1 = s.proj_c(s.zU)
+    cont = float(np.sqrt((s.div(U1).astype(np.float64) ** 2).sum() * cell) / s.scale)
+    V1, cost = s.prox_j(s.zV)
+    finite = all(np.all(np.isfinite(v)) for v in V1) and np.isfinite(cost)
+    positive = bool(np.all(V1[0] >= 0))
+    ok = cont <= tol and finite and positive
+    return ok, (f"continuity residual of the projection {cont:.3g} (tol {tol:g}), prox output "
+                f"{'finite' if finite else 'NOT finite'}, f {'>= 0' if positive else 'NEGATIVE'}")
+
+
 def main():
+    global _WORKERS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grids", default="32x32,64x64", help="space grids, e.g. 64x64,32x32x32")
-    p.add_argument("--time-steps", default="", help="P per grid (default: N/2 except 32^2: 32)")
-    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--grids", default="32x32:32,64x64:32",
+                   help="space grids, optionally with time steps: 64x64:32,32x32x32:32")
+    p.add_argument("--time-steps", default="",
+                   help="P per grid without ':P' (default: N/2 except 32^2: 32)")
+    p.add_argument("--iters", type=int, default=30, help="iterations K (>= 2; default 30)")
     p.add_argument("--precision", choices=("f32", "f64"), default="f64")
+    p.add_argument("--workers", type=int, default=1,
+                   help="scipy.fft workers (default 1, scipy's default; -1: all cores)")
     p.add_argument("--gamma", type=float, default=1.0,
                    help="prox step for densities of mean 1 (the library's default, 1)")
     p.add_argument("--mu", type=float, default=1.98)
     p.add_argument("--no-header", action="store_true")
     args = p.parse_args()
+    if args.iters < 2:
+        p.error("--iters must be >= 2")
+    _WORKERS = args.workers
     dtype = np.float32 if args.precision == "f32" else np.float64
-    grids = [tuple(int(s) for s in g.split("x")) for g in args.grids.split(",") if g]
+    specs = []
+    for g in args.grids.split(","):
+        if g:
+            space, _, steps = g.partition(":")
+            specs.append((tuple(int(v) for v in space.split("x")), int(steps) if steps else None))
     steps = [int(s) for s in args.time_steps.split(",") if s]
+    fft = f"scipy-{scipy.__version__}" if _sfft is not None else "numpy.fft"
+    tag = f"numpy-{np.__version__}+{fft}"
+    print(f"# bbot_numpy: numpy {np.__version__}, DCT by {fft}, workers {_WORKERS}",
+          file=sys.stderr, flush=True)
     if not args.no_header:
-        print("impl,grid,P,precision,iters,per_iter_s,cpu_per_iter_s,cost,divres")
-    for gi, n in enumerate(grids):
-        P = steps[gi] if gi < len(steps) else (32 if max(n) <= 32 else max(n) // 2)
+        print(HEADER, flush=True)
+    status = 0
+    for gi, (n, P) in enumerate(specs):
+        if P is None:
+            P = steps[gi] if gi < len(steps) else (32 if max(n) <= 32 else max(n) // 2)
         d = len(n)
+        gname = "x".join(map(str, n))
         # The C benchmark's problem: a bump (sigma 0.06) translated by 0.2 along every axis.
         r0 = bump(n, [[0.35] * d], 0.06)
         r1 = bump(n, [[0.55] * d], 0.06)
         s = BBSolver(r0, r1, P, args.gamma, args.mu, dtype)
-        s.step()  # warm-up (FFT plans, caches)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(args.iters):
-            cost, divres = s.step()
-        per = (time.perf_counter() - t0) / args.iters
-        cpu = (time.process_time() - c0) / args.iters
-        print(f"numpy,{'x'.join(map(str, n))},{P},{args.precision},{args.iters},{per:.6e},"
-              f"{cpu:.6e},{cost:.6g},{divres:.3e}", flush=True)
-
+        cost, divres = s.step()  # iteration 1: warm-up (FFT plans, caches)
+        ok, msg = self_check(s)
+        ok = ok and bool(np.isfinite(cost)) and bool(np.isfinite(divres))
+        per = cpu = float("nan")
+        if ok:
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(args.iters - 1):
+                cost, divres = s.step()
+            per = (time.perf_counter() - t0) / (args.iters - 1)
+            cpu = (time.process_time() - c0) / (args.iters - 1)
+            if not (np.isfinite(cost) and np.isfinite(divres)):
+                ok, msg = False, msg + f"; iteration {args.iters}: cost {cost}, residual {divres}"
+                per = cpu = float("nan")
+        print(f"# {gname} P {P} {args.precision}: {msg}", file=sys.stderr, flush=True)
+        if not ok:
+            print(f"VALIDATION FAILED: {gname} P {P}", file=sys.stderr, flush=True)
+            status = 1
+        print(f"cpu-numpy,{args.precision},{gname},{P},{_WORKERS},{args.iters},{per:.6e},"
+              f"{cpu:.6e},{float(cost):.15e},{float(divres):.15e},-1,0,nan,nan,nan,{tag}"
+              + ("" if ok else ",VALIDATION_FAILED"), flush=True)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
