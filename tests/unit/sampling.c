@@ -1651,3 +1651,75 @@ Test(checkpoint, trajectory_overlapping_the_particles) {
     free(buf), free(copy);
     ck_free(&c);
 }
+
+/* A field that is zero everywhere (velocity and score): an SDE run through it is the scaled
+ * noise alone, X_1 - X_0 = sum_k g_k sqrt(h_k) xi_k. */
+static int zero_field(void *user, const adv_field_request *r) {
+    (void)user;
+    const size_t bytes = (size_t)(r->n * r->dim) * sizeof(double);
+    if (r->velocity) memset(r->velocity, 0, bytes);
+    if (r->score) memset(r->score, 0, bytes);
+    return 0;
+}
+
+/* The SDE noise is keyed by (seed, particle, step, stage, dimension) and nothing else may
+ * share a key: every coordinate of every particle gets its own independent normals. The
+ * marginal tests cannot see a key collision (each coordinate is still N(0, 1)), so this
+ * test looks at the joint law of the pure-noise displacements of N = 4000 particles in
+ * d = 5 (odd: the last Philox pair is half used) after 12 Euler-Maruyama steps: the
+ * correlation of any two coordinates of one particle, and of any coordinate of particle p
+ * with any of particle p + 1 and p + 2 (a collision between neighbouring particles' blocks,
+ * e.g. an index p + k/2 instead of p ceil(d/2) + k/2, makes one of them 1), must be below
+ * 5 / sqrt(N) = 0.08 (five standard errors: 0 under independence), every coordinate's
+ * variance within 10% of their mean (its standard error is sqrt(2/N) = 2.2%), and a second
+ * seed must give other noise. */
+Test(sde, noise_keys_do_not_collide) {
+    enum { N = 4000, D = 5 };
+    adv_context *ctx = su_cpu_context(2);
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    uo.fn = zero_field;
+    uo.outputs = ADV_FIELD_VELOCITY | ADV_FIELD_SCORE;
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, D, &uo, &f), ADV_OK);
+    double *z[2];
+    for (int s = 0; s < 2; ++s) {
+        z[s] = calloc((size_t)N * D, sizeof(double));
+        adv_sampler_opts o;
+        adv_sampler_default_opts(&o);
+        o.method = ADV_METHOD_SDE;
+        o.t0 = 0.1;
+        o.steps = 12;
+        o.seed = 77 + (uint64_t)s;
+        cr_assert_eq(adv_sample(f, &o, N, z[s], NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+    }
+    double mean[D] = {0}, var[D] = {0};
+    for (int64_t i = 0; i < N; ++i)
+        for (int k = 0; k < D; ++k) mean[k] += z[0][i * D + k] / N;
+    for (int64_t i = 0; i < N; ++i)
+        for (int k = 0; k < D; ++k) var[k] += pow(z[0][i * D + k] - mean[k], 2) / (N - 1);
+    double vbar = 0.0;
+    for (int k = 0; k < D; ++k) vbar += var[k] / D;
+    cr_assert(vbar > 0.0, "no noise at all");
+    for (int k = 0; k < D; ++k)
+        cr_expect(fabs(var[k] / vbar - 1.0) < 0.1, "coordinate %d: variance %g, mean variance %g", k,
+                  var[k], vbar);
+    const double bound = 5.0 / sqrt((double)N);
+    for (int lag = 0; lag <= 2; ++lag)
+        for (int j = 0; j < D; ++j)
+            for (int k = 0; k < D; ++k) {
+                if (lag == 0 && k <= j) continue;
+                double c = 0.0;
+                for (int64_t i = 0; i + lag < N; ++i)
+                    c += (z[0][i * D + j] - mean[j]) * (z[0][(i + lag) * D + k] - mean[k]);
+                c /= (double)(N - lag - 1) * sqrt(var[j] * var[k]);
+                cr_expect(fabs(c) < bound, "corr(particle p dim %d, particle p+%d dim %d) = %.3f", j,
+                          lag, k, c);
+            }
+    int64_t same = 0;
+    for (int64_t i = 0; i < (int64_t)N * D; ++i) same += z[0][i] == z[1][i];
+    cr_expect_eq(same, 0, "%lld coordinates equal under two seeds", (long long)same);
+    free(z[0]), free(z[1]);
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
