@@ -5,6 +5,7 @@
  * exact status code and untouched outputs. Sizes are deliberately awkward (37 particles in
  * chunks of 5, d = 3, 601 data points). */
 #include "sampling_util.h"
+#include "common/sampler_math.h"
 
 #include <criterion/criterion.h>
 
@@ -1722,4 +1723,51 @@ Test(sde, noise_keys_do_not_collide) {
     free(z[0]), free(z[1]);
     adv_field_destroy(f);
     adv_context_destroy(ctx);
+}
+
+/* DOPRI5's error norm (kernels/common/sampler_math.h, both backends): the scaled RMS
+ * sqrt(mean_k (x_k / (atol + rtol max(|y_k|, |y2_k|)))^2), against its definition on rows of
+ * d = 1, 3 and 7 where |y| and |y2| take turns being the larger, in both precisions, and
+ * with y2 absent (scale |y| alone). The controller's step sizes scale with this norm to the
+ * power -1/5, so a sum instead of a mean (a factor sqrt(d)) or the smaller scale instead of
+ * the larger moves every step without failing the convergence tests. */
+Test(dopri5, error_norm_is_the_scaled_rms) {
+    const double atol = 1e-6, rtol = 1e-3;
+    const int64_t dims[3] = {1, 3, 7};
+    for (int p = 0; p < 2; ++p)
+        for (int c = 0; c < 3; ++c) {
+            const int64_t d = dims[c], rows = 3;
+            double x[21], y[21], y2[21];
+            for (int64_t k = 0; k < rows * d; ++k) {
+                x[k] = 1e-4 * sin(1.3 * (double)k + 0.2);
+                y[k] = (k % 2 ? 5.0 : 0.5) * cos(0.7 * (double)k);
+                y2[k] = (k % 2 ? 0.5 : 5.0) * cos(0.9 * (double)k + 1.0);
+            }
+            const adv_precision prec = p ? ADV_FLOAT64 : ADV_FLOAT32;
+            void *xs = tu_to_precision(x, (size_t)(rows * d), prec);
+            void *ys = tu_to_precision(y, (size_t)(rows * d), prec);
+            void *y2s = tu_to_precision(y2, (size_t)(rows * d), prec);
+            double xr[21], yr[21], y2r[21]; // the values as the precision holds them
+            tu_from_precision(xr, xs, (size_t)(rows * d), prec);
+            tu_from_precision(yr, ys, (size_t)(rows * d), prec);
+            tu_from_precision(y2r, y2s, (size_t)(rows * d), prec);
+            for (int64_t i = 0; i < rows; ++i)
+                for (int with_y2 = 0; with_y2 < 2; ++with_y2) {
+                    double acc = 0.0;
+                    for (int64_t k = 0; k < d; ++k) {
+                        double sc = fabs(yr[i * d + k]);
+                        if (with_y2) sc = fmax(sc, fabs(y2r[i * d + k]));
+                        acc += pow(xr[i * d + k] / (atol + rtol * sc), 2);
+                    }
+                    const double want = sqrt(acc / (double)d);
+                    const double got = advs_rms_row((int)prec, d, i, xs, ys, with_y2 ? y2s : NULL,
+                                                    atol, rtol);
+                    cr_expect(fabs(got - want) <= 1e-14 * want, "%s d=%lld row %lld y2 %d: %.17g vs %.17g",
+                              tu_precision_name(prec), (long long)d, (long long)i, with_y2, got, want);
+                }
+            free(xs), free(ys), free(y2s);
+        }
+    double nan_row[2] = {NAN, 1.0}, one[2] = {1.0, 1.0};
+    cr_expect(isnan(advs_rms_row((int)ADV_FLOAT64, 2, 0, nan_row, one, NULL, atol, rtol)),
+              "NaN in the error must give NaN (the controller rejects it)");
 }
