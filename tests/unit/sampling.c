@@ -1674,6 +1674,35 @@ static int zero_field(void *user, const adv_field_request *r) {
  * 5 / sqrt(N) = 0.08 (five standard errors: 0 under independence), every coordinate's
  * variance within 10% of their mean (its standard error is sqrt(2/N) = 2.2%), and a second
  * seed must give other noise. */
+/* Rows of N x D draws that must be independent across coordinates and particles: equal
+ * variances (within 10%: standard error sqrt(2/N)), and correlations below 5/sqrt(N) within
+ * a row and between rows p and p + 1, p + 2 (see noise_keys_do_not_collide). */
+static void expect_independent_rows(const double *z, int64_t N, int D, const char *what) {
+    double mean[8] = {0}, var[8] = {0};
+    for (int64_t i = 0; i < N; ++i)
+        for (int k = 0; k < D; ++k) mean[k] += z[i * D + k] / (double)N;
+    for (int64_t i = 0; i < N; ++i)
+        for (int k = 0; k < D; ++k) var[k] += pow(z[i * D + k] - mean[k], 2) / (double)(N - 1);
+    double vbar = 0.0;
+    for (int k = 0; k < D; ++k) vbar += var[k] / D;
+    cr_assert(vbar > 0.0, "%s: no noise at all", what);
+    for (int k = 0; k < D; ++k)
+        cr_expect(fabs(var[k] / vbar - 1.0) < 0.1, "%s: coordinate %d: variance %g, mean variance %g",
+                  what, k, var[k], vbar);
+    const double bound = 5.0 / sqrt((double)N);
+    for (int lag = 0; lag <= 2; ++lag)
+        for (int j = 0; j < D; ++j)
+            for (int k = 0; k < D; ++k) {
+                if (lag == 0 && k <= j) continue;
+                double c = 0.0;
+                for (int64_t i = 0; i + lag < N; ++i)
+                    c += (z[i * D + j] - mean[j]) * (z[(i + lag) * D + k] - mean[k]);
+                c /= (double)(N - lag - 1) * sqrt(var[j] * var[k]);
+                cr_expect(fabs(c) < bound, "%s: corr(particle p dim %d, particle p+%d dim %d) = %.3f",
+                          what, j, lag, k, c);
+            }
+}
+
 Test(sde, noise_keys_do_not_collide) {
     enum { N = 4000, D = 5 };
     adv_context *ctx = su_cpu_context(2);
@@ -1694,33 +1723,22 @@ Test(sde, noise_keys_do_not_collide) {
         o.seed = 77 + (uint64_t)s;
         cr_assert_eq(adv_sample(f, &o, N, z[s], NULL), ADV_OK, "%s", adv_context_last_error(ctx));
     }
-    double mean[D] = {0}, var[D] = {0};
-    for (int64_t i = 0; i < N; ++i)
-        for (int k = 0; k < D; ++k) mean[k] += z[0][i * D + k] / N;
-    for (int64_t i = 0; i < N; ++i)
-        for (int k = 0; k < D; ++k) var[k] += pow(z[0][i * D + k] - mean[k], 2) / (N - 1);
-    double vbar = 0.0;
-    for (int k = 0; k < D; ++k) vbar += var[k] / D;
-    cr_assert(vbar > 0.0, "no noise at all");
-    for (int k = 0; k < D; ++k)
-        cr_expect(fabs(var[k] / vbar - 1.0) < 0.1, "coordinate %d: variance %g, mean variance %g", k,
-                  var[k], vbar);
-    const double bound = 5.0 / sqrt((double)N);
-    for (int lag = 0; lag <= 2; ++lag)
-        for (int j = 0; j < D; ++j)
-            for (int k = 0; k < D; ++k) {
-                if (lag == 0 && k <= j) continue;
-                double c = 0.0;
-                for (int64_t i = 0; i + lag < N; ++i)
-                    c += (z[0][i * D + j] - mean[j]) * (z[0][(i + lag) * D + k] - mean[k]);
-                c /= (double)(N - lag - 1) * sqrt(var[j] * var[k]);
-                cr_expect(fabs(c) < bound, "corr(particle p dim %d, particle p+%d dim %d) = %.3f", j,
-                          lag, k, c);
-            }
+    expect_independent_rows(z[0], N, D, "SDE noise");
     int64_t same = 0;
     for (int64_t i = 0; i < (int64_t)N * D; ++i) same += z[0][i] == z[1][i];
     cr_expect_eq(same, 0, "%lld coordinates equal under two seeds", (long long)same);
     free(z[0]), free(z[1]);
+    adv_field_destroy(f);
+    // The exact samples of a field (adv_field_sample) draw their normals the same way
+    // (advf_normals): the Gaussian field's source N(0, I) at t = 0 is those normals.
+    double m[D] = {0}, S[D * D] = {0};
+    for (int k = 0; k < D; ++k) S[k * D + k] = 1.0;
+    cr_assert_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, D, m, S, m, S, ADV_COUPLING_INDEPENDENT, &f),
+                 ADV_OK, "%s", adv_context_last_error(ctx));
+    double *x = calloc((size_t)N * D, sizeof(double));
+    cr_assert_eq(adv_field_sample(f, 0.0, 5, 0, N, x), ADV_OK, "%s", adv_context_last_error(ctx));
+    expect_independent_rows(x, N, D, "adv_field_sample");
+    free(x);
     adv_field_destroy(f);
     adv_context_destroy(ctx);
 }
