@@ -376,6 +376,20 @@ done:
     return result;
 }
 
+/* Counts the values of z (count, precision p) that are not finite, and, separately, the
+ * finite ones outside the data box [lo - tol, hi + tol]: the validation of every run. */
+static int64_t count_outside_box(const void *z, adv_precision p, size_t count, double lo,
+                                 double hi, double tol, int64_t *non_finite) {
+    int64_t outside = 0, nf = 0;
+    for (size_t i = 0; i < count; ++i) {
+        const double v = get(z, p, i);
+        if (!isfinite(v)) ++nf;
+        else if (v < lo - tol || v > hi + tol) ++outside;
+    }
+    *non_finite = nf;
+    return outside;
+}
+
 /* DOPRI5's interaction share: a user field that returns the empirical field's denoiser and
  * counts the wall time spent computing it (see the file comment). */
 typedef struct timed_field {
@@ -428,11 +442,9 @@ static double dopri5_share(adv_context *ctx, adv_field *field, const adv_sampler
     total = now_s() - total;
     if (*st == ADV_OK && w.st != ADV_OK) *st = w.st;
     if (*st || (*st = adv_memcpy(ctx, zh, zd, bz, ADV_COPY_CONTEXT_TO_HOST))) goto done;
-    int64_t bad = 0;
-    for (size_t i = 0; i < (size_t)(N * d); ++i) {
-        const double v = get(zh, p, i);
-        bad += !(v >= lo - tol && v <= hi + tol);
-    }
+    int64_t non_finite = 0;
+    const int64_t bad = count_outside_box(zh, p, (size_t)(N * d), lo, hi, tol, &non_finite) +
+                        non_finite;
     // The wrapped run takes the field's times rounded to its precision, so its adaptive steps
     // may differ slightly from the timed runs': the difference is reported, not checked.
     double diff = 0.0;
@@ -581,12 +593,9 @@ static int run_case(adv_context *ctx, const options *o, int mi, int64_t n, int64
     if ((st = adv_sampler_run(sampler, N, b.zd, &stats))) goto lib_error;
     t_first = now_s() - t_first;
     if ((st = adv_memcpy(ctx, b.zh, b.zd, bz, ADV_COPY_CONTEXT_TO_HOST))) goto lib_error;
-    int64_t non_finite = 0, outside = 0;
-    for (size_t i = 0; i < (size_t)(N * d); ++i) {
-        double v = get(b.zh, p, i);
-        if (!isfinite(v)) ++non_finite;
-        else if (v < lo - ttol * yscale || v > hi + ttol * yscale) ++outside;
-    }
+    int64_t non_finite = 0;
+    const int64_t outside = count_outside_box(b.zh, p, (size_t)(N * d), lo, hi, ttol * yscale,
+                                              &non_finite);
     /* Rows the reference integrates: few when n d is large (each row costs evaluations x n x d). */
     int n_ref = n_rows;
     while (n_ref > 2 && (double)n_ref * (double)n * (double)d * 4.0 * (double)o->steps > 4e9) n_ref /= 2;

@@ -789,8 +789,7 @@ static adv_status check_chunk(adv_sampler *s, int64_t first, int64_t cnt, const 
     // sees the singular b'/b there. With VP (b ~ sqrt(1 - t): the interval's 1 - t shrinks
     // by q = 2^(2 rho)) a Heun step multiplies z - D by about -q/8; Euler and the
     // exponential steps do not amplify.
-    const int multistage = s->o.method == ADV_METHOD_HEUN || s->o.method == ADV_METHOD_MIDPOINT ||
-                           s->o.method == ADV_METHOD_RK4;
+    const int multistage = is_fixed_rk(s->o.method) && s->o.method != ADV_METHOD_EULER;
     const char *fix = s->o.method == ADV_METHOD_SDE ? "use more steps or a smaller eta"
                       : multistage && s->o.grid == ADV_GRID_KARRAS
                           ? "use more steps, a uniform or cosine time grid, or an exponential "

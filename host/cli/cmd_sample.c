@@ -703,10 +703,11 @@ int advect_cmd_sample(int argc, char **argv) {
     // noise): said in the outputs, since either changes what the run's ends mean.
     double a_start = 0.0, b_start = 1.0, b_end = 0.0;
     {
-        adv_schedule sch;
-        adv_schedule_default(&sch, schedule_kinds[o.schedule]);
-        adv_schedule_eval(&sch, o.t0, &a_start, &b_start, NULL, NULL);
-        adv_schedule_eval(&sch, o.t1, NULL, &b_end, NULL, NULL);
+        adv_field_info info = {.struct_size = sizeof info};
+        if (adv_field_get_info(field, &info) == ADV_OK) { // the field's own schedule
+            adv_schedule_eval(&info.schedule, o.t0, &a_start, &b_start, NULL, NULL);
+            adv_schedule_eval(&info.schedule, o.t1, NULL, &b_end, NULL, NULL);
+        }
     }
 
     // Outputs, staged and renamed together.

@@ -119,3 +119,25 @@ void tu_reseal_fnv1a(unsigned char *buf, size_t n) {
     for (size_t i = 0; i + 8 < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
     memcpy(buf + n - 8, &h, 8);
 }
+
+void *tu_peak_alloc(void *user, size_t bytes, adv_memory_space space) {
+    tu_peak_hook *h = user;
+    if (space != ADV_MEMORY_HOST) ++h->bad_space;
+    size_t *p = NULL;
+    if (posix_memalign((void **)&p, 64, bytes + 64) != 0) return NULL;
+    p[0] = bytes; // the size, in a 64-byte header that keeps the block aligned
+    h->live += bytes;
+    if (h->live > h->peak) h->peak = h->live;
+    ++h->allocs;
+    return (char *)p + 64;
+}
+
+void tu_peak_free(void *user, void *ptr, adv_memory_space space) {
+    tu_peak_hook *h = user;
+    if (space != ADV_MEMORY_HOST) ++h->bad_space;
+    if (!ptr) return;
+    size_t *p = (size_t *)((char *)ptr - 64);
+    h->live -= p[0];
+    ++h->frees;
+    free(p);
+}

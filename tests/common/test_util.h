@@ -59,6 +59,16 @@ double tu_max_abs_finite(const double *a, size_t n);
 /* Number of NaN entries. */
 size_t tu_count_nan(const double *a, size_t n);
 
+/* Allocator hooks (adv_context_opts alloc/free, alloc_user = a tu_peak_hook) that track the
+ * live and peak bytes a context allocates, the number of allocations and frees, and how many
+ * calls named a memory space other than the host's. */
+typedef struct tu_peak_hook {
+    size_t live, peak;
+    int allocs, frees, bad_space;
+} tu_peak_hook;
+void *tu_peak_alloc(void *user, size_t bytes, adv_memory_space space);
+void tu_peak_free(void *user, void *ptr, adv_memory_space space);
+
 /* Stores over the last 8 bytes of a checkpoint file's image the FNV-1a 64 checksum of the
  * bytes before them, as the library's checkpoints end: the step of a forger, for tests that a
  * valid checksum alone does not make a file acceptable. */

@@ -345,33 +345,6 @@ Test(core, allocator_hooks) {
  * the process's peak resident set, which must not grow by N M / 8 either (a score matrix,
  * written, would be resident). Run through the plan API (f32, lse and values) and the
  * one-shot call (f64, lse only: e = 0, bound 2 (N + M) d reals). */
-typedef struct peak_hook {
-    size_t live, peak;
-    int allocs, frees, bad_space;
-} peak_hook;
-
-static void *peak_alloc(void *user, size_t bytes, adv_memory_space space) {
-    peak_hook *h = user;
-    if (space != ADV_MEMORY_HOST) ++h->bad_space;
-    size_t *p = NULL;
-    if (posix_memalign((void **)&p, 64, bytes + 64) != 0) return NULL;
-    p[0] = bytes; // the size, in a 64-byte header that keeps the block aligned
-    h->live += bytes;
-    if (h->live > h->peak) h->peak = h->live;
-    ++h->allocs;
-    return (char *)p + 64;
-}
-
-static void peak_free(void *user, void *ptr, adv_memory_space space) {
-    peak_hook *h = user;
-    if (space != ADV_MEMORY_HOST) ++h->bad_space;
-    if (!ptr) return;
-    size_t *p = (size_t *)((char *)ptr - 64);
-    h->live -= p[0];
-    ++h->frees;
-    free(p);
-}
-
 static long max_rss_bytes(void) {
     struct rusage ru;
     cr_assert_eq(getrusage(RUSAGE_SELF, &ru), 0);
@@ -381,13 +354,13 @@ static long max_rss_bytes(void) {
 static void check_interaction_memory(adv_precision p, int64_t e, int one_shot) {
     enum { N = 20000, M = 20000, D = 3 };
     const size_t es = tu_real_size(p);
-    peak_hook hook = {0};
+    tu_peak_hook hook = {0};
     adv_context_opts opts;
     adv_context_default_opts(&opts);
     opts.backend = ADV_BACKEND_CPU;
     opts.cpu_threads = 1;
-    opts.alloc = peak_alloc;
-    opts.free = peak_free;
+    opts.alloc = tu_peak_alloc;
+    opts.free = tu_peak_free;
     opts.alloc_user = &hook;
     adv_context *ctx = NULL;
     cr_assert_eq(adv_context_create(&opts, &ctx), ADV_OK);

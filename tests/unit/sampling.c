@@ -1231,31 +1231,16 @@ Test(invalid, null_pointers_sampler) {
 /* Particles processed in chunks need memory set by the chunk, not N: with an allocator hook
  * counting the peak of live context bytes, 20000 particles in chunks of 500 use less than
  * 2000 particles' worth of workspace. */
-static size_t live = 0, peak = 0;
-static void *count_alloc(void *user, size_t bytes, adv_memory_space space) {
-    (void)user, (void)space;
-    size_t *p = NULL;
-    if (posix_memalign((void **)&p, 64, bytes + 64) != 0) return NULL;
-    p[0] = bytes;
-    live += bytes;
-    if (live > peak) peak = live;
-    return (char *)p + 64;
-}
-static void count_free(void *user, void *ptr, adv_memory_space space) {
-    (void)user, (void)space;
-    if (!ptr) return;
-    size_t *p = (size_t *)((char *)ptr - 64);
-    live -= p[0];
-    free(p);
-}
+static tu_peak_hook hook;
 
 Test(chunks, memory_bounded_by_chunk) {
     adv_context_opts co;
     adv_context_default_opts(&co);
     co.backend = ADV_BACKEND_CPU;
     co.cpu_threads = 1;
-    co.alloc = count_alloc;
-    co.free = count_free;
+    co.alloc = tu_peak_alloc;
+    co.free = tu_peak_free;
+    co.alloc_user = &hook;
     adv_context *ctx = NULL;
     cr_assert_eq(adv_context_create(&co, &ctx), ADV_OK);
     double y[40];
@@ -1270,12 +1255,12 @@ Test(chunks, memory_bounded_by_chunk) {
     o.atol = o.rtol = 1e-3;
     o.chunk_size = 500;
     o.init_from_source = 1;
-    size_t before = live;
-    peak = live;
+    size_t before = hook.live;
+    hook.peak = hook.live;
     adv_sampler_stats st = {.struct_size = sizeof st};
     cr_assert_eq(adv_sample(f, &o, N, z, &st), ADV_OK);
     cr_expect_eq(st.chunks, 40);
-    size_t used = peak - before;
+    size_t used = hook.peak - before;
     cr_expect(used < 2000 * 2 * sizeof(double) * 12, "workspace peak %zu bytes for chunks of 500", used);
     free(z);
     adv_field_destroy(f);
