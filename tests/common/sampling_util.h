@@ -183,22 +183,41 @@ static inline void su_ref_ot_matrix(int d, const double *S0, const double *S1, d
     su_matmul(d, T, Ri, A);
 }
 
-/* Gaussian OT geodesic field: v = (m1 - m0) + (A - I) M_t^-1 (z - m_t), M_t = (1-t) I + t A. */
+/* Gaussian OT geodesic field. X1 = m1 + A (X0 - m0) with M_t = (1-t) I + t A, so the particle
+ * determines x0 = M_t^-1 (z - m_t) and v = (m1 - m0) + (A - I) x0, D = m1 + A x0; the score is
+ * -Sigma_t^-1 (z - m_t) with Sigma_t = M_t S0 M_t (A, M_t symmetric): -M_t^-1 S0^-1 x0.
+ * score and D may be NULL. */
 static inline void su_ref_gauss_ot(int d, const double *m0, const double *S0, const double *m1,
-                                   const double *S1, double t, const double *z, double *v) {
-    double A[256], M[256], Mi[256], r[16];
+                                   const double *S1, double t, const double *z, double *v,
+                                   double *score, double *D) {
+    double A[256], M[256], Mi[256], S0i[256], r[16], x0[16], y[16];
     su_ref_ot_matrix(d, S0, S1, A);
     for (int i = 0; i < d * d; ++i) M[i] = t * A[i] + ((i % (d + 1)) == 0 ? 1 - t : 0.0);
     su_inverse(d, M, Mi);
+    su_inverse(d, S0, S0i);
     for (int k = 0; k < d; ++k) r[k] = z[k] - ((1 - t) * m0[k] + t * m1[k]);
+    for (int j = 0; j < d; ++j) {
+        x0[j] = 0.0;
+        for (int l = 0; l < d; ++l) x0[j] += Mi[j * d + l] * r[l];
+    }
     for (int k = 0; k < d; ++k) {
-        double s = 0.0;
+        double s = 0.0, a = 0.0;
         for (int j = 0; j < d; ++j) {
-            double w = 0.0;
-            for (int l = 0; l < d; ++l) w += Mi[j * d + l] * r[l];
-            s += (A[k * d + j] - (k == j)) * w;
+            s += (A[k * d + j] - (k == j)) * x0[j];
+            a += A[k * d + j] * x0[j];
         }
         v[k] = (m1[k] - m0[k]) + s;
+        if (D) D[k] = m1[k] + a;
+    }
+    if (!score) return;
+    for (int j = 0; j < d; ++j) {
+        y[j] = 0.0;
+        for (int l = 0; l < d; ++l) y[j] += S0i[j * d + l] * x0[l];
+    }
+    for (int k = 0; k < d; ++k) {
+        double s = 0.0;
+        for (int j = 0; j < d; ++j) s += Mi[k * d + j] * y[j];
+        score[k] = -s;
     }
 }
 

@@ -293,12 +293,15 @@ static void check_gauss_family(adv_precision p) {
                 cr_expect(fabs(D[3 * i + k] - rdn[k]) <= tol * (1 + umax(rdn, 3)), "FM D t %g", ts[q]);
             }
         }
-        cr_assert_eq(adv_field_eval(ot, ts[q], N, dz, dv, NULL, NULL), ADV_OK);
-        conf_download(ctx, p, dv, V, 69);
+        cr_assert_eq(adv_field_eval(ot, ts[q], N, dz, dv, ds, dd), ADV_OK);
+        conf_download(ctx, p, dv, V, 69), conf_download(ctx, p, ds, S, 69), conf_download(ctx, p, dd, D, 69);
         for (int i = 0; i < N; ++i) {
-            su_ref_gauss_ot(d, m0, S0, m1, S1, ts[q], z + 3 * i, rv);
-            for (int k = 0; k < d; ++k)
+            su_ref_gauss_ot(d, m0, S0, m1, S1, ts[q], z + 3 * i, rv, rs, rdn);
+            for (int k = 0; k < d; ++k) {
                 cr_expect(fabs(V[3 * i + k] - rv[k]) <= 1e2 * tol * (1 + umax(rv, 3)), "OT v t %g: %g vs %g", ts[q], V[3 * i + k], rv[k]);
+                cr_expect(fabs(S[3 * i + k] - rs[k]) <= 1e2 * tol * (1 + umax(rs, 3)), "OT score t %g: %g vs %g", ts[q], S[3 * i + k], rs[k]);
+                cr_expect(fabs(D[3 * i + k] - rdn[k]) <= 1e2 * tol * (1 + umax(rdn, 3)), "OT D t %g: %g vs %g", ts[q], D[3 * i + k], rdn[k]);
+            }
         }
         conf_free(ctx, dv), conf_free(ctx, ds), conf_free(ctx, dd);
         dv = conf_alloc_poisoned(ctx, p, 69), ds = conf_alloc_poisoned(ctx, p, 69), dd = conf_alloc_poisoned(ctx, p, 69);
@@ -519,6 +522,123 @@ Test(sampling_fields, gaussian_and_gmm_sample_moments) {
     adv_field_destroy(g);
     conf_free(ctx, dz);
     free(z);
+    conf_context_destroy(ctx);
+}
+
+/* Mixture samples at t = 0.6 against the mixture's closed-form moments: pair (k, l) with
+ * weight p_k q_l has mean (1-t) mu_k + t nu_l and covariance (1-t)^2 S_k + t^2 G_l. A wrong
+ * square root in the per-pair scale (den instead of sqrt(den)) changes the covariance several-
+ * fold, far beyond the 5-standard-error bound. */
+Test(sampling_fields, gmm_sample_moments_at_an_inner_time) {
+    adv_context *ctx = conf_context();
+    const int d = 2;
+    const int64_t N = 40000;
+    const double t = 0.6, s = 1 - t;
+    const double p[2] = {0.25, 0.75}, mu[4] = {-2, 0, 2, 1}, S[8] = {1, 0.2, 0.2, 0.6, 0.5, 0, 0, 0.3};
+    const double q[2] = {0.4, 0.6}, nu[4] = {0, 3, 1, -1}, G[8] = {0.3, 0, 0, 0.1, 0, 0, 0, 0}; // a Dirac
+    adv_field *g = NULL;
+    cr_assert_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, d, 2, p, mu, S, 2, q, nu, G, &g), ADV_OK);
+    double *z = tu_calloc((size_t)N * d, sizeof *z), mean[2], cov[4];
+    void *dz = conf_alloc_poisoned(ctx, ADV_FLOAT64, (size_t)N * d);
+    cr_assert_eq(adv_field_sample(g, t, 8, 0, N, dz), ADV_OK);
+    conf_download(ctx, ADV_FLOAT64, dz, z, (size_t)N * d);
+    su_moments(z, N, d, mean, cov);
+    double m[2] = {0, 0}, C[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 2; ++k)
+        for (int l = 0; l < 2; ++l) {
+            double w = p[k] * q[l], mk[2];
+            for (int a = 0; a < 2; ++a) mk[a] = s * mu[k * 2 + a] + t * nu[l * 2 + a];
+            for (int a = 0; a < 2; ++a) {
+                m[a] += w * mk[a];
+                for (int b = 0; b < 2; ++b)
+                    C[a * 2 + b] += w * (s * s * S[k * 4 + a * 2 + b] + t * t * G[l * 4 + a * 2 + b] + mk[a] * mk[b]);
+            }
+        }
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b) C[a * 2 + b] -= m[a] * m[b];
+    for (int a = 0; a < 2; ++a)
+        cr_expect(fabs(mean[a] - m[a]) <= 5 * sqrt(C[a * 3] / N), "mixture mean[%d] %g vs %g", a, mean[a], m[a]);
+    // Standard error of a covariance entry: sqrt((C_aa C_bb + C_ab^2)/N) for a Gaussian; a
+    // mixture has heavier fourth moments, so allow 8 of them.
+    for (int k = 0; k < 4; ++k) {
+        int a = k / 2, b = k % 2;
+        double se = sqrt((C[a * 3] * C[b * 3] + C[k] * C[k]) / N);
+        cr_expect(fabs(cov[k] - C[k]) <= 8 * se, "mixture cov[%d] %g vs %g", k, cov[k], C[k]);
+    }
+    adv_field_destroy(g);
+    conf_free(ctx, dz);
+    free(z);
+    conf_context_destroy(ctx);
+}
+
+/* Empirical samples at t = 1 on the linear schedule are data points drawn with the weights.
+ * The counts are checked against the weights directly (not through the shared picking
+ * function), so a picker that never reaches the last point, or reaches a zero-weight one, fails. */
+Test(sampling_fields, empirical_sample_frequencies_follow_the_weights) {
+    adv_context *ctx = conf_context();
+    const int64_t n = 4, N = 20000;
+    const double y[4] = {-1.5, 0.25, 2.0, 3.5};
+    const double ws[2][4] = {{1, 1, 0, 2}, {0, 3, 1, 0}};
+    double *z = tu_calloc((size_t)N, sizeof *z);
+    void *dy = conf_upload(ctx, ADV_FLOAT64, y, 4), *dz = conf_alloc_poisoned(ctx, ADV_FLOAT64, (size_t)N);
+    for (int c = 0; c < 2; ++c) {
+        void *dw = conf_upload(ctx, ADV_FLOAT64, ws[c], 4);
+        adv_field *f = NULL;
+        cr_assert_eq(adv_field_create_empirical(ctx, ADV_FLOAT64, dy, dw, n, 1, NULL, &f), ADV_OK);
+        cr_assert_eq(adv_field_sample(f, 1.0, 21 + (uint64_t)c, 0, N, dz), ADV_OK);
+        conf_download(ctx, ADV_FLOAT64, dz, z, (size_t)N);
+        int64_t count[4] = {0, 0, 0, 0}, other = 0;
+        for (int64_t i = 0; i < N; ++i) {
+            int hit = 0;
+            for (int j = 0; j < 4; ++j)
+                if (z[i] == y[j]) ++count[j], hit = 1;
+            other += !hit;
+        }
+        cr_expect_eq(other, 0, "weights %d: %lld samples are not data points", c, (long long)other);
+        const double tot = ws[c][0] + ws[c][1] + ws[c][2] + ws[c][3];
+        for (int j = 0; j < 4; ++j) {
+            double pj = ws[c][j] / tot, sd = sqrt(N * pj * (1 - pj));
+            cr_expect(fabs((double)count[j] - N * pj) <= 5 * sd, "weights %d: point %d drawn %lld times, expected %g +- %g",
+                      c, j, (long long)count[j], N * pj, 5 * sd);
+        }
+        adv_field_destroy(f);
+        conf_free(ctx, dw);
+    }
+    conf_free(ctx, dy), conf_free(ctx, dz);
+    free(z);
+    conf_context_destroy(ctx);
+}
+
+/* At t = 1 (b = 0) the denoiser is the nearest data point; among equidistant points the
+ * larger weight wins, then the lower index (field.h). The origin is at distance exactly 1
+ * from all four points, in both precisions. */
+Test(sampling_fields, empirical_tie_at_one_goes_to_the_larger_weight) {
+    adv_context *ctx = conf_context();
+    const double y[8] = {1, 0, -1, 0, 0, 1, 0, -1}, zero[2] = {0, 0}, off[2] = {0.25, 0};
+    const double ws[3][4] = {{1, 3, 2, 0.5}, {1, 3, 2, 3}, {4, 1, 1, 1}};
+    const int want[3] = {1, 1, 0};
+    for (int pq = 0; pq < 2; ++pq) {
+        adv_precision pr = pq ? ADV_FLOAT64 : ADV_FLOAT32;
+        void *dy = conf_upload(ctx, pr, y, 8);
+        for (int c = 0; c < 3; ++c) {
+            void *dw = conf_upload(ctx, pr, ws[c], 4), *dz = conf_upload(ctx, pr, zero, 2);
+            void *doff = conf_upload(ctx, pr, off, 2), *dd = conf_alloc_poisoned(ctx, pr, 2);
+            adv_field *f = NULL;
+            cr_assert_eq(adv_field_create_empirical(ctx, pr, dy, dw, 4, 2, NULL, &f), ADV_OK);
+            double D[2];
+            cr_assert_eq(adv_field_eval(f, 1.0, 1, dz, NULL, NULL, dd), ADV_OK);
+            conf_download(ctx, pr, dd, D, 2);
+            cr_expect(D[0] == y[2 * want[c]] && D[1] == y[2 * want[c] + 1], "%s weights %d: D = (%g, %g), expected point %d",
+                      tu_precision_name(pr), c, D[0], D[1], want[c]);
+            // Off the tie the nearest point wins whatever its weight.
+            cr_assert_eq(adv_field_eval(f, 1.0, 1, doff, NULL, NULL, dd), ADV_OK);
+            conf_download(ctx, pr, dd, D, 2);
+            cr_expect(D[0] == 1.0 && D[1] == 0.0, "%s weights %d: off the tie D = (%g, %g)", tu_precision_name(pr), c, D[0], D[1]);
+            adv_field_destroy(f);
+            conf_free(ctx, dw), conf_free(ctx, dz), conf_free(ctx, doff), conf_free(ctx, dd);
+        }
+        conf_free(ctx, dy);
+    }
     conf_context_destroy(ctx);
 }
 

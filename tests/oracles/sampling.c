@@ -110,13 +110,19 @@ static void o1_formula(adv_precision p) {
                 cr_expect(tu_close(D[3 * i + k], rd[k], tol * (1 + max_abs(rd, 3)), 0), "FM D t=%g: %g vs %g", ts[q], D[3 * i + k], rd[k]);
             }
         }
-        cr_assert_eq(adv_field_eval(ot, ts[q], n, dz, dv, NULL, NULL), ADV_OK);
-        su_get(ctx, p, dv, v, 39);
+        cr_assert_eq(adv_field_eval(ot, ts[q], n, dz, dv, ds, dd), ADV_OK);
+        su_get(ctx, p, dv, v, 39), su_get(ctx, p, ds, s, 39), su_get(ctx, p, dd, D, 39);
+        // The reference's map A comes from Denman-Beavers square roots (~1e-12 in f64): 1e2 tol.
         for (int i = 0; i < n; ++i) {
-            su_ref_gauss_ot(d, M0, S0, M1, S1, ts[q], z + 3 * i, rv);
-            for (int k = 0; k < d; ++k)
+            su_ref_gauss_ot(d, M0, S0, M1, S1, ts[q], z + 3 * i, rv, rs, rd);
+            for (int k = 0; k < d; ++k) {
                 cr_expect(tu_close(v[3 * i + k], rv[k], 1e2 * tol * (1 + max_abs(rv, 3)), 0),
                           "OT v t=%g: %g vs %g", ts[q], v[3 * i + k], rv[k]);
+                cr_expect(tu_close(s[3 * i + k], rs[k], 1e2 * tol * (1 + max_abs(rs, 3)), 0),
+                          "OT score t=%g: %g vs %g", ts[q], s[3 * i + k], rs[k]);
+                cr_expect(tu_close(D[3 * i + k], rd[k], 1e2 * tol * (1 + max_abs(rd, 3)), 0),
+                          "OT D t=%g: %g vs %g", ts[q], D[3 * i + k], rd[k]);
+            }
         }
     }
     adv_free(ctx, dz), adv_free(ctx, dv), adv_free(ctx, ds), adv_free(ctx, dd);
