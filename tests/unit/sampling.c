@@ -154,19 +154,24 @@ Test(grid, karras_many_steps_and_sigma) {
     for (int k = 0; k < 2000; ++k) cr_expect(g[k + 1] > g[k], "not increasing at %d", k);
     cr_expect(g[2000] == 1.0 && g[0] == 0.0);
     adv_sampler_destroy(s);
-    // sigma = 2, t0 = 0.1, t1 = 0.9: 2 (1-t)/t follows the rho = 7 interpolation of (2 r)^(1/7).
+    // sigma = 2, t0 = 0.1, t1 = 0.9: 2 (1-t)/t follows the rho interpolation of (2 r)^(1/rho),
+    // for the default rho = 7 and for rho = 3.
     o.steps = 13;
     o.t0 = 0.1;
     o.t1 = 0.9;
-    cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
-    cr_assert_eq(adv_sampler_time_grid(s, g), ADV_OK);
-    for (int k = 1; k < 13; ++k) {
-        const double r0 = 18.0, r1 = 0.2 / 0.9;
-        const double r = pow(pow(r0, 1 / 7.0) + k / 13.0 * (pow(r1, 1 / 7.0) - pow(r0, 1 / 7.0)), 7);
-        const double want = 1.0 / (1.0 + r / 2.0);
-        cr_expect(fabs(g[k] - want) < 1e-12, "point %d: %.15g vs %.15g", k, g[k], want);
+    const double rhos[2] = {7.0, 3.0};
+    for (int c = 0; c < 2; ++c) {
+        o.rho = rhos[c];
+        cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+        cr_assert_eq(adv_sampler_time_grid(s, g), ADV_OK);
+        for (int k = 1; k < 13; ++k) {
+            const double r0 = 18.0, r1 = 0.2 / 0.9, e = 1.0 / rhos[c];
+            const double r = pow(pow(r0, e) + k / 13.0 * (pow(r1, e) - pow(r0, e)), rhos[c]);
+            const double want = 1.0 / (1.0 + r / 2.0);
+            cr_expect(fabs(g[k] - want) < 1e-12, "rho %g point %d: %.15g vs %.15g", rhos[c], k, g[k], want);
+        }
+        adv_sampler_destroy(s);
     }
-    adv_sampler_destroy(s);
     free(g);
     adv_field_destroy(f);
     adv_free(ctx, dy);
@@ -958,7 +963,18 @@ Test(invalid, sampler_options_and_runs) {
                      adv_context_last_error(ctx));                                                \
         cr_expect_null(s, "line %d: handle not cleared", __LINE__);                               \
     } while (0)
-    EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.method = ADV_METHOD_SDE, o.t0 = 0.0));
+    // The SDE needs t0 > 0 (sampler.h) on every schedule, also where g^2 is finite at t = 0
+    // (VP: a_0 = 0.00657; VE): the refusal is the documented rule, not a side effect of g^2.
+    for (int k = 0; k < 3; ++k) {
+        const adv_schedule_kind sk[3] = {ADV_SCHEDULE_LINEAR, ADV_SCHEDULE_VP, ADV_SCHEDULE_VE};
+        void *dyk = NULL;
+        adv_field *fk = empirical(ctx, ADV_FLOAT64, sk[k], y, 5, 2, &dyk);
+        EXPECT_OPT(ADV_ERR_INVALID_VALUE, fk, (o.method = ADV_METHOD_SDE, o.t0 = 0.0));
+        cr_expect(strstr(adv_context_last_error(ctx), "t0 > 0") != NULL, "schedule %d: %s", (int)sk[k],
+                  adv_context_last_error(ctx));
+        adv_field_destroy(fk);
+        adv_free(ctx, dyk);
+    }
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.steps = 0);
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, o.steps = -4);
     EXPECT_OPT(ADV_ERR_INVALID_VALUE, f, (o.t0 = 0.5, o.t1 = 0.5));
@@ -1044,8 +1060,10 @@ Test(invalid, sampler_options_and_runs) {
         const adv_status want = k ? ADV_ERR_NONFINITE : ADV_OK;
         cr_expect_eq(adv_sampler_run(s, 100, zd, NULL), want, "eta %g: %s", etas[k],
                      adv_context_last_error(ctx));
+        // The reach is max over the grid of a_t max|y| + b_t 10 sigma; on the linear schedule
+        // from t0 = 0.05 it peaks at t0: 0.05 * 9 + 0.95 * 10 = 9.95 (at t = 1 it is 9).
         if (k)
-            cr_expect(strstr(adv_context_last_error(ctx), "reach") != NULL, "%s",
+            cr_expect(strstr(adv_context_last_error(ctx), "marginals reach (9.95)") != NULL, "%s",
                       adv_context_last_error(ctx));
         adv_sampler_destroy(s);
     }
@@ -1773,4 +1791,146 @@ Test(dopri5, error_norm_is_the_scaled_rms) {
     double nan_row[2] = {NAN, 1.0}, one[2] = {1.0, 1.0};
     cr_expect(isnan(advs_rms_row((int)ADV_FLOAT64, 2, 0, nan_row, one, NULL, atol, rtol)),
               "NaN in the error must give NaN (the controller rejects it)");
+}
+
+/* DOPRI5 accepts a step exactly when its error estimate is <= 1. A user field v = lambda z
+ * (d = 1, one particle) records every evaluation; the rounds are rebuilt from the trace
+ * (stage 2 at t + h/5, stage 7 at t + h), each round's error recomputed here from its
+ * recorded stages with the published Dormand-Prince weights (b5 - b4*) and the scale
+ * atol + rtol max(|y|, |y_new|), and the next round's start tells whether it was accepted.
+ * Several first steps h_init make some estimates fall in (1, 4]: a looser threshold fails. */
+typedef struct dp_trace {
+    double lambda;
+    int64_t n;
+    double t[4096], z[4096];
+} dp_trace;
+
+static int dp_trace_field(void *user, const adv_field_request *r) {
+    dp_trace *tr = user;
+    const double *z = r->z, *times = r->times;
+    if (tr->n >= 4096) return 1;
+    tr->t[tr->n] = times ? times[0] : r->t;
+    tr->z[tr->n] = z[0];
+    tr->n++;
+    ((double *)r->velocity)[0] = tr->lambda * z[0];
+    return 0;
+}
+
+Test(dopri5, accepts_exactly_when_the_error_is_at_most_one) {
+    adv_context *ctx = su_cpu_context(1);
+    static const double E[7] = {35.0 / 384 - 5179.0 / 57600, 0.0, 500.0 / 1113 - 7571.0 / 16695,
+                                125.0 / 192 - 393.0 / 640, -2187.0 / 6784 + 92097.0 / 339200,
+                                11.0 / 84 - 187.0 / 2100, -1.0 / 40};
+    static dp_trace tr;
+    adv_user_field_opts uo;
+    adv_user_field_default_opts(&uo);
+    uo.fn = dp_trace_field;
+    uo.user = &tr;
+    adv_field *f = NULL;
+    cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 1, &uo, &f), ADV_OK);
+    const double lambdas[2] = {-6.0, 4.0}, atol = 1e-7, rtol = 1e-5;
+    int64_t in_band = 0, rounds = 0, rejected = 0;
+    for (int l = 0; l < 2; ++l)
+        for (int q = 0; q < 12; ++q) {
+            tr.lambda = lambdas[l];
+            tr.n = 0;
+            adv_sampler_opts o;
+            adv_sampler_default_opts(&o);
+            o.method = ADV_METHOD_DOPRI5;
+            o.steps = 1;
+            o.atol = atol, o.rtol = rtol;
+            o.h_init = 0.5 * pow(0.7, q);
+            adv_sampler *s = NULL;
+            cr_assert_eq(adv_sampler_create(f, &o, &s), ADV_OK);
+            double z = 1.0;
+            adv_sampler_stats st = {.struct_size = sizeof st};
+            cr_assert_eq(adv_sampler_run(s, 1, &z, &st), ADV_OK, "%s", adv_context_last_error(ctx));
+            adv_sampler_destroy(s);
+            cr_assert_eq(tr.n, 1 + 6 * (st.accepted + st.rejected), "lambda %g h0 %g: %lld evaluations",
+                         tr.lambda, o.h_init, (long long)tr.n);
+            double t = tr.t[0], y = tr.z[0];
+            cr_assert(t == 0.0 && y == 1.0);
+            for (int64_t r = 0; r < st.accepted + st.rejected; ++r) {
+                const double *ts = tr.t + 1 + 6 * r, *zs = tr.z + 1 + 6 * r;
+                const double h = ts[5] - t;
+                double k[7] = {tr.lambda * y}, err = 0.0;
+                for (int j = 1; j < 7; ++j) k[j] = tr.lambda * zs[j - 1];
+                for (int j = 0; j < 7; ++j) err += E[j] * k[j];
+                const double ynew = zs[5];
+                const double e = fabs(h * err) / (atol + rtol * fmax(fabs(y), fabs(ynew)));
+                // Accepted: the next round starts at t + h (or the run ends there).
+                int accepted = r + 1 == st.accepted + st.rejected;
+                if (!accepted) {
+                    const double *tn = tr.t + 1 + 6 * (r + 1);
+                    const double start = (5.0 * tn[0] - tn[5]) / 4.0; // from t + h'/5 and t + h'
+                    accepted = fabs(start - ts[5]) < fabs(start - t);
+                }
+                ++rounds;
+                rejected += !accepted;
+                in_band += e > 1.0 && e <= 4.0;
+                // e is recomputed from stages rounded once more than the sampler's: 1e-9 slack.
+                if (accepted)
+                    cr_expect(e <= 1.0 + 1e-9, "lambda %g h0 %g round %lld: accepted with error %.6g", tr.lambda,
+                              o.h_init, (long long)r, e);
+                else
+                    cr_expect(e > 1.0 - 1e-9, "lambda %g h0 %g round %lld: rejected with error %.6g", tr.lambda,
+                              o.h_init, (long long)r, e);
+                if (accepted) t = ts[5], y = ynew;
+            }
+            cr_expect(t == 1.0, "the run ends at 1, not %.17g", t);
+            cr_expect(fabs(y - exp(tr.lambda)) <= 1e-4 * exp(tr.lambda), "z(1) = %g vs %g", y, exp(tr.lambda));
+        }
+    cr_expect(in_band >= 3 && rejected >= 10, "the first steps must reach errors in (1, 4]: %lld in band, "
+              "%lld of %lld rounds rejected", (long long)in_band, (long long)rejected, (long long)rounds);
+    adv_field_destroy(f);
+    adv_context_destroy(ctx);
+}
+
+/* DOPRI5 on a field with a singular end runs its adaptive part up to where the remaining
+ * noise, sigma b/a, falls to the tolerance, then takes one exponential step from there (the
+ * denoiser is evaluated at that time). On the linear schedule b/a = (1-t)/t, so the last
+ * evaluation before t = 1 is at 1 - t = r/(1 + r), r = max(atol, rtol)/sigma: for sigma = 4
+ * and 1/4, 2.5e-7 and 4e-6 (a scale applied the wrong way round swaps them). */
+typedef struct last_time {
+    double t_max; /* the largest evaluation time below 1 */
+} last_time;
+
+static int constant_denoiser(void *user, const adv_field_request *r) {
+    last_time *lt = user;
+    const double *times = r->times;
+    for (int64_t i = 0; i < r->n; ++i) {
+        const double t = times ? times[i] : r->t;
+        if (t < 1.0 && t > lt->t_max) lt->t_max = t;
+        for (int64_t k = 0; k < r->dim; ++k) ((double *)r->denoiser)[i * r->dim + k] = 0.5;
+    }
+    return 0;
+}
+
+Test(dopri5, adaptive_part_ends_where_the_noise_reaches_the_tolerance) {
+    adv_context *ctx = su_cpu_context(1);
+    const double sigmas[2] = {4.0, 0.25};
+    for (int c = 0; c < 2; ++c) {
+        last_time lt = {0.0};
+        adv_user_field_opts uo;
+        adv_user_field_default_opts(&uo);
+        uo.fn = constant_denoiser;
+        uo.user = &lt;
+        uo.outputs = ADV_FIELD_DENOISER;
+        uo.sigma = sigmas[c];
+        adv_field *f = NULL;
+        cr_assert_eq(adv_field_create_user(ctx, ADV_FLOAT64, 2, &uo, &f), ADV_OK);
+        adv_sampler_opts o;
+        adv_sampler_default_opts(&o);
+        o.method = ADV_METHOD_DOPRI5;
+        o.steps = 1;
+        o.atol = 1e-6, o.rtol = 1e-7;
+        double z[6] = {0.3, -1.0, 2.0, 0.1, -0.4, 1.2};
+        cr_assert_eq(adv_sample(f, &o, 3, z, NULL), ADV_OK, "%s", adv_context_last_error(ctx));
+        const double r = 1e-6 / sigmas[c], want = r / (1.0 + r);
+        cr_expect(fabs((1.0 - lt.t_max) - want) <= 1e-3 * want, "sigma %g: adaptive part ended at 1 - %.6g, expected 1 - %.6g",
+                  sigmas[c], 1.0 - lt.t_max, want);
+        for (int k = 0; k < 6; ++k) cr_expect(z[k] == 0.5, "sample %d = %.17g, expected the denoiser 0.5", k, z[k]);
+        adv_field_destroy(f);
+    }
+    adv_context_destroy(ctx);
 }
