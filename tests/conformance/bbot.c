@@ -323,3 +323,113 @@ Test(bbot_conformance, invalid_densities_in_context_memory) {
     }
     conf_context_destroy(ctx);
 }
+
+/* The cold start is ρ linear in time between the end densities, m = 0 (bbot.h). The first
+ * Douglas-Rachford iteration leaves ρ there: with m = 0 the prox of J keeps the point, and
+ * the divergence of the start, ρ1 - ρ0 in every time cell, does not depend on t, so its
+ * space-time projection corrects m only (the potential is constant in t). The output density
+ * after one iteration is therefore (1-t) ρ0 + t ρ1 on every face, to rounding, and far from
+ * t ρ0 + (1-t) ρ1 (the ends swapped), for two disjoint bumps in 1-D. */
+Test(bbot_conformance, cold_start_is_the_linear_interpolation) {
+    adv_context *ctx = conf_context();
+    enum { N = 48, P = 8 };
+    double r0[N], r1[N], rho[(P + 1) * N];
+    for (int i = 0; i < N; ++i) {
+        const double x = (i + 0.5) / N;
+        r0[i] = exp(-(x - 0.25) * (x - 0.25) / 0.005);
+        r1[i] = exp(-(x - 0.7) * (x - 0.7) / 0.005);
+    }
+    double s0 = 0, s1 = 0;
+    for (int i = 0; i < N; ++i) s0 += r0[i] / N, s1 += r1[i] / N;
+    for (int i = 0; i < N; ++i) r0[i] /= s0, r1[i] /= s1; // unit mass, as the solver sees them
+    adv_bbot_opts o;
+    adv_bbot_default_opts(&o);
+    o.precision = ADV_FLOAT64;
+    o.ndim = 1;
+    o.shape[0] = N;
+    o.time_steps = P;
+    o.max_iterations = 1;
+    adv_bbot_plan *plan = NULL;
+    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK, "%s", adv_context_last_error(ctx));
+    void *d0 = conf_upload(ctx, ADV_FLOAT64, r0, N), *d1 = conf_upload(ctx, ADV_FLOAT64, r1, N);
+    void *drho = conf_alloc_poisoned(ctx, ADV_FLOAT64, (P + 1) * N);
+    adv_bbot_result res = {.struct_size = sizeof res};
+    cr_assert_eq(adv_bbot_solve(plan, d0, d1, drho, NULL, NULL, &res), ADV_OK, "%s", adv_context_last_error(ctx));
+    conf_download(ctx, ADV_FLOAT64, drho, rho, (P + 1) * N);
+    conf_free(ctx, d0), conf_free(ctx, d1), conf_free(ctx, drho);
+    for (int j = 0; j <= P; ++j) {
+        const double t = (double)j / P;
+        double lin = 0, rev = 0, norm = 0;
+        for (int i = 0; i < N; ++i) {
+            const double g = rho[j * N + i];
+            lin += pow(g - ((1 - t) * r0[i] + t * r1[i]), 2);
+            rev += pow(g - (t * r0[i] + (1 - t) * r1[i]), 2);
+            norm += g * g;
+        }
+        // Rounding of the FFT projection: ~1e-15 of the norm measured; 1e-12 allowed.
+        cr_expect(sqrt(lin) <= 1e-12 * sqrt(norm), "face %d: distance %g to the linear start (norm %g)", j,
+                  sqrt(lin), sqrt(norm));
+        if (j > 0 && 2 * j != P && j < P)
+            cr_expect(sqrt(rev) > 0.1 * sqrt(norm), "face %d: the swapped start is as near (%g)", j, sqrt(rev));
+    }
+    adv_bbot_plan_destroy(plan);
+    conf_context_destroy(ctx);
+}
+
+/* The divergence residual is relative to max(‖ρ0‖, ‖ρ1‖) (L2, unit-mass densities; bbot.h).
+ * Checked through the first iteration, which is linear in the data: from the cold start
+ * (m = 0) the prox of J is the identity, and every other step is linear. A component S
+ * present in both ends (constant in time, no momentum) is a fixed point of all of them, so
+ * the problem ((f + S)/2, (g + S)/2) has exactly half the divergence of (f, g) after one
+ * iteration, and the ratio of the two residuals is 1/2 max(‖f‖, ‖g‖) / max(‖(f+S)/2‖,
+ * ‖(g+S)/2‖). f is narrow and g wide (their norms differ by > 1.5x), S a tall spike; each
+ * pair is also run with its ends swapped. */
+static double first_residual(adv_context *ctx, int N, const double *r0, const double *r1) {
+    adv_bbot_opts o;
+    adv_bbot_default_opts(&o);
+    o.precision = ADV_FLOAT64;
+    o.ndim = 1;
+    o.shape[0] = N;
+    o.time_steps = 6;
+    o.max_iterations = 1;
+    adv_bbot_plan *plan = NULL;
+    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK, "%s", adv_context_last_error(ctx));
+    void *d0 = conf_upload(ctx, ADV_FLOAT64, r0, (size_t)N), *d1 = conf_upload(ctx, ADV_FLOAT64, r1, (size_t)N);
+    adv_bbot_result res = {.struct_size = sizeof res};
+    cr_assert_eq(adv_bbot_solve(plan, d0, d1, NULL, NULL, NULL, &res), ADV_OK, "%s", adv_context_last_error(ctx));
+    conf_free(ctx, d0), conf_free(ctx, d1);
+    adv_bbot_plan_destroy(plan);
+    return res.divergence_residual;
+}
+
+static double unit_mass_norm(int N, double *r) { // rescales r to mean 1; returns sqrt(mean r²)
+    double m = 0, q = 0;
+    for (int i = 0; i < N; ++i) m += r[i] / N;
+    for (int i = 0; i < N; ++i) r[i] /= m, q += r[i] * r[i] / N;
+    return sqrt(q);
+}
+
+Test(bbot_conformance, residual_is_relative_to_the_larger_end_norm) {
+    adv_context *ctx = conf_context();
+    enum { N = 40 };
+    double f[N], g[N], S[N], b0[N], b1[N];
+    for (int i = 0; i < N; ++i) {
+        const double x = (i + 0.5) / N;
+        f[i] = 0.02 + exp(-(x - 0.3) * (x - 0.3) / 0.002);
+        g[i] = 0.05 + exp(-(x - 0.6) * (x - 0.6) / 0.03);
+        S[i] = 0.01 + (i == 33 ? 30.0 : 0.0);
+    }
+    const double nf = unit_mass_norm(N, f), ng = unit_mass_norm(N, g);
+    unit_mass_norm(N, S);
+    for (int i = 0; i < N; ++i) b0[i] = (f[i] + S[i]) / 2, b1[i] = (g[i] + S[i]) / 2;
+    const double n0 = unit_mass_norm(N, b0), n1 = unit_mass_norm(N, b1);
+    cr_assert(fmax(nf, ng) > 1.5 * fmin(nf, ng), "norms %g, %g", nf, ng);
+    for (int swap = 0; swap < 2; ++swap) { // the larger norm at either end
+        const double ra = swap ? first_residual(ctx, N, g, f) : first_residual(ctx, N, f, g);
+        const double rb = swap ? first_residual(ctx, N, b1, b0) : first_residual(ctx, N, b0, b1);
+        const double want = 0.5 * fmax(nf, ng) / fmax(n0, n1);
+        cr_expect(ra > 0 && fabs(rb / ra - want) <= 1e-9 * want, "swap %d: residual ratio %.15g, expected %.15g",
+                  swap, rb / ra, want);
+    }
+    conf_context_destroy(ctx);
+}

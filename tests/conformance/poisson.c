@@ -12,6 +12,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,6 +263,13 @@ Test(poisson_conformance, solution_overflow) {
                          tu_precision_name(prec), g);
             cr_assert(strstr(adv_context_last_error(ctx), "overflows") != NULL, "message: %s",
                       adv_context_last_error(ctx));
+            if (g == 0) { // the message's bound: max/4/(4^D cells max(1, 1/lambda_min)),
+                          // lambda_min = c (periodic: the lowest mode is 0)
+                char want[64];
+                snprintf(want, sizeof want, "above %g ", real_max / 4.0 / (16.0 * fmax(1.0, 1.0 / d.shift) * 4.0));
+                cr_expect(strstr(adv_context_last_error(ctx), want) != NULL, "message '%s' lacks '%s'",
+                          adv_context_last_error(ctx), want);
+            }
             conf_download(ctx, prec, du, got, n);
             for (size_t i = 0; i < n; ++i)
                 cr_assert_eq(got[i], 0.0, "%s grid %d: u[%zu] = %g, not zeroed",

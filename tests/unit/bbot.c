@@ -709,18 +709,41 @@ Test(bbot_api, history_progress_and_interruption) {
     cr_expect(res.interrupted && !res.converged);
     cr_expect_eq(res.iterations, 7);
     cr_expect_eq(log.calls, 7);
-    // Tolerances reached: stops before max_iterations with converged set.
+    // Tolerances reached: stops before max_iterations with converged set, at the first
+    // iteration where both hold. Each pair makes the other criterion the later one.
     adv_bbot_plan_destroy(plan);
     o.progress = NULL;
     o.max_iterations = 2000;
-    o.tolerance = 1e-2;
-    o.cost_tolerance = 1e-3;
-    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK);
-    cr_assert_eq(adv_bbot_solve(plan, r0, r1, NULL, NULL, NULL, &res), ADV_OK);
-    cr_expect(res.converged && res.iterations < 2000, "converged %d after %lld", res.converged,
-              (long long)res.iterations);
-    cr_expect(res.divergence_residual <= 1e-2 && res.cost_change <= 1e-3);
-    adv_bbot_plan_destroy(plan);
+    const double tols[3][2] = {{1e-2, 1e-3}, {0.3, 1e-7}, {1e-3, 0.5}};
+    adv_bbot_iterate *hist = tu_calloc(2000, sizeof *hist);
+    for (int c = 0; c < 3; ++c) {
+        o.tolerance = tols[c][0];
+        o.cost_tolerance = tols[c][1];
+        cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK);
+        cr_assert_eq(adv_bbot_solve(plan, r0, r1, NULL, NULL, NULL, &res), ADV_OK);
+        cr_expect(res.converged && res.iterations < 2000, "tolerances %g, %g: converged %d after %lld",
+                  o.tolerance, o.cost_tolerance, res.converged, (long long)res.iterations);
+        cr_expect(res.divergence_residual <= o.tolerance && res.cost_change <= o.cost_tolerance,
+                  "tolerances %g, %g: stopped at residual %g, cost change %g", o.tolerance,
+                  o.cost_tolerance, res.divergence_residual, res.cost_change);
+        cr_assert_eq(adv_bbot_get_history(plan, 2000, hist, &count), ADV_OK);
+        cr_assert_eq(count, res.iterations);
+        int64_t first_div = -1, first_cost = -1;
+        for (int64_t k = 0; k < count; ++k) {
+            if (first_div < 0 && hist[k].divergence_residual <= o.tolerance) first_div = k;
+            if (first_cost < 0 && hist[k].cost_change <= o.cost_tolerance) first_cost = k;
+            if (k + 1 < count)
+                cr_expect(!(hist[k].divergence_residual <= o.tolerance && hist[k].cost_change <= o.cost_tolerance),
+                          "tolerances %g, %g: both met at iteration %lld, the solve went on", o.tolerance,
+                          o.cost_tolerance, (long long)k + 1);
+        }
+        // The pair is chosen so that one criterion is met well before the other.
+        cr_expect(first_div >= 0 && first_cost >= 0 && first_div != first_cost,
+                  "tolerances %g, %g: first met at %lld (residual) and %lld (cost)", o.tolerance,
+                  o.cost_tolerance, (long long)first_div, (long long)first_cost);
+        adv_bbot_plan_destroy(plan);
+    }
+    free(hist);
     adv_context_destroy(ctx);
 }
 
