@@ -258,7 +258,7 @@ Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
     } cases[] = {
         {"--rho0 a.npy --rho1 b.npy", "shape"},
         {"--rho0 a.npy --rho1 flat.npy", "shape"},
-        {"--rho0 neg.npy --rho1 a.npy", "negative"},
+        {"--rho0 neg.npy --rho1 a.npy", "neg.npy: element 7 is negative (-0.5)"},
         {"--rho0 a.npy --rho1 nan.npy", "NaN"},
         {"--rho0 a.npy --rho1 zero.npy", "zero"},
         {"--rho0 four.npy --rho1 four.npy", "dimensions"},

@@ -876,12 +876,16 @@ static void run_out_of_range(adv_precision p) {
         double value;
         int rejected;
         const char *what;
-    } cases[] = {{ADV_KERNEL_SQDIST, 0, big, 1, "SQDIST, a huge query"},
-                 {ADV_KERNEL_SQDIST, 1, -big, 1, "SQDIST, a huge key"},
-                 {ADV_KERNEL_DOT, 0, huge, 1, "DOT, a huge query"},
-                 {ADV_KERNEL_SQDIST, 2, huge, 1, "a huge beta"},
-                 {ADV_KERNEL_SQDIST, 3, huge / 8, 1, "values whose sum overflows"},
-                 {ADV_KERNEL_SQDIST, 0, fine, 0, "SQDIST, large but in range"}}; // last: it writes
+        double lambda; /* 0: the case's 1.0. Below 1 the bound keeps max(1, lambda): the
+                          distances and dot products themselves must not overflow */
+    } cases[] = {{ADV_KERNEL_SQDIST, 0, big, 1, "SQDIST, a huge query", 0},
+                 {ADV_KERNEL_SQDIST, 1, -big, 1, "SQDIST, a huge key", 0},
+                 {ADV_KERNEL_DOT, 0, huge, 1, "DOT, a huge query", 0},
+                 {ADV_KERNEL_SQDIST, 0, big, 1, "SQDIST, a huge query, lambda 1e-6", 1e-6},
+                 {ADV_KERNEL_DOT, 0, huge, 1, "DOT, a huge query, lambda 1e-6", 1e-6},
+                 {ADV_KERNEL_SQDIST, 2, huge, 1, "a huge beta", 0},
+                 {ADV_KERNEL_SQDIST, 3, huge / 8, 1, "values whose sum overflows", 0},
+                 {ADV_KERNEL_SQDIST, 0, fine, 0, "SQDIST, large but in range", 0}}; // last: it writes
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
         double *host[4] = {data.x, data.y, data.beta, data.w};
         const size_t count[4] = {B * N * d, B * M * d, B * M, B * M * e};
@@ -893,6 +897,7 @@ static void run_out_of_range(adv_precision p) {
         const void *arg[4] = {data.dx, data.dy, data.dbeta, data.dw};
         arg[slot] = dbad;
         adv_interaction_desc desc = make_desc(p, cases[k].kernel, &c);
+        if (cases[k].lambda > 0) desc.lambda = cases[k].lambda;
         adv_status st = adv_interaction_sum(ctx, &desc, arg[0], arg[1], arg[2], arg[3], dlse, dout);
         char message[512];
         snprintf(message, sizeof message, "%s", adv_context_last_error(ctx));

@@ -851,6 +851,26 @@ Test(invalid, create_gaussian_gmm_user) {
     cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, singular, &w2), ADV_OK);
     cr_expect(fabs(w2 - 1.0) < 1e-12, "W2^2(N(0,I), N(0,diag(1,0))) = (1 - 0)^2 = 1, got %g", w2);
     cr_expect_eq(adv_gaussian_map(ADV_COUPLING_OT, 2, m, notpd, m, I2, (double[4]){0}, (double[2]){0}), ADV_ERR_INVALID_VALUE);
+    // Rounding-level asymmetry and negativity pass; anything beyond (docs/sampling.md) does
+    // not: 1e-14 vs 1e-9 relative asymmetry, eigenvalue -1e-13 vs -1e-7 of max 2 (d = 2).
+    const double near_sym[4] = {2, 0.5, 0.5 + 2e-14, 1}, off_sym[4] = {2, 0.5, 0.5 + 2e-9, 1};
+    const double near_psd[4] = {2, 0, 0, -1e-13}, off_psd[4] = {2, 0, 0, -1e-7};
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, m, near_sym, m, I2, ADV_COUPLING_OT, &f), ADV_OK);
+    adv_field_destroy(f);
+    f = NULL;
+    cr_expect_eq(adv_field_create_gaussian(ctx, ADV_FLOAT64, 2, m, off_sym, m, I2, ADV_COUPLING_OT, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect(strstr(adv_context_last_error(ctx), "symmetric") != NULL, "%s", adv_context_last_error(ctx));
+    cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, near_sym, &w2), ADV_OK);
+    cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, off_sym, &w2), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, near_psd, &w2), ADV_OK);
+    // (1 - sqrt 2)^2 + (1 - 0)^2: the tiny negative eigenvalue counts as 0.
+    cr_expect(fabs(w2 - (4.0 - 2.0 * sqrt(2.0))) < 1e-12, "W2^2 with a rounding-level negative eigenvalue: %.17g", w2);
+    cr_expect_eq(adv_gaussian_w2sq(2, m, I2, m, off_psd, &w2), ADV_ERR_INVALID_VALUE);
+    cr_expect_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, p, m, I2, 1, p, m, near_psd, &f), ADV_OK);
+    adv_field_destroy(f);
+    f = NULL;
+    cr_expect_eq(adv_field_create_gmm(ctx, ADV_FLOAT64, 2, 1, p, m, I2, 1, p, m, off_psd, &f), ADV_ERR_INVALID_VALUE);
+    cr_expect_null(f);
     cr_expect_eq(adv_symmetric_eigen(0, I2, (double[2]){0}, (double[4]){0}), ADV_ERR_INVALID_SIZE);
     adv_context_destroy(ctx);
 }
