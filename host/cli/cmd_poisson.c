@@ -196,8 +196,10 @@ int advect_cmd_poisson(int argc, char **argv) {
     snprintf(list, sizeof list, "%s", bc_arg);
     int nb = split_list(list, items, ADV_POISSON_MAX_DIM + 1);
     if (nb != 1 && nb != d.ndim) {
-        code = cli_fail(CMD, CLI_USAGE, "--bc has %d entries; give 1 or %d (one per axis)",
-                        nb < 0 ? ADV_POISSON_MAX_DIM + 1 : nb, d.ndim);
+        code = nb < 0 ? cli_fail(CMD, CLI_USAGE, "--bc has more than %d entries; give 1 or %d "
+                                          "(one per axis)", ADV_POISSON_MAX_DIM, d.ndim)
+                               : cli_fail(CMD, CLI_USAGE, "--bc has %d entries; give 1 or %d (one per axis)",
+                                          nb, d.ndim);
         goto done;
     }
     for (int k = 0; k < d.ndim; ++k) {
@@ -212,8 +214,10 @@ int advect_cmd_poisson(int argc, char **argv) {
         snprintf(list, sizeof list, "%s", spacing_arg);
         int ns = split_list(list, items, ADV_POISSON_MAX_DIM + 1);
         if (ns != 1 && ns != d.ndim) {
-            code = cli_fail(CMD, CLI_USAGE, "--spacing has %d entries; give 1 or %d (one per axis)",
-                            ns < 0 ? ADV_POISSON_MAX_DIM + 1 : ns, d.ndim);
+            code = ns < 0 ? cli_fail(CMD, CLI_USAGE, "--spacing has more than %d entries; give 1 or %d "
+                                              "(one per axis)", ADV_POISSON_MAX_DIM, d.ndim)
+                                   : cli_fail(CMD, CLI_USAGE, "--spacing has %d entries; give 1 or %d (one per axis)",
+                                              ns, d.ndim);
             goto done;
         }
         for (int k = 0; k < d.ndim; ++k)

@@ -158,6 +158,50 @@ Test(cli_bbot, one_dimensional_and_image_inputs) {
     read_npy("img.npy", &r);
     cr_expect(r.ndim == 3 && r.shape[0] == 5 && r.shape[1] == 5 && r.shape[2] == 7);
     advio_array_free(&r);
+    // The strip: 5 frames of 7 x 5 cells, each cell drawn as 8 x 8 pixels at most (the scale
+    // is capped), so 292 x 44 pixels with the frames' borders and gaps.
+    char msg[256];
+    snprintf(path, sizeof path, "%s/img.png", cli_dir);
+    cr_assert_eq(advio_png_read_gray(path, &r, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect(r.ndim == 2 && r.shape[0] == 44 && r.shape[1] == 292, "frames %lld x %lld",
+              (long long)r.shape[1], (long long)r.shape[0]);
+    advio_array_free(&r);
+    cli_remove_dir();
+}
+
+/* The text summary, the stopping rule and the ends of the options' ranges: "not converged"
+ * after too few iterations, the particles' file named; with --tol T the run stops with the
+ * residual below T and the relative cost change below T/100 (the usage text); --tol 1 and a
+ * density with exact zeros (black pixels) are accepted. */
+Test(cli_bbot, summary_stopping_rule_and_range_ends) {
+    cli_make_dir("bbot");
+    cr_assert_eq(cli_run("bbot", "--iters 3 --time-steps 4 --device cpu --particles 10"), 0, "stderr: %s",
+                 cli_slurp("err.txt"));
+    const char *out = cli_slurp("out.txt");
+    cr_expect(strstr(out, "after 3 iterations (not converged)"), "%s", out);
+    cr_expect(strstr(out, ", and advect-out/bbot_particles.npy (10 particles"), "%s", out);
+    double a[16], b[16];
+    for (int i = 0; i < 16; ++i) {
+        const double x = (i + 0.5) / 16;
+        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
+    }
+    const int64_t s1[1] = {16};
+    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, 16);
+    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, 16);
+    cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 4 --tol 0.1 --json --device cpu"), 0,
+                 "stderr: %s", cli_slurp("err.txt"));
+    const char *js = cli_slurp("out.txt");
+    const char *cc = strstr(js, "\"cost_change\": "), *dr = strstr(js, "\"divergence_residual\": ");
+    cr_assert(cc && dr && strstr(js, "\"converged\": true"), "%s", js);
+    const double change = strtod(cc + 15, NULL), resid = strtod(dr + 23, NULL);
+    cr_expect(change <= 1e-3 && resid <= 0.1, "stopped at cost change %g (> tol/100?), residual %g", change, resid);
+    cr_expect_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 4 --tol 1 --quiet"), 0, "%s",
+                 cli_slurp("err.txt"));
+    a[0] = a[1] = b[15] = 0.0; // exact zeros are densities too
+    write_npy("z0.npy", ADV_FLOAT64, 1, s1, a, 16);
+    write_npy("z1.npy", ADV_FLOAT64, 1, s1, b, 16);
+    cr_expect_eq(cli_run("bbot", "--rho0 z0.npy --rho1 z1.npy --time-steps 4 --iters 50 --quiet"), 0, "%s",
+                 cli_slurp("err.txt"));
     cli_remove_dir();
 }
 
@@ -267,6 +311,7 @@ Test(cli_bbot, bad_inputs_exit_2_and_write_nothing) {
         {"--rho0 a.txt --rho1 a.npy", "a.txt"},
         {"--rho0 a.npy", "--rho1"},
         {"--rho0 a.npy --rho1 a.npy --time-steps 0", "--time-steps"},
+        {"--rho0 a.npy --rho1 a.npy --time-steps 100001", "--time-steps: expected an integer in [1, 100000], got '100001'"},
         {"--rho0 a.npy --rho1 a.npy --iters ten", "--iters"},
         {"--rho0 a.npy --rho1 a.npy --gamma 0", "--gamma"},
         {"--rho0 a.npy --rho1 a.npy --tol -1", "--tol"},

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""End-to-end test of `advect info`: --help exits 0, an unknown option exits 2 with one line on
+"""End-to-end test of `advect info` (and of the bare command: `advect` alone prints its usage on
+stderr and exits 2, `advect help` on stdout with 0, an unknown command exits 2 with one line
+naming it): --help exits 0, an unknown option exits 2 with one line on
 stderr, and the text and --json reports agree with each other and with themselves: every GPU
 listed has a usability flag (and a reason when not usable), usable_gpus counts the usable
 ones, and with none usable both reports give a reason.
@@ -22,6 +24,19 @@ def run(*args):
     p = subprocess.run([sys.argv[1], "info", *args], capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout, p.stderr
 
+
+def run_top(*args):
+    p = subprocess.run([sys.argv[1], *args], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+rc, out, err = run_top()
+check(rc == 2 and out == "" and "usage: advect <command>" in err, f"bare advect: rc {rc}, stderr {err!r}")
+rc, out, err = run_top("help")
+check(rc == 0 and err == "" and "usage: advect <command>" in out, f"advect help: rc {rc}, stdout {out!r}")
+rc, out, err = run_top("frobnicate")
+check(rc == 2 and out == "" and err == "advect: unknown command 'frobnicate' (try 'advect help')\n",
+      f"unknown command: rc {rc}, stderr {err!r}")
 
 rc, out, err = run("--help")
 check(rc == 0 and "usage: advect info" in out, f"--help: rc {rc}, stdout {out!r}")

@@ -34,6 +34,14 @@ static void read_npy(const char *name, advio_array *a) {
     cr_assert_eq(advio_npy_read(path, a, msg, sizeof msg), ADV_OK, "%s", msg);
 }
 
+/* The number after "key": in a JSON text (NAN when absent). */
+static double json_number(const char *text, const char *key) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\": ", key);
+    const char *at = strstr(text, needle);
+    return at ? strtod(at + strlen(needle), NULL) : NAN;
+}
+
 /* A stderr of exactly one line, mentioning `word`. */
 static void expect_one_line(const char *word) {
     const char *err = cli_slurp("err.txt");
@@ -103,6 +111,14 @@ Test(cli_poisson, json_summary_and_zero_mean_rules) {
                   strstr(out, "\"device\": \"cpu\"") && strstr(out, "\"precision\": \"f64\""),
               "json: %s", out);
     cr_assert(out[0] == '{' && strchr(out, '}'), "not a JSON object: %s", out);
+    // The reported residual is the stencil's, against f minus its mean: rounding only.
+    const double res_json = json_number(out, "residual");
+    cr_expect(res_json >= 0 && res_json < 1e-12, "reported residual %g", res_json);
+    // The text summary prints the same number.
+    cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --project-mean --precision f64 --out u3.npy"), 0);
+    char want[64];
+    snprintf(want, sizeof want, "relative residual %.3g,", res_json);
+    cr_expect(strstr(cli_slurp("out.txt"), want) != NULL, "summary '%s' lacks '%s'", cli_slurp("out.txt"), want);
     advio_array u;
     read_npy("u.npy", &u);
     cr_assert_eq(u.dtype, ADV_FLOAT64, "--precision f64 writes f64");
@@ -170,6 +186,10 @@ Test(cli_poisson, embedded_example) {
     cr_assert_eq(u.shape[1], 128);
     cr_assert(strstr(cli_slurp("out.txt"), "residual"), "summary: %s", cli_slurp("out.txt"));
     advio_array_free(&u);
+    // Its residual, by the stencil with Neumann ghosts, is rounding (2.8e-13 measured).
+    cr_assert_eq(cli_run("poisson", "--json"), 0, "%s", cli_slurp("err.txt"));
+    const double res = json_number(cli_slurp("out.txt"), "residual");
+    cr_expect(res >= 0 && res < 1e-10, "embedded example: residual %g", res);
     cli_remove_dir();
 }
 
@@ -184,7 +204,13 @@ Test(cli_poisson, bad_usage_and_input) {
     write_npy("nan.npy", ADV_FLOAT64, 1, s1, f);
     f[2] = 1e39; // finite, beyond float32: a plain cast made it Inf, reported as "NaN or Inf"
     write_npy("big.npy", ADV_FLOAT64, 1, s1, f);
+    const int64_t s0[1] = {0};
+    write_npy("empty.npy", ADV_FLOAT64, 1, s0, f);
     char path[512];
+    snprintf(path, sizeof path, "%s/plain.txt", cli_dir);
+    FILE *pt = fopen(path, "w");
+    cr_assert_not_null(pt);
+    fclose(pt);
     snprintf(path, sizeof path, "%s/garbage.npy", cli_dir);
     FILE *g = fopen(path, "wb");
     cr_assert_not_null(g);
@@ -195,7 +221,10 @@ Test(cli_poisson, bad_usage_and_input) {
     } cases[] = {
         {"--rhs f.npy --shift 1 --bc neumann,dirichlet --out u.npy", "--bc"},
         {"--rhs f.npy --shift 1 --bc neumann,robin,periodic --out u.npy", "--bc"},
-        {"--rhs f.npy --shift 1 --spacing 1,2 --out u.npy", "--spacing"},
+        {"--rhs f.npy --shift 1 --bc neumann,neumann,neumann,neumann,neumann,neumann --out u.npy",
+         "--bc has more than 4 entries; give 1 or 3 (one per axis)"},
+        {"--rhs f.npy --shift 1 --spacing 1,1,1,1,1,1 --out u.npy", "--spacing has more than 4 entries"},
+        {"--rhs f.npy --shift 1 --spacing 1,2 --out u.npy", "--spacing has 2 entries; give 1 or 3"},
         {"--rhs f.npy --shift 1 --spacing 0 --out u.npy", "--spacing"},
         {"--rhs f.npy --shift 1 --spacing nan --out u.npy", "--spacing"},
         {"--rhs f.npy --shift -1 --out u.npy", "--shift"},
@@ -212,6 +241,9 @@ Test(cli_poisson, bad_usage_and_input) {
         {"--rhs f.npy --shift 1 --out u.png", "--out u.png"},
         {"--out u.png", "must end in .npy"},
         {"--rhs f.npy --shift 1 --out ./f.npy", "--rhs and --out name the same file"},
+        {"--rhs empty.npy --shift 1 --out u.npy", "need a non-empty array of 1 to 4 dimensions"},
+        // A regular file where a directory is needed: bad input (2), not an internal failure.
+        {"--rhs f.npy --shift 1 --out plain.txt/u.npy", "'plain.txt' is not a directory"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
         cr_assert_eq(cli_run("poisson", cases[k].args), 2, "'%s': stderr %s", cases[k].args, cli_slurp("err.txt"));

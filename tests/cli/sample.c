@@ -324,6 +324,11 @@ Test(cli_sample, bad_inputs_leave_nothing) {
         {"--data %s/ok.npy --precision f16", "--precision"},
         {"--data %s/ok.npy --resume %s/ok.npy", "--resume"},
         {"--data %s/ok.npy --seed -1", "--seed"},
+        {"--data %s/ok.npy --seed 18446744073709551616",
+         "--seed: expected an integer in [0, 18446744073709551615], got '18446744073709551616'"},
+        {"--data %s/ok.npy --image-shape 65537x1", "--image-shape: expected HxW with positive integers"},
+        {"--data %s/ok.npy --trajectory t.npy --resume %s/x.ckpt", "--trajectory cannot be combined with --resume"},
+        {"--data %s/ok.npy --steps 0", "--steps"},
         // Sizes beyond the machine: bad input, not an internal out-of-memory failure.
         {"--data %s/ok.npy --n 99999999999999999", "--n 99999999999999999: "},
         {"--data %s/huge.npy", "exceeds the float32 range; use --precision f64"},
@@ -449,6 +454,56 @@ Test(cli_sample, checkpoint_then_resume_is_identical) {
     cr_expect_eq(run(args), 2, "%s", err_text);
     check_error("--resume");
     cr_expect_eq(access(wpath("x.npy"), F_OK), -1);
+    // So is one of another particle count: bad input (2), naming both counts.
+    snprintf(args, sizeof args, "--data %s/c.npy --n 200 --steps 30 --method sde --seed 3 --out x.npy --resume run.ckpt",
+             in_dir);
+    cr_expect_eq(run(args), 2, "%s", err_text);
+    check_error("holds 300 particles, not 200");
+    cr_expect_eq(access(wpath("x.npy"), F_OK), -1);
+}
+
+/* A number printed as `"key": value` in the JSON summary (NaN when the key is absent). */
+static double json_number(const char *key) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\": ", key);
+    const char *at = strstr(out_text, needle);
+    return at ? strtod(at + strlen(needle), NULL) : NAN;
+}
+
+/* The documented defaults (--help), values at the ends of each option's range, and what the
+ * summaries report: DOPRI5's own step count, the data-distance tolerance (1e-3 of the data's
+ * radius, sqrt of the total variance: 2 for a circle of radius 2) and the subset note (the
+ * distances are estimated on 20000 samples at most). */
+Test(cli_sample, defaults_range_ends_and_summaries, .timeout = 300) {
+    write_circle("c.npy", 50);
+    char args[1024];
+    snprintf(args, sizeof args, "--data %s/c.npy --n 10 --json", in_dir);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    const char *defaults[] = {"\"method\": \"dpm2m\"", "\"steps\": 20,", "\"grid\": \"karras\"",
+                              "\"schedule\": \"linear\"", "\"sigma\": 1,", "\"t_start\": 0,", "\"t_end\": 1,",
+                              "\"seed\": 0,", "\"precision\": \"f32\"", "\"device\": \"cpu\""};
+    for (size_t k = 0; k < sizeof defaults / sizeof defaults[0]; ++k)
+        cr_expect(strstr(out_text, defaults[k]) != NULL, "default %s missing: %s", defaults[k], out_text);
+    const double tol = json_number("on_data_tolerance");
+    cr_expect(fabs(tol - 0.002) <= 1e-12, "on_data_tolerance %.17g, expected 1e-3 x radius 2", tol);
+    // Range ends are accepted: one particle, one step, t_end 1, eta 0 (the ODE).
+    const char *ends[] = {"--n 1 --steps 1 --method euler", "--n 5 --steps 2 --t-end 1 --method heun",
+                          "--n 5 --steps 5 --method sde --eta 0 --t-start 0.1"};
+    for (size_t k = 0; k < sizeof ends / sizeof ends[0]; ++k) {
+        snprintf(args, sizeof args, "--data %s/c.npy %s --quiet", in_dir, ends[k]);
+        cr_expect_eq(run(args), 0, "'%s': %s", ends[k], err_text);
+    }
+    // DOPRI5 reports the steps it took (the grid of --steps 1 only places snapshots).
+    snprintf(args, sizeof args, "--data %s/c.npy --n 20 --steps 1 --method dopri5 --json", in_dir);
+    cr_assert_eq(run(args), 0, "%s", err_text);
+    cr_expect(json_number("steps") > 1, "dopri5 steps %g", json_number("steps"));
+    // The subset note: from 20001 samples on, not at 20000.
+    const int ns[2] = {20000, 20001};
+    for (int k = 0; k < 2; ++k) {
+        snprintf(args, sizeof args, "--data %s/c.npy --n %d --steps 1 --method euler --out s.npy", in_dir, ns[k]);
+        cr_assert_eq(run(args), 0, "%s", err_text);
+        cr_expect_eq(strstr(out_text, "[estimated on a subset]") != NULL, k == 1, "n = %d: %s", ns[k], out_text);
+    }
 }
 
 Test(cli_sample, csv_high_dimension_and_images) {
@@ -623,6 +678,26 @@ Test(cli_sample, signals_remove_staged_outputs, .timeout = 300) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'/* '%s'/.[!.]*", work, work);
         cr_assert_eq(system(cmd), 0);
     }
+    // A signal the caller ignores stays ignored (nohup): the run goes on and finishes.
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        signal(SIGHUP, SIG_IGN);
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || chdir(work) != 0) _exit(127);
+        dup2(null, 0), dup2(null, 1), dup2(null, 2);
+        execl(ADV_TEST_ADVECT_BIN, "advect", "sample", "--n", "2000", "--steps", "200", "--method", "rk4",
+              "--out", "a.npy", "--trajectory", "t.npy", "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 3000 && count_entries(work) == 0; ++i) usleep(10000);
+    usleep(100000);
+    kill(pid, SIGHUP);
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "ignored SIGHUP: exit status %d",
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    cr_expect_eq(access(wpath("a.npy"), F_OK), 0, "the run finished and wrote its samples");
 }
 
 Test(cli_sample, help) {
@@ -698,14 +773,6 @@ Test(cli_sample, progress_bar_only_on_a_terminal) {
                   strchr(err_text, '%') == NULL,
               "progress output with stderr not a terminal: '%s'", err_text);
     cr_expect(access(wpath("s.npy"), F_OK) == 0);
-}
-
-/* A number printed as `"key": value` in the JSON summary (NaN when the key is absent). */
-static double json_number(const char *key) {
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\": ", key);
-    const char *p = strstr(out_text, needle);
-    return p ? strtod(p + strlen(needle), NULL) : NAN;
 }
 
 /* The schedules' ends (math.md §2): VP's a_0 = exp(-B/2), B = beta_min + (beta_max -

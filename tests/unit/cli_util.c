@@ -103,7 +103,10 @@ Test(cli_args, hxw) {
     int h = 0, w = 0;
     cr_expect_eq(cli_parse_hxw(&a, "--image-shape", "28x14", &h, &w), 0);
     cr_expect(h == 28 && w == 14);
-    const char *bad[] = {"28", "x28", "28x", "0x3", "3x0", "-1x3", "3x-1", "3x3x3", "3 x3", "axb"};
+    cr_expect_eq(cli_parse_hxw(&a, "--image-shape", "65536x1", &h, &w), 0); // the largest side
+    // Sides above 65536 (a picture of 2^32 pixels per side would overflow the renderer).
+    const char *bad[] = {"28", "x28", "28x", "0x3", "3x0", "-1x3", "3x-1", "3x3x3", "3 x3", "axb",
+                         "65537x1", "1x65537", "4294967297x1"};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; ++k) {
         a.bad = 0;
         cr_expect_eq(cli_parse_hxw(&a, "--image-shape", bad[k], &h, &w), -1, "'%s'", bad[k]);
@@ -116,7 +119,7 @@ Test(cli_json, object_and_escapes) {
     FILE *f = open_memstream(&buf, &len);
     cli_json j;
     cli_json_begin(&j, f);
-    cli_json_string(&j, "path", "a\"b\\c\nd\x01");
+    cli_json_string(&j, "path", "a\"b\\c\nd\x01\x1f ");
     cli_json_int(&j, "n", -3);
     cli_json_number(&j, "x", 0.1);
     cli_json_number(&j, "bad", NAN);
@@ -124,7 +127,7 @@ Test(cli_json, object_and_escapes) {
     cli_json_string(&j, "none", NULL);
     cli_json_end(&j);
     fclose(f);
-    cr_expect_str_eq(buf, "{\"path\": \"a\\\"b\\\\c\\nd\\u0001\", \"n\": -3, \"x\": 0.10000000000000001, "
+    cr_expect_str_eq(buf, "{\"path\": \"a\\\"b\\\\c\\nd\\u0001\\u001f \", \"n\": -3, \"x\": 0.10000000000000001, "
                           "\"bad\": null, \"ok\": true, \"none\": null}\n");
     free(buf);
 }
@@ -178,6 +181,57 @@ Test(cli_outputs, commit_and_abort) {
     cli_outputs_init(&o);
     cr_expect_null(cli_output_open(&o, "/dev/null/x.npy", msg, sizeof msg));
     cli_outputs_abort(&o);
+    // A commit that fails on its second file undoes the first: a non-empty directory made at
+    // the second target after it was opened makes its rename fail.
+    cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/advect-cli-XXXXXX")));
+    snprintf(p1, sizeof p1, "%s/a.npy", dir);
+    snprintf(p2, sizeof p2, "%s/b.npy", dir);
+    cli_outputs_init(&o);
+    fputs("one", cli_output_open(&o, p1, msg, sizeof msg));
+    fputs("two", cli_output_open(&o, p2, msg, sizeof msg));
+    char inside[700];
+    cr_assert_eq(mkdir(p2, 0777), 0);
+    snprintf(inside, sizeof inside, "%s/keep", p2);
+    FILE *k = fopen(inside, "w");
+    cr_assert_not_null(k);
+    fclose(k);
+    cr_expect_neq(cli_outputs_commit(&o, msg, sizeof msg), ADV_OK, "the second rename must fail");
+    cr_expect_neq(stat(p1, &st), 0, "the first output was left after a failed commit");
+    cr_expect_eq(stat(inside, &st), 0, "what was in the way is untouched");
+    unlink(inside);
+    rmdir(p2);
+    cr_expect_eq(rmdir(dir), 0, "no staged file left behind");
+}
+
+/* At most CLI_MAX_OUTPUTS (16) outputs per run: the 17th is refused with a message. */
+Test(cli_outputs, at_most_sixteen) {
+    char dir[256], path[300], msg[256];
+    cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/advect-cli-XXXXXX")));
+    cli_outputs o;
+    cli_outputs_init(&o);
+    for (int k = 0; k < 16; ++k) {
+        snprintf(path, sizeof path, "%s/o%d.npy", dir, k);
+        cr_assert_not_null(cli_output_open(&o, path, msg, sizeof msg), "output %d: %s", k, msg);
+    }
+    snprintf(path, sizeof path, "%s/o16.npy", dir);
+    cr_expect_null(cli_output_open(&o, path, msg, sizeof msg));
+    cr_expect(strstr(msg, "too many output files") != NULL, "%s", msg);
+    cli_outputs_abort(&o);
+    cr_expect_eq(rmdir(dir), 0, "nothing left after abort");
+}
+
+/* Library statuses map to exit codes: bad input (2) for what the user can fix, internal (1)
+ * otherwise. A checkpoint of another run is a dimension mismatch: 2. */
+Test(cli_status, exit_codes) {
+    const adv_status usage[] = {ADV_ERR_FORMAT, ADV_ERR_IO, ADV_ERR_INVALID_VALUE, ADV_ERR_INVALID_SIZE,
+                                ADV_ERR_DIMENSION_MISMATCH, ADV_ERR_NONFINITE, ADV_ERR_BACKEND_UNAVAILABLE,
+                                ADV_ERR_UNSUPPORTED};
+    for (size_t k = 0; k < sizeof usage / sizeof usage[0]; ++k)
+        cr_expect_eq(cli_status_code(usage[k]), CLI_USAGE, "%s", adv_status_name(usage[k]));
+    cr_expect_eq(cli_status_code(ADV_OK), CLI_OK);
+    const adv_status internal[] = {ADV_ERR_OUT_OF_MEMORY, ADV_ERR_INTERNAL, ADV_ERR_NULL_POINTER, ADV_ERR_CUDA};
+    for (size_t k = 0; k < sizeof internal / sizeof internal[0]; ++k)
+        cr_expect_eq(cli_status_code(internal[k]), CLI_INTERNAL, "%s", adv_status_name(internal[k]));
 }
 
 /* Outputs that do not exist yet are compared by their canonical form: the same file reached

@@ -9,6 +9,8 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <png.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +318,232 @@ Test(npy, writer_rejects_bad_arguments) {
                  ADV_ERR_IO);
 }
 
+/* The preamble's length checks at their boundaries: 9 bytes of a version 1.0 file and 11 of a
+ * 2.0 one hold no complete preamble (one more length byte would be read past the end), and
+ * the message gives the byte count, also through a file. */
+Test(npy, preamble_length_boundaries) {
+    advio_array a;
+    size_t n = build_npy(big, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
+    cr_assert_eq(n, 128 + 16);
+    memset(&a, 0xa5, sizeof a);
+    cr_expect_eq(parse(big, 9, &a), ADV_ERR_FORMAT);
+    cr_expect_str_eq(msg, "truncated .npy file (9 bytes, no complete header)");
+    cr_expect_null(a.data);
+    // Version 2.0 stores the length in 4 bytes; zeros follow in the buffer, so reading the
+    // 12th byte would go on to a 16-byte header of NULs.
+    unsigned char v2[64] = {0x93, 'N', 'U', 'M', 'P', 'Y', 2, 0, 0x10, 0, 0};
+    memset(&a, 0xa5, sizeof a);
+    cr_expect_eq(parse(v2, 11, &a), ADV_ERR_FORMAT);
+    cr_expect_str_eq(msg, "truncated .npy file (11 bytes, no complete header)");
+    cr_expect_null(a.data);
+    write_bytes(tmp_path("nine.npy"), big, 9);
+    char want[600];
+    snprintf(want, sizeof want, "'%s': truncated .npy file (9 bytes, no complete header)",
+             tmp_path("nine.npy"));
+    msg[0] = 0;
+    memset(&a, 0xa5, sizeof a);
+    cr_expect_eq(advio_npy_read(tmp_path("nine.npy"), &a, msg, sizeof msg), ADV_ERR_FORMAT);
+    cr_expect_str_eq(msg, want);
+    cr_expect_null(a.data);
+}
+
+/* ADVIO_NPY_MAX_HEADER is the longest header accepted: a valid version 2.0 file whose header
+ * is exactly 65536 bytes parses, and the same file with one more space is refused with both
+ * numbers in the message. */
+Test(npy, header_length_limit) {
+    const char dict[] = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }";
+    const double v[2] = {1.5, -2};
+    unsigned char *b = malloc(12 + ADVIO_NPY_MAX_HEADER + 1 + sizeof v);
+    cr_assert_not_null(b);
+    for (size_t hlen = ADVIO_NPY_MAX_HEADER; hlen <= ADVIO_NPY_MAX_HEADER + 1; ++hlen) {
+        memcpy(b, "\x93NUMPY\x02\x00", 8);
+        for (int k = 0; k < 4; ++k) b[8 + k] = (unsigned char)(hlen >> (8 * k));
+        memcpy(b + 12, dict, sizeof dict - 1);
+        memset(b + 12 + sizeof dict - 1, ' ', hlen - sizeof dict);
+        b[12 + hlen - 1] = '\n';
+        memcpy(b + 12 + hlen, v, sizeof v);
+        advio_array a;
+        memset(&a, 0xa5, sizeof a);
+        adv_status s = parse(b, 12 + hlen + sizeof v, &a);
+        if (hlen == ADVIO_NPY_MAX_HEADER) {
+            cr_assert_eq(s, ADV_OK, "header of %zu bytes: %s", hlen, msg);
+            cr_expect_eq(a.ndim, 1);
+            cr_expect_eq(a.shape[0], 2);
+            cr_expect_eq(memcmp(a.data, v, sizeof v), 0);
+            advio_array_free(&a);
+        } else {
+            cr_expect_eq(s, ADV_ERR_FORMAT, "header of %zu bytes: status %d", hlen, s);
+            cr_expect_str_eq(msg, ".npy header too long (65537 bytes, at most 65536 accepted)");
+            cr_expect_null(a.data);
+        }
+    }
+    free(b);
+}
+
+/* Keys are read into a 32-byte buffer: 31 characters is the longest key read (then refused
+ * by name as unknown), 32 is no key at all. A backslash (a Python escape) is refused rather
+ * than copied: 'sh\ape' is not a key. Any byte >= 0x80 in the header is refused up front
+ * (0x80 included; 0x7f is ASCII and fails later, as text after the dictionary). */
+Test(npy, header_keys_and_bytes) {
+    static const char tail[] = "'descr': '<f8', 'fortran_order': False, 'shape': (2,), }";
+    char dict[256], key[40], want[128];
+    advio_array a;
+    for (int len = 31; len <= 32; ++len) {
+        memset(key, 'k', (size_t)len);
+        key[len] = 0;
+        snprintf(dict, sizeof dict, "{'%s': 1, %s", key, tail);
+        size_t n = build_npy(big, 1, dict, 16);
+        memset(&a, 0xa5, sizeof a);
+        cr_expect_eq(parse(big, n, &a), ADV_ERR_FORMAT, "key of %d characters", len);
+        if (len == 31)
+            snprintf(want, sizeof want, ".npy header: unexpected key '%s'", key);
+        else
+            snprintf(want, sizeof want, ".npy header: expected a quoted key");
+        cr_expect_str_eq(msg, want, "key of %d characters: '%s'", len, msg);
+        cr_expect_null(a.data);
+    }
+    static const struct {
+        const char *dict;
+        const char *want;
+    } cases[] = {
+        {"{'descr': '<f8', 'fortran_order': False, 'sh\\ape': (2,), }",
+         ".npy header: expected a quoted key"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }\x80",
+         ".npy header contains a non-ASCII or NUL byte"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }\x7f",
+         ".npy header: unexpected text after the dictionary"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+        size_t n = build_npy(big, 1, cases[c].dict, 16);
+        memset(&a, 0xa5, sizeof a);
+        cr_expect_eq(parse(big, n, &a), ADV_ERR_FORMAT, "case %zu", c);
+        cr_expect_str_eq(msg, cases[c].want, "case %zu: '%s'", c, msg);
+        cr_expect_null(a.data);
+    }
+}
+
+/* Dimensions up to INT64_MAX are read, and one more is "too large" (not wrapped round into an
+ * overflowing byte size); a shape whose byte size overflows is refused unless another
+ * dimension is 0, which makes the array empty (and valid) whatever the rest. */
+Test(npy, shape_extremes) {
+    static const struct {
+        const char *shape;
+        adv_status status;
+        const char *want; /* the message, or NULL for ADV_OK */
+    } cases[] = {
+        {"(4611686018427387904, 0)", ADV_OK, NULL},
+        {"(0, 9223372036854775807)", ADV_OK, NULL},
+        {"(9223372036854775807,)", ADV_ERR_FORMAT, ".npy shape is too large (its byte size overflows)"},
+        {"(9223372036854775808,)", ADV_ERR_FORMAT, ".npy header: a dimension in 'shape' is too large"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+        char dict[160];
+        snprintf(dict, sizeof dict, "{'descr': '<f8', 'fortran_order': False, 'shape': %s, }",
+                 cases[c].shape);
+        size_t n = build_npy(big, 1, dict, 0);
+        advio_array a;
+        memset(&a, 0xa5, sizeof a);
+        adv_status s = parse(big, n, &a);
+        cr_expect_eq(s, cases[c].status, "shape %s: status %d (%s)", cases[c].shape, s, msg);
+        if (cases[c].want) {
+            cr_expect_str_eq(msg, cases[c].want, "shape %s: '%s'", cases[c].shape, msg);
+            cr_expect_null(a.data);
+        } else if (s == ADV_OK) {
+            cr_expect_eq(a.ndim, 2);
+            cr_expect_eq(a.count, 0);
+            cr_expect_eq(a.shape[0] + a.shape[1], c == 0 ? (int64_t)1 << 62 : INT64_MAX);
+            cr_expect_not_null(a.data);
+            advio_array_free(&a);
+        }
+    }
+}
+
+/* A file cut inside its header is a format error giving the header's length and the bytes
+ * present after the preamble (not a read error from trying to read the missing part). */
+Test(npy, file_cut_inside_the_header) {
+    size_t n = build_npy(big, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
+    cr_assert_eq(n, 10 + 118 + 16);
+    const size_t cuts[2] = {40, 10};
+    for (int k = 0; k < 2; ++k) {
+        const char *p = tmp_path("cut.npy");
+        write_bytes(p, big, cuts[k]);
+        char want[600];
+        snprintf(want, sizeof want, "'%s': truncated .npy file (header of 118 bytes, only %zu present)",
+                 p, cuts[k] - 10);
+        advio_array a;
+        memset(&a, 0xa5, sizeof a);
+        msg[0] = 0;
+        cr_expect_eq(advio_npy_read(p, &a, msg, sizeof msg), ADV_ERR_FORMAT, "%zu bytes: %s", cuts[k], msg);
+        cr_expect_str_eq(msg, want);
+        cr_expect_null(a.data);
+    }
+}
+
+/* The writer pads as NumPy's _wrap_header does: 1 to 64 spaces, then '\n', up to a multiple
+ * of 64 bytes. A dictionary of 117 characters ends on a boundary with its newline
+ * (10 + 117 + 1 = 128), so a whole line of 64 spaces is added, never none: the file is 192
+ * bytes and its header length field 182. */
+Test(npy, writer_pads_a_whole_line_on_a_boundary) {
+    const int64_t shape[8] = {0, 999999, 999999, 999999, 999999, 999999, 999999, 99999999999};
+    const char *p = tmp_path("pad.npy");
+    cr_assert_eq(advio_npy_write(p, ADV_FLOAT64, 8, shape, NULL, msg, sizeof msg), ADV_OK, "%s", msg);
+    char *buf;
+    size_t size;
+    cr_assert_eq(advio_read_file(p, &buf, &size, msg, sizeof msg), ADV_OK);
+    cr_expect_eq(size, 192);
+    cr_expect_eq((unsigned char)buf[8] | (unsigned char)buf[9] << 8, 182);
+    const char dict[] = "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 999999, 999999, "
+                        "999999, 999999, 999999, 999999, 99999999999), }";
+    cr_assert_eq(sizeof dict - 1, 117);
+    if (size == 192) {
+        cr_expect_eq(memcmp(buf + 10, dict, 117), 0);
+        int spaces = 0;
+        for (size_t i = 127; i < 191; ++i) spaces += buf[i] == ' ';
+        cr_expect_eq(spaces, 64);
+        cr_expect_eq(buf[191], '\n');
+    }
+    free(buf);
+    char *mem = NULL;
+    size_t mem_size = 0, header_bytes = 0;
+    FILE *f = open_memstream(&mem, &mem_size);
+    cr_assert_not_null(f);
+    cr_expect_eq(advio_npy_write_header(f, ADV_FLOAT64, 8, shape, &header_bytes, msg, sizeof msg), ADV_OK);
+    fclose(f);
+    cr_expect_eq(header_bytes, 192);
+    cr_expect_eq(mem_size, 192);
+    free(mem);
+    advio_array a;
+    cr_assert_eq(advio_npy_read(p, &a, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(a.ndim, 8);
+    cr_expect_eq(a.shape[7], 99999999999);
+    cr_expect_eq(a.count, 0);
+    advio_array_free(&a);
+}
+
+/* NULL data with elements to write is refused (it went to fwrite), and the atomic writer then
+ * leaves no file, not even its temporary; with no elements, NULL data are fine. */
+Test(npy, writer_refuses_null_data) {
+    const int64_t shape[1] = {3}, empty[2] = {0, 3};
+    char *mem = NULL;
+    size_t mem_size = 0;
+    FILE *f = open_memstream(&mem, &mem_size);
+    cr_assert_not_null(f);
+    msg[0] = 0;
+    cr_expect_eq(advio_npy_write_stream(f, ADV_FLOAT64, 1, shape, NULL, msg, sizeof msg),
+                 ADV_ERR_NULL_POINTER);
+    cr_expect_str_eq(msg, "data is NULL");
+    fclose(f);
+    free(mem);
+    msg[0] = 0;
+    cr_expect_eq(advio_npy_write(tmp_path("null.npy"), ADV_FLOAT32, 1, shape, NULL, msg, sizeof msg),
+                 ADV_ERR_NULL_POINTER);
+    cr_expect_str_eq(msg, "data is NULL");
+    cr_expect_eq(count_entries(tmpdir), 0, "a file was left behind");
+    cr_expect_eq(advio_npy_write(tmp_path("empty.npy"), ADV_FLOAT64, 2, empty, NULL, msg, sizeof msg),
+                 ADV_OK, "%s", msg);
+    cr_expect_eq(count_entries(tmpdir), 1);
+}
+
 /* ---- points and CSV ---- */
 
 static adv_status csv(const char *text, advio_array *a) {
@@ -388,6 +616,57 @@ Test(csv, invalid_files) {
     }
 }
 
+/* Exact messages and byte-level rules: a file that is only a byte-order mark has no rows (the
+ * mark is not a header line); a NUL inside a line is refused (strtod would stop at it and
+ * accept "3"); a first line of non-finite numbers is data, refused, not a header; text after
+ * a number ("4y", "4 5") is not a number; the ragged-row message counts lines from 1. */
+Test(csv, exact_messages) {
+    static const struct {
+        const char *text;
+        size_t len;
+        adv_status status;
+        const char *want;
+    } cases[] = {
+        {"\xEF\xBB\xBF", 3, ADV_ERR_FORMAT, "CSV file has no data rows"},
+        {"1,2\n3\0,4\n", 9, ADV_ERR_FORMAT, "CSV line 2 contains a NUL byte"},
+        {"nan,inf\n1,2\n", 12, ADV_ERR_NONFINITE, "CSV line 1, column 1: non-finite value 'nan'"},
+        {"1,2\n3,4y\n", 9, ADV_ERR_FORMAT, "CSV line 2, column 2: '4y' is not a number"},
+        {"1,2\n3,4 5\n", 10, ADV_ERR_FORMAT, "CSV line 2, column 2: '4 5' is not a number"},
+        {"1,2\n3\n", 6, ADV_ERR_FORMAT, "CSV line 2 has 1 field, expected 2 (ragged rows)"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+        advio_array a;
+        memset(&a, 0xa5, sizeof a);
+        msg[0] = 0;
+        adv_status s = advio_csv_parse(cases[c].text, cases[c].len, &a, msg, sizeof msg);
+        cr_expect_eq(s, cases[c].status, "case %zu: status %d (%s)", c, s, msg);
+        cr_expect_str_eq(msg, cases[c].want, "case %zu: '%s'", c, msg);
+        cr_expect_null(a.data);
+    }
+    // A literal that overflows to infinity (1 and 400 zeros) is quoted by its first 40
+    // characters.
+    char text[512] = "1,2\n3,1", want[128];
+    memset(text + 7, '0', 400);
+    strcpy(text + 407, "\n");
+    snprintf(want, sizeof want, "CSV line 2, column 2: non-finite value '1%.39s'", text + 7);
+    advio_array a;
+    memset(&a, 0xa5, sizeof a);
+    cr_expect_eq(csv(text, &a), ADV_ERR_NONFINITE, "%s", msg);
+    cr_expect_str_eq(msg, want);
+    cr_expect_null(a.data);
+}
+
+/* Tabs after a field are trimmed like spaces: "1\t,2\t" is a data row (strtod alone stops at
+ * the tab, which would make the line a header of non-numbers). */
+Test(csv, tabs_around_fields) {
+    advio_array a;
+    cr_assert_eq(csv("1\t,2\t\n3,4\n", &a), ADV_OK, "%s", msg);
+    cr_expect_eq(a.shape[0], 2);
+    cr_expect_eq(a.shape[1], 2);
+    for (int i = 0; i < 4; ++i) cr_expect_eq(((double *)a.data)[i], i + 1.0);
+    advio_array_free(&a);
+}
+
 TestSuite(points, .init = make_tmpdir, .fini = remove_tmpdir);
 
 Test(points, loader_checks_shape_and_values) {
@@ -416,6 +695,52 @@ Test(points, loader_checks_shape_and_values) {
     write_bytes(tmp_path("p.txt"), "1,2\n", 4);
     cr_expect_eq(advio_read_points(tmp_path("p.txt"), &a, msg, sizeof msg), ADV_ERR_FORMAT);
     cr_expect(strstr(msg, "unknown file type"), "%s", msg);
+}
+
+/* The loader's other rules: extensions match in any case (.CSV, .NPY); no columns is as empty
+ * as no rows; the first non-finite value is located by row and column of its flat index
+ * (index 1 of a (3, 2) array is row 0, column 1, which tells them apart); more than 2^24
+ * columns are refused with the count (a 64 MiB file, removed at once). */
+Test(points, extensions_emptiness_positions_and_width) {
+    advio_array a;
+    char want[600];
+    write_bytes(tmp_path("p.CSV"), "1,2\n3,4\n", 8);
+    cr_assert_eq(advio_read_points(tmp_path("p.CSV"), &a, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(a.shape[0], 2);
+    advio_array_free(&a);
+    int64_t s2[2] = {3, 2}, s30[2] = {3, 0}, wide[2] = {1, (1 << 24) + 1};
+    float f[6] = {1, 2, 3, 4, 5, 6};
+    cr_assert_eq(advio_npy_write(tmp_path("p.NPY"), ADV_FLOAT32, 2, s2, f, msg, sizeof msg), ADV_OK);
+    cr_assert_eq(advio_read_points(tmp_path("p.NPY"), &a, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(((double *)a.data)[5], 6);
+    advio_array_free(&a);
+    cr_assert_eq(advio_npy_write(tmp_path("e.npy"), ADV_FLOAT32, 2, s30, f, msg, sizeof msg), ADV_OK);
+    memset(&a, 0xa5, sizeof a);
+    cr_expect_eq(advio_read_points(tmp_path("e.npy"), &a, msg, sizeof msg), ADV_ERR_FORMAT);
+    snprintf(want, sizeof want, "'%s': the array is empty (shape (3, 0))", tmp_path("e.npy"));
+    cr_expect_str_eq(msg, want);
+    cr_expect_null(a.data);
+    f[1] = NAN;
+    cr_assert_eq(advio_npy_write(tmp_path("n.npy"), ADV_FLOAT32, 2, s2, f, msg, sizeof msg), ADV_OK);
+    memset(&a, 0xa5, sizeof a);
+    cr_expect_eq(advio_read_points(tmp_path("n.npy"), &a, msg, sizeof msg), ADV_ERR_NONFINITE);
+    snprintf(want, sizeof want, "'%s': non-finite value (NaN or infinity) at row 0, column 1",
+             tmp_path("n.npy"));
+    cr_expect_str_eq(msg, want);
+    cr_expect_null(a.data);
+    float *zeros = calloc((size_t)wide[1], sizeof *zeros);
+    cr_assert_not_null(zeros);
+    const char *p = tmp_path("wide.npy");
+    cr_assert_eq(advio_npy_write(p, ADV_FLOAT32, 2, wide, zeros, msg, sizeof msg), ADV_OK, "%s", msg);
+    free(zeros);
+    memset(&a, 0xa5, sizeof a);
+    adv_status s = advio_read_points(p, &a, msg, sizeof msg);
+    unlink(p);
+    cr_expect_eq(s, ADV_ERR_FORMAT, "status %d", s);
+    snprintf(want, sizeof want, "'%s': 16777217 columns is too many", p);
+    cr_expect_str_eq(msg, want);
+    cr_expect_null(a.data);
+    if (s == ADV_OK) advio_array_free(&a);
 }
 
 /* ---- images ---- */
@@ -481,6 +806,51 @@ Test(image, bad_png_files) {
     advio_image_free(&img);
 }
 
+/* Writes a grayscale PNG of any bit depth with libpng directly (advio_png_write writes 8-bit
+ * images only): h rows of rowbytes bytes, packed as PNG stores them (16-bit samples big-endian,
+ * 1-bit pixels from the most significant bit). */
+static void write_gray_png(const char *path, int w, int h, int depth, const unsigned char *rows,
+                           size_t rowbytes) {
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    cr_assert_not_null(info);
+    if (setjmp(png_jmpbuf(png))) cr_assert_fail("libpng could not write %s", path);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; ++y) png_write_row(png, (png_const_bytep)(rows + (size_t)y * rowbytes));
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* Other gray depths than 8: 16-bit samples are big-endian in the file (0x0100 is 256, not 1;
+ * 0xFF00 is 65280, not 255), and 1-bit pixels are expanded to 8 bits (bits 10110000 are
+ * 1 0 1 1 0 0 0 0), each scaled by its depth's maximum. */
+Test(image, png_16_and_1_bit_gray) {
+    const unsigned char px16[4] = {0x01, 0x00, 0xFF, 0x00};
+    write_gray_png(tmp_path("g16.png"), 2, 1, 16, px16, sizeof px16);
+    advio_array a;
+    memset(&a, 0xa5, sizeof a);
+    cr_assert_eq(advio_gray_read(tmp_path("g16.png"), &a, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(a.shape[0], 1);
+    cr_expect_eq(a.shape[1], 2);
+    cr_expect_eq(((double *)a.data)[0], 256 / 65535.0);
+    cr_expect_eq(((double *)a.data)[1], 65280 / 65535.0);
+    advio_array_free(&a);
+    const unsigned char px1[1] = {0xB0};
+    write_gray_png(tmp_path("g1.png"), 8, 1, 1, px1, sizeof px1);
+    memset(&a, 0xa5, sizeof a);
+    cr_assert_eq(advio_gray_read(tmp_path("g1.png"), &a, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(a.shape[1], 8);
+    const double want[8] = {1, 0, 1, 1, 0, 0, 0, 0};
+    for (int i = 0; i < 8; ++i) cr_expect_eq(((double *)a.data)[i], want[i], "pixel %d", i);
+    advio_array_free(&a);
+}
+
 static adv_status pgm(const void *b, size_t n, advio_array *a) {
     msg[0] = 0;
     return advio_pgm_parse(b, n, a, msg, sizeof msg);
@@ -534,6 +904,39 @@ Test(image, pgm_files) {
     advio_array_free(&a);
 }
 
+/* Exact PGM messages at their boundaries: the magic must be followed by whitespace ("P52"
+ * is not "P5" and a width of 2); the pixel count is limited before allocating; a value is
+ * refused from maxval + 1 on (maxval itself is 1.0); a comment ends at '\r' too (classic Mac
+ * line ends), not only at '\n'. */
+Test(image, pgm_exact_messages) {
+    static const struct {
+        const char *text;
+        size_t len;
+        const char *want;
+    } bad[] = {
+        {"P52 1\n255\n\x00\x01", 12, "PGM: malformed magic number"},
+        {"P5\n65536 65536\n255\n", 19, "PGM: image too large (65536x65536)"},
+        {"P5\n2 1\n100\n\x00\x65", 13, "PGM: pixel 1 (101) exceeds maxval 100"},
+    };
+    advio_array a;
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; ++c) {
+        memset(&a, 0xa5, sizeof a);
+        cr_expect_eq(pgm(bad[c].text, bad[c].len, &a), ADV_ERR_FORMAT, "case %zu (%s)", c, msg);
+        cr_expect_str_eq(msg, bad[c].want, "case %zu: '%s'", c, msg);
+        cr_expect_null(a.data);
+    }
+    cr_assert_eq(pgm("P5\n2 1\n100\n\x00\x64", 13, &a), ADV_OK, "%s", msg);
+    cr_expect_eq(((double *)a.data)[1], 1.0);
+    advio_array_free(&a);
+    const char cr[] = "P2\n# c\r2 1\n10\n3 4\n";
+    cr_assert_eq(pgm(cr, sizeof cr - 1, &a), ADV_OK, "%s", msg);
+    cr_expect_eq(a.shape[0], 1);
+    cr_expect_eq(a.shape[1], 2);
+    cr_expect_eq(((double *)a.data)[0], 0.3);
+    cr_expect_eq(((double *)a.data)[1], 0.4);
+    advio_array_free(&a);
+}
+
 /* ---- atomic outputs ---- */
 
 TestSuite(atomic, .init = make_tmpdir, .fini = remove_tmpdir);
@@ -559,6 +962,21 @@ Test(atomic, commit_and_abort) {
     cr_expect_eq(count_entries(tmpdir), 1);
     cr_expect_eq(advio_atomic_open(&f, tmpdir, msg, sizeof msg), ADV_ERR_IO);
     cr_expect(strstr(msg, "directory"), "%s", msg);
+}
+
+/* A directory at the output path is named as such, without the generic tail ("not a regular
+ * file (the output would replace it)") of FIFOs and devices; advio_check_output agrees. */
+Test(atomic, directory_message) {
+    char want[600];
+    snprintf(want, sizeof want, "cannot write '%s': it is a directory", tmpdir);
+    advio_atomic f;
+    msg[0] = 0;
+    cr_expect_eq(advio_atomic_open(&f, tmpdir, msg, sizeof msg), ADV_ERR_IO);
+    cr_expect_str_eq(msg, want);
+    msg[0] = 0;
+    cr_expect_eq(advio_check_output(tmpdir, msg, sizeof msg), ADV_ERR_IO);
+    cr_expect_str_eq(msg, want);
+    cr_expect_eq(count_entries(tmpdir), 0);
 }
 
 /* An existing target must be a regular file: renaming over a FIFO or a device (/dev/null)
@@ -827,6 +1245,54 @@ Test(plot, tiles_layout_and_values) {
     cr_expect_eq(advio_render_tiles(t, 2, 2, 3, 2, 1, 1, 2, &img, msg, sizeof msg), ADV_ERR_INVALID_VALUE);
 }
 
+/* The view is the data's bounding box whatever the order of the points: the corners listed
+ * from (1, 1) must give the same picture as from (0, 0) (the box was kept at the first point
+ * when only later maxima were tracked). */
+Test(plot, scatter_view_from_any_point_order) {
+    const double data[8] = {1, 1, 0, 0, 1, 0, 0, 1};
+    advio_image img;
+    cr_assert_eq(advio_render_scatter(data, 4, NULL, 0, 2, 200, 200, &img, msg, sizeof msg), ADV_OK, "%s", msg);
+    double scale = 180 / 1.1;
+    const int lo = (int)lround(100 - 0.5 * scale), hi = (int)lround(100 + 0.5 * scale);
+    const int corners[4][2] = {{lo, hi}, {hi, hi}, {lo, lo}, {hi, lo}}; // (0,0) (1,0) (0,1) (1,1)
+    for (int k = 0; k < 4; ++k) {
+        const uint8_t *p = pixel(&img, corners[k][0], corners[k][1]);
+        cr_expect(p[2] > p[0] + 30, "corner %d at (%d, %d) should be blue: %d %d %d", k,
+                  corners[k][0], corners[k][1], p[0], p[1], p[2]);
+    }
+    const uint8_t *p = pixel(&img, 60, 150);
+    cr_expect(p[0] == 255 && p[1] == 255 && p[2] == 255, "background white");
+    advio_image_free(&img);
+}
+
+/* d = 1: the histogram's first bin is drawn. Data {0, 1, 1, 2} in 80x60: 20 bins over
+ * [-0.1, 2.1], so 0 falls in bin 0 (pixels x 0..3); its bar is half the peak's, 20 of the 40
+ * pixels of span above the axis at y = 50: rows 30..49 coloured, row 29 white. */
+Test(plot, histogram_first_bin) {
+    double d1[4] = {0, 1, 1, 2};
+    advio_image img;
+    cr_assert_eq(advio_render_scatter(d1, 4, d1, 4, 1, 80, 60, &img, msg, sizeof msg), ADV_OK);
+    for (int x = 0; x < 4; ++x) {
+        const uint8_t *p = pixel(&img, x, 45), *top = pixel(&img, x, 30), *above = pixel(&img, x, 29);
+        cr_expect(!(p[0] == 255 && p[1] == 255 && p[2] == 255), "(%d, 45) is white", x);
+        cr_expect(!(top[0] == 255 && top[1] == 255 && top[2] == 255), "(%d, 30) is white", x);
+        cr_expect(above[0] == 255 && above[1] == 255 && above[2] == 255, "(%d, 29) is not white", x);
+    }
+    advio_image_free(&img);
+}
+
+/* More columns than tiles: the grid is as wide as the tiles (2 of them with cols = 8 is the
+ * same 18x8 picture as cols = 2), not padded with empty columns. */
+Test(plot, tiles_columns_capped_at_count) {
+    const double t[12] = {0, 0.5, 1, 2, -1, 0.25, 1, 1, 1, 0, 0, 0};
+    advio_image img;
+    cr_assert_eq(advio_render_tiles(t, 2, 2, 3, 8, 0, 1, 2, &img, msg, sizeof msg), ADV_OK, "%s", msg);
+    cr_expect_eq(img.width, 18);
+    cr_expect_eq(img.height, 8);
+    cr_expect_eq(*pixel(&img, 10, 2), 255, "second tile");
+    advio_image_free(&img);
+}
+
 /* advio_tiles_fit: the grid that stays within ADVIO_IMAGE_MAX_SIDE and _PIXELS. */
 Test(plot, tiles_fit_the_picture_limits) {
     int cols = 8;
@@ -863,8 +1329,10 @@ Test(plot, tiles_fit_the_picture_limits) {
  * files written by np.save (C and Fortran order, both dtypes, 1-D to 4-D, format 2.0) read
  * back here, and files written here loaded by np.load, with the values compared exactly. */
 Test(npy, numpy_interoperability) {
-    if (system("python3 -c 'import numpy' >/dev/null 2>&1") != 0)
+    if (system("python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
+        remove_tmpdir(); // a skip ends the test without the suite's .fini
         cr_skip_test("python3 with numpy is not installed");
+    }
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "python3 -c \"\n"
