@@ -27,9 +27,10 @@ typedef struct bb_case {
 
 /* On CUDA the line projection runs by tiles of up to 16 lines in shared memory, fewer for long
  * lines, and one thread per line on global memory beyond 3006 cells: the 1-D cases of 700
- * (tiles of 4 lines in space) and 3100 cells (untiled in space) cover the other two. */
-static const bb_case CASES[] = {{1, {37, 1, 1}, 8},  {2, {12, 10, 1}, 6}, {3, {6, 5, 4}, 4},
-                                {1, {700, 1, 1}, 6}, {1, {3100, 1, 1}, 4}};
+ * (tiles of 4 lines in space) and 3100 and 3103 cells (untiled in space; the backward sweep
+ * goes in steps of 4, and 3103 = 3 mod 4 ends it on another face) cover the other two. */
+static const bb_case CASES[] = {{1, {37, 1, 1}, 8},   {2, {12, 10, 1}, 6}, {3, {6, 5, 4}, 4},
+                                {1, {700, 1, 1}, 6},  {1, {3100, 1, 1}, 4}, {1, {3103, 1, 1}, 4}};
 
 static int64_t cells(const bb_case *c) {
     int64_t M = 1;

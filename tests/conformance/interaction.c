@@ -624,6 +624,19 @@ static void run_translated(adv_precision p) {
     conf_context_destroy(ctx);
 }
 
+/* A batch split into chunks: on CUDA's GEMM path (d >= 64) the batch goes in chunks of as
+ * many entries as fit one score tile of 4096 x 1024; with N = 2100 queries and M = 1024 keys
+ * that is one entry per chunk, so batch entry 1 is a chunk of its own, read at its own offset
+ * (N != M makes a query offset computed from M wrong). */
+Test(interaction, batch_in_chunks_on_the_gemm_path) {
+    adv_context *ctx = conf_context();
+    const conf_case c = {2100, 1024, 64, 3, 0, 2, BETA_RANDOM, 0.5, 1.0, 0};
+    run_case(ctx, ADV_FLOAT32, ADV_KERNEL_SQDIST, &c, 7001, 1, 1, "batch chunks");
+    run_case(ctx, ADV_FLOAT64, ADV_KERNEL_SQDIST, &c, 7002, 1, 1, "batch chunks");
+    run_case(ctx, ADV_FLOAT32, ADV_KERNEL_DOT, &c, 7003, 1, 1, "batch chunks");
+    conf_context_destroy(ctx);
+}
+
 Test(interaction, translated_data_f32) { run_translated(ADV_FLOAT32); }
 Test(interaction, translated_data_f64) { run_translated(ADV_FLOAT64); }
 

@@ -184,6 +184,60 @@ Test(poisson_conformance, zero_mean_rules) {
     conf_context_destroy(ctx);
 }
 
+/* The zero-mean rule applies to every right-hand side of a batch, not only the first: a
+ * batch of two whose second has mean 0.75 is refused, naming it, and u is untouched. */
+Test(poisson_conformance, zero_mean_rule_per_batch_entry) {
+    adv_context *ctx = conf_context();
+    const pcase pc = {2, {5, 6}};
+    const double h[2] = {1.0, 0.5};
+    const adv_boundary bc[2] = {ADV_BC_PERIODIC, ADV_BC_PERIODIC};
+    const size_t n = 30;
+    for (int p = 0; p < 2; ++p) {
+        const adv_precision prec = p ? ADV_FLOAT64 : ADV_FLOAT32;
+        double u0[60], f[60], got[60];
+        make_problem(&pc, h, bc, 0.0, 2, ADV_FLOAT64, 15, u0, f);
+        for (size_t i = n; i < 2 * n; ++i) f[i] += 0.75;
+        void *df = conf_upload(ctx, prec, f, 2 * n);
+        void *du = conf_alloc_poisoned(ctx, prec, 2 * n);
+        adv_poisson_desc d = make_desc(prec, &pc, h, bc, 0.0, 2);
+        cr_expect_eq(adv_poisson_solve(ctx, &d, df, du), ADV_ERR_INVALID_VALUE, "%s: the second mean",
+                     tu_precision_name(prec));
+        cr_expect(strstr(adv_context_last_error(ctx), "right-hand side 1") != NULL, "%s",
+                  adv_context_last_error(ctx));
+        conf_download(ctx, prec, du, got, 2 * n);
+        cr_expect_eq(count_nan(got, 2 * n), (int)(2 * n), "u was written on error");
+        conf_free(ctx, df);
+        conf_free(ctx, du);
+    }
+    conf_context_destroy(ctx);
+}
+
+/* The overflow bound's max|f| is over every element: a single spike (index 40 of 64, not in
+ * the first warp of a GPU block) whose solution overflows is found and reported, u zeroed. */
+Test(poisson_conformance, overflow_from_a_single_spike) {
+    adv_context *ctx = conf_context();
+    const pcase pc = {1, {64}};
+    const double h[1] = {1e3};
+    const adv_boundary bc[1] = {ADV_BC_PERIODIC};
+    for (int p = 0; p < 2; ++p) {
+        const adv_precision prec = p ? ADV_FLOAT64 : ADV_FLOAT32;
+        double f[64] = {0}, got[64];
+        f[40] = p ? 1e305 : 1e36; // the mean mode alone is f/64/c: far beyond the range
+        void *df = conf_upload(ctx, prec, f, 64);
+        void *du = conf_alloc_poisoned(ctx, prec, 64);
+        adv_poisson_desc d = make_desc(prec, &pc, h, bc, 1e-10, 1);
+        cr_expect_eq(adv_poisson_solve(ctx, &d, df, du), ADV_ERR_NONFINITE, "%s: %s", tu_precision_name(prec),
+                     adv_context_last_error(ctx));
+        cr_expect(strstr(adv_context_last_error(ctx), "overflows") != NULL, "%s", adv_context_last_error(ctx));
+        conf_download(ctx, prec, du, got, 64);
+        for (int i = 0; i < 64; ++i)
+            cr_expect_eq(got[i], 0.0, "%s: u[%d] = %g, not zeroed", tu_precision_name(prec), i, got[i]);
+        conf_free(ctx, df);
+        conf_free(ctx, du);
+    }
+    conf_context_destroy(ctx);
+}
+
 Test(poisson_conformance, nonfinite_input) {
     adv_context *ctx = conf_context();
     const pcase pc = {2, {4, 5}};

@@ -218,6 +218,19 @@ template <typename T> static void run_gemm(const GemmCase &c, std::mt19937_64 &r
     if (sq) {
         EXPECT(advk_center_sqdist(prec, tx.data(), N, ty.data(), M, B, D, c.gamma, a.row_a, center.data(),
                                   xc.data(), yc.data(), nullptr) == cudaSuccess, "centring");
+        // The centre is the midpoint of each entry's key bounding box over all M keys (the
+        // kernel reduces them over several warps), exactly as computed here.
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t k = 0; k < D; ++k) {
+                T lo = (T)INFINITY, hi = -(T)INFINITY;
+                for (int64_t j = 0; j < M; ++j) {
+                    lo = std::min(lo, ty[(b * M + j) * D + k]);
+                    hi = std::max(hi, ty[(b * M + j) * D + k]);
+                }
+                const T want = (T)(0.5 * ((double)lo + (double)hi));
+                EXPECT(center[b * D + k] == want, "GEMM %s entry %lld coordinate %lld: centre %.9g, expected %.9g",
+                       prec ? "f64" : "f32", (long long)b, (long long)k, (double)center[b * D + k], (double)want);
+            }
         advk_sq_norms(prec, xs, B * N, D, 1.0, xn.data(), nullptr);
         advk_sq_norms(prec, ys, B * M, D, 1.0, yn.data(), nullptr);
     }

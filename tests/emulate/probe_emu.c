@@ -53,6 +53,16 @@ Test(probe_emu, without_a_switch_the_emulated_device_is_used) {
     cr_expect_eq(adv_context_backend(ctx), ADV_BACKEND_CUDA);
     cr_expect_eq(log.calls, 0, "logged: %s", log.text);
     adv_context_destroy(ctx);
+    // Device ordinals past the count (and negative ones) are refused, saying why.
+    const int bad_ids[3] = {1, 2, -1};
+    for (int k = 0; k < 3; ++k) {
+        reason[0] = '\0';
+        cr_expect_eq(adv_cuda_device_usable(bad_ids[k], reason, sizeof reason), ADV_ERR_BACKEND_UNAVAILABLE,
+                     "device %d", bad_ids[k]);
+        char want[64];
+        snprintf(want, sizeof want, "device_id %d is out of range (1 CUDA device)", bad_ids[k]);
+        cr_expect(strstr(reason, want) != NULL, "device %d: reason '%s'", bad_ids[k], reason);
+    }
 }
 
 typedef struct probe_case {
