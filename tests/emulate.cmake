@@ -107,6 +107,8 @@ elseif(CMAKE_CXX_COMPILER AND CUDAToolkit_FOUND AND Python3_FOUND AND Threads_FO
     # Backend selection when the device probe fails (the shim's ADVECT_EMU_DEVICE_COUNT_ERROR
     # and ADVECT_EMU_DRIVER_VERSION switches): AUTO falls back to the CPU, CUDA is refused.
     advect_add_test(probe_emu LABEL cpu LIB advect_emu SOURCES emulate/probe_emu.c)
+    # Every kernel launch of an operation failing in turn (the shim's advk_emu_fail_launch).
+    advect_add_test(faults_emu LABEL cpu LIB advect_emu SOURCES emulate/faults_emu.c)
     # The command-line tool on the emulated device: --device cuda against --device cpu.
     get_target_property(cli_sources advect_cli SOURCES)
     list(TRANSFORM cli_sources PREPEND ${PROJECT_SOURCE_DIR}/host/cli/)

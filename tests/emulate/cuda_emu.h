@@ -44,6 +44,9 @@
 /* Records a failed launch for the next cudaGetLastError (defined below for the single-file
  * emulation tests, in cuda_runtime_shim.cpp for the emulated backend). */
 extern "C" void advk_emu_launch_failed(cudaError_t e);
+/* Whether this launch is the one a test asked to fail (the emulated backend's
+ * advk_emu_fail_launch; never in the single-file emulation tests). */
+extern "C" int advk_emu_launch_injected_failure(void);
 
 namespace advk_emu {
 inline uint3 thread_id, block_id; // of the running fiber (set by the scheduler)
@@ -185,6 +188,10 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
         advk_emu_launch_failed(cudaErrorInvalidConfiguration);
         return;
     }
+    if (advk_emu_launch_injected_failure()) { // as a launch the device refuses
+        advk_emu_launch_failed(cudaErrorLaunchFailure);
+        return;
+    }
     std::vector<double> shared_mem((c.shared + sizeof(double) - 1) / sizeof(double) + 1);
     dynamic_shared = shared_mem.data();
     grid_dim = c.grid;
@@ -248,6 +255,7 @@ void launch(const config &c, void (*kernel)(P...), A... args) {
 #ifndef ADVECT_EMU_BACKEND
 static cudaError_t advk_emu_pending = cudaSuccess;
 extern "C" void advk_emu_launch_failed(cudaError_t e) { advk_emu_pending = e; }
+extern "C" int advk_emu_launch_injected_failure(void) { return 0; }
 extern "C" cudaError_t cudaGetLastError(void) {
     const cudaError_t e = advk_emu_pending;
     advk_emu_pending = cudaSuccess;

@@ -16,7 +16,10 @@
  *    a count of 0, as on a machine whose driver is too old or missing (35,
  *    cudaErrorInsufficientDriver) or that has no device (100, cudaErrorNoDevice);
  *  - ADVECT_EMU_DRIVER_VERSION=<n>: what cudaDriverGetVersion reports (default
- *    CUDART_VERSION; 0 is "no driver installed", which the runtime reports as error 35). */
+ *    CUDART_VERSION; 0 is "no driver installed", which the runtime reports as error 35).
+ * and, called by a test, advk_emu_fail_launch(n): the n-th kernel launch from then on fails
+ * (nothing runs; the next cudaGetLastError reports cudaErrorLaunchFailure), n = 0 none;
+ * advk_emu_launch_count() counts the launches since that call. */
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
 #include <cufft.h>
@@ -55,11 +58,16 @@ cudaError_t cudaGetLastError(void) {
 cudaError_t cudaPeekAtLastError(void) { return last_error; }
 /* A launch with a configuration a GPU refuses (cuda_emu.h's launch). */
 void advk_emu_launch_failed(cudaError_t e) { fail(e); }
+static long launches_seen, launch_to_fail;
+void advk_emu_fail_launch(long n) { launches_seen = 0, launch_to_fail = n; }
+long advk_emu_launch_count(void) { return launches_seen; }
+int advk_emu_launch_injected_failure(void) { return ++launches_seen == launch_to_fail; }
 const char *cudaGetErrorName(cudaError_t e) {
     switch (e) {
     case cudaSuccess: return "cudaSuccess";
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
