@@ -49,6 +49,21 @@ static int split_list(char *s, char **items, int max) {
     }
 }
 
+/* The value of a per-axis option (`opt` `arg`): one entry for every axis, or one per axis.
+ * Splits a copy in buf into items (ADV_POISSON_MAX_DIM + 1 of them) and returns the count,
+ * or -1 after reporting a wrong count. */
+static int per_axis_list(const char *opt, const char *arg, char *buf, size_t size, char **items,
+                         int ndim) {
+    snprintf(buf, size, "%s", arg);
+    const int n = split_list(buf, items, ADV_POISSON_MAX_DIM + 1);
+    if (n < 0)
+        cli_fail(CMD, CLI_USAGE, "%s has more than %d entries; give 1 or %d (one per axis)", opt,
+                 ADV_POISSON_MAX_DIM, ndim);
+    else if (n != 1 && n != ndim)
+        cli_fail(CMD, CLI_USAGE, "%s has %d entries; give 1 or %d (one per axis)", opt, n, ndim);
+    return n == 1 || n == ndim ? n : -1;
+}
+
 /* Residual ‖(c - Δ_h) u - f‖₂ / ‖f‖₂ of one grid by the stencil (‖A u‖ when f = 0). */
 static double residual(const adv_poisson_desc *d, const double *u, const double *f) {
     size_t stride[ADV_POISSON_MAX_DIM], n = 1;
@@ -193,13 +208,9 @@ int advect_cmd_poisson(int argc, char **argv) {
     // --bc and --spacing: one value for every axis, or one per axis.
     char *items[ADV_POISSON_MAX_DIM + 1];
     char list[256];
-    snprintf(list, sizeof list, "%s", bc_arg);
-    int nb = split_list(list, items, ADV_POISSON_MAX_DIM + 1);
-    if (nb != 1 && nb != d.ndim) {
-        code = nb < 0 ? cli_fail(CMD, CLI_USAGE, "--bc has more than %d entries; give 1 or %d "
-                                          "(one per axis)", ADV_POISSON_MAX_DIM, d.ndim)
-                               : cli_fail(CMD, CLI_USAGE, "--bc has %d entries; give 1 or %d (one per axis)",
-                                          nb, d.ndim);
+    const int nb = per_axis_list("--bc", bc_arg, list, sizeof list, items, d.ndim);
+    if (nb < 0) {
+        code = CLI_USAGE;
         goto done;
     }
     for (int k = 0; k < d.ndim; ++k) {
@@ -211,13 +222,9 @@ int advect_cmd_poisson(int argc, char **argv) {
         d.bc[k] = (adv_boundary)choice;
     }
     if (spacing_arg) {
-        snprintf(list, sizeof list, "%s", spacing_arg);
-        int ns = split_list(list, items, ADV_POISSON_MAX_DIM + 1);
-        if (ns != 1 && ns != d.ndim) {
-            code = ns < 0 ? cli_fail(CMD, CLI_USAGE, "--spacing has more than %d entries; give 1 or %d "
-                                              "(one per axis)", ADV_POISSON_MAX_DIM, d.ndim)
-                                   : cli_fail(CMD, CLI_USAGE, "--spacing has %d entries; give 1 or %d (one per axis)",
-                                              ns, d.ndim);
+        const int ns = per_axis_list("--spacing", spacing_arg, list, sizeof list, items, d.ndim);
+        if (ns < 0) {
+            code = CLI_USAGE;
             goto done;
         }
         for (int k = 0; k < d.ndim; ++k)

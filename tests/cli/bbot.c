@@ -50,6 +50,17 @@ static void bump(int n0, int n1, double c0, double c1, double w, double *out) {
         }
 }
 
+/* 1-D bumps at 0.3 (a) and 0.7 (b) on n cells, written as a.npy and b.npy (float64). */
+static void write_two_bumps(int n, double *a, double *b) {
+    for (int i = 0; i < n; ++i) {
+        const double x = (i + 0.5) / n;
+        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
+    }
+    const int64_t s1[1] = {n};
+    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, (size_t)n);
+    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, (size_t)n);
+}
+
 /* Checks ρ(t) of shape (P+1, n0, n1): ends are the normalised inputs, unit mass everywhere. */
 static void check_density(const advio_array *r, int P, int n0, int n1, const double *r0,
                           const double *r1, double tol) {
@@ -123,13 +134,7 @@ Test(cli_bbot, npy_inputs_json_particles_and_frames, .timeout = 300) {
 Test(cli_bbot, one_dimensional_and_image_inputs) {
     cli_make_dir("bbot");
     double a[40], b[40];
-    for (int i = 0; i < 40; ++i) {
-        const double x = (i + 0.5) / 40;
-        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
-    }
-    const int64_t s1[1] = {40};
-    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, 40);
-    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, 40);
+    write_two_bumps(40, a, b);
     cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 6 --iters 300 --precision f32 --quiet"),
                  0, "stderr: %s", cli_slurp("err.txt"));
     cr_expect(strlen(cli_slurp("out.txt")) == 0, "--quiet prints nothing");
@@ -181,23 +186,17 @@ Test(cli_bbot, summary_stopping_rule_and_range_ends) {
     cr_expect(strstr(out, "after 3 iterations (not converged)"), "%s", out);
     cr_expect(strstr(out, ", and advect-out/bbot_particles.npy (10 particles"), "%s", out);
     double a[16], b[16];
-    for (int i = 0; i < 16; ++i) {
-        const double x = (i + 0.5) / 16;
-        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
-    }
-    const int64_t s1[1] = {16};
-    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, 16);
-    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, 16);
+    write_two_bumps(16, a, b);
     cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 4 --tol 0.1 --json --device cpu"), 0,
                  "stderr: %s", cli_slurp("err.txt"));
     const char *js = cli_slurp("out.txt");
-    const char *cc = strstr(js, "\"cost_change\": "), *dr = strstr(js, "\"divergence_residual\": ");
-    cr_assert(cc && dr && strstr(js, "\"converged\": true"), "%s", js);
-    const double change = strtod(cc + 15, NULL), resid = strtod(dr + 23, NULL);
+    cr_assert(strstr(js, "\"converged\": true"), "%s", js);
+    const double change = tu_json_number(js, "cost_change"), resid = tu_json_number(js, "divergence_residual");
     cr_expect(change <= 1e-3 && resid <= 0.1, "stopped at cost change %g (> tol/100?), residual %g", change, resid);
     cr_expect_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 4 --tol 1 --quiet"), 0, "%s",
                  cli_slurp("err.txt"));
     a[0] = a[1] = b[15] = 0.0; // exact zeros are densities too
+    const int64_t s1[1] = {16};
     write_npy("z0.npy", ADV_FLOAT64, 1, s1, a, 16);
     write_npy("z1.npy", ADV_FLOAT64, 1, s1, b, 16);
     cr_expect_eq(cli_run("bbot", "--rho0 z0.npy --rho1 z1.npy --time-steps 4 --iters 50 --quiet"), 0, "%s",
@@ -263,13 +262,7 @@ Test(cli_bbot, iters_default_is_1000) {
     cr_assert_eq(cli_run("bbot", "--help"), 0);
     cr_expect(strstr(cli_slurp("out.txt"), "--iters 1000"), "usage: %s", cli_slurp("out.txt"));
     double a[16], b[16];
-    for (int i = 0; i < 16; ++i) {
-        const double x = (i + 0.5) / 16;
-        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
-    }
-    const int64_t s1[1] = {16};
-    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, 16);
-    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, 16);
+    write_two_bumps(16, a, b);
     cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 4 --tol 0 --json --device cpu"), 0,
                  "stderr: %s", cli_slurp("err.txt"));
     const char *js = cli_slurp("out.txt");
@@ -349,13 +342,7 @@ Test(cli_bbot, wide_grids_get_downsampled_frames) {
     cli_make_dir("bbot");
     enum { N = 8000 };
     double *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
-    for (int i = 0; i < N; ++i) {
-        const double x = (i + 0.5) / N;
-        a[i] = exp(-(x - 0.3) * (x - 0.3) / 0.01), b[i] = exp(-(x - 0.7) * (x - 0.7) / 0.01);
-    }
-    const int64_t s1[1] = {N};
-    write_npy("a.npy", ADV_FLOAT64, 1, s1, a, N);
-    write_npy("b.npy", ADV_FLOAT64, 1, s1, b, N);
+    write_two_bumps(N, a, b);
     // 9 time faces of 8000 cells side by side would be 72020 pixels wide.
     cr_assert_eq(cli_run("bbot", "--rho0 a.npy --rho1 b.npy --time-steps 8 --iters 3 --device cpu --quiet"), 0,
                  "stderr: %s", cli_slurp("err.txt"));

@@ -34,14 +34,6 @@ static void read_npy(const char *name, advio_array *a) {
     cr_assert_eq(advio_npy_read(path, a, msg, sizeof msg), ADV_OK, "%s", msg);
 }
 
-/* The number after "key": in a JSON text (NAN when absent). */
-static double json_number(const char *text, const char *key) {
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\": ", key);
-    const char *at = strstr(text, needle);
-    return at ? strtod(at + strlen(needle), NULL) : NAN;
-}
-
 /* A stderr of exactly one line, mentioning `word`. */
 static void expect_one_line(const char *word) {
     const char *err = cli_slurp("err.txt");
@@ -112,7 +104,7 @@ Test(cli_poisson, json_summary_and_zero_mean_rules) {
               "json: %s", out);
     cr_assert(out[0] == '{' && strchr(out, '}'), "not a JSON object: %s", out);
     // The reported residual is the stencil's, against f minus its mean: rounding only.
-    const double res_json = json_number(out, "residual");
+    const double res_json = tu_json_number(out, "residual");
     cr_expect(res_json >= 0 && res_json < 1e-12, "reported residual %g", res_json);
     // The text summary prints the same number.
     cr_assert_eq(cli_run("poisson", "--rhs f.npy --bc neumann --project-mean --precision f64 --out u3.npy"), 0);
@@ -188,7 +180,7 @@ Test(cli_poisson, embedded_example) {
     advio_array_free(&u);
     // Its residual, by the stencil with Neumann ghosts, is rounding (2.8e-13 measured).
     cr_assert_eq(cli_run("poisson", "--json"), 0, "%s", cli_slurp("err.txt"));
-    const double res = json_number(cli_slurp("out.txt"), "residual");
+    const double res = tu_json_number(cli_slurp("out.txt"), "residual");
     cr_expect(res >= 0 && res < 1e-10, "embedded example: residual %g", res);
     cli_remove_dir();
 }

@@ -8,6 +8,7 @@
  * (math.md §2: the field memorises its data as t -> 1). */
 #define _GNU_SOURCE
 #include "io.h"
+#include "test_util.h"
 
 #include <advect/advect.h>
 #include <criterion/criterion.h>
@@ -462,13 +463,8 @@ Test(cli_sample, checkpoint_then_resume_is_identical) {
     cr_expect_eq(access(wpath("x.npy"), F_OK), -1);
 }
 
-/* A number printed as `"key": value` in the JSON summary (NaN when the key is absent). */
-static double json_number(const char *key) {
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\": ", key);
-    const char *at = strstr(out_text, needle);
-    return at ? strtod(at + strlen(needle), NULL) : NAN;
-}
+/* A number printed as `"key": value` in the JSON summary on stdout. */
+static double json_number(const char *key) { return tu_json_number(out_text, key); }
 
 /* The documented defaults (--help), values at the ends of each option's range, and what the
  * summaries report: DOPRI5's own step count, the data-distance tolerance (1e-3 of the data's

@@ -98,6 +98,13 @@ size_t tu_count_nan(const double *a, size_t n) {
     return k;
 }
 
+double tu_json_number(const char *text, const char *key) {
+    char needle[128];
+    snprintf(needle, sizeof needle, "\"%s\": ", key);
+    const char *at = strstr(text, needle);
+    return at ? strtod(at + strlen(needle), NULL) : NAN;
+}
+
 /* Every skip, with its reason, on its own line (Criterion prints nothing for a skip unless
  * run verbosely). */
 ReportHook(POST_TEST)(struct criterion_test_stats *stats) {

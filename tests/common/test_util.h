@@ -59,6 +59,9 @@ double tu_max_abs_finite(const double *a, size_t n);
 /* Number of NaN entries. */
 size_t tu_count_nan(const double *a, size_t n);
 
+/* The number printed as `"key": value` in a JSON text (NaN when the key is absent). */
+double tu_json_number(const char *text, const char *key);
+
 /* Allocator hooks (adv_context_opts alloc/free, alloc_user = a tu_peak_hook) that track the
  * live and peak bytes a context allocates, the number of allocations and frees, and how many
  * calls named a memory space other than the host's. */

@@ -57,14 +57,14 @@ static void densities(const bb_case *c, double *r0, double *r1) {
     }
 }
 
-static adv_bbot_plan *plan_for(adv_context *ctx, const bb_case *c, adv_precision p) {
+static adv_bbot_plan *plan_for(adv_context *ctx, const bb_case *c, adv_precision p, int64_t iterations) {
     adv_bbot_opts o;
     adv_bbot_default_opts(&o);
     o.precision = p;
     o.ndim = c->d;
     for (int a = 0; a < c->d; ++a) o.shape[a] = c->n[a];
     o.time_steps = c->P;
-    o.max_iterations = 30;
+    o.max_iterations = iterations;
     o.tolerance = 0.0;
     o.cost_tolerance = 0.0;
     adv_bbot_plan *plan = NULL;
@@ -130,7 +130,7 @@ static void run_case(adv_context *ctx, const bb_case *c, adv_precision p, const 
     void *dmom = conf_alloc_poisoned(ctx, p, (size_t)(P * M * d));
     void *dx = conf_upload(ctx, p, pts, (size_t)(npts * d));
     void *dv = conf_alloc_poisoned(ctx, p, (size_t)(npts * d));
-    adv_bbot_plan *plan = plan_for(ctx, c, p);
+    adv_bbot_plan *plan = plan_for(ctx, c, p, 30);
     adv_bbot_result res = {.struct_size = sizeof res};
     adv_status st = adv_bbot_solve(plan, d0, d1, drho, dmom, dvel, &res);
     cr_assert_eq(st, ADV_OK, "solve: %s", adv_context_last_error(ctx));
@@ -256,17 +256,7 @@ Test(bbot_conformance, matches_cpu_reference) {
 Test(bbot_conformance, more_time_faces_than_a_grid_row) {
     adv_context *ctx = conf_context();
     const int64_t n = 2, P = 65600;
-    adv_bbot_opts o;
-    adv_bbot_default_opts(&o);
-    o.precision = ADV_FLOAT64;
-    o.ndim = 1;
-    o.shape[0] = n;
-    o.time_steps = P;
-    o.max_iterations = 1;
-    o.tolerance = 0.0;
-    o.cost_tolerance = 0.0;
-    adv_bbot_plan *plan = NULL;
-    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK, "%s", adv_context_last_error(ctx));
+    adv_bbot_plan *plan = plan_for(ctx, &(bb_case){1, {n, 1, 1}, P}, ADV_FLOAT64, 1);
     const double r0[2] = {0.75, 0.25}, r1[2] = {0.25, 0.75};
     void *d0 = conf_upload(ctx, ADV_FLOAT64, r0, 2), *d1 = conf_upload(ctx, ADV_FLOAT64, r1, 2);
     void *drho = conf_alloc_poisoned(ctx, ADV_FLOAT64, (size_t)((P + 1) * n));
@@ -290,7 +280,7 @@ Test(bbot_conformance, invalid_densities_in_context_memory) {
     const int64_t M = cells(c);
     for (int pi = 0; pi < 2; ++pi) {
         const adv_precision p = pi ? ADV_FLOAT64 : ADV_FLOAT32;
-        adv_bbot_plan *plan = plan_for(ctx, c, p);
+        adv_bbot_plan *plan = plan_for(ctx, c, p, 30);
         double *r0 = tu_calloc((size_t)M, sizeof(double)), *r1 = tu_calloc((size_t)M, sizeof(double));
         densities(c, r0, r1);
         const struct {
@@ -325,6 +315,30 @@ Test(bbot_conformance, invalid_densities_in_context_memory) {
     conf_context_destroy(ctx);
 }
 
+static double unit_mass_norm(int N, double *r) { // rescales r to mean 1; returns sqrt(mean r²)
+    double m = 0, q = 0;
+    for (int i = 0; i < N; ++i) m += r[i] / N;
+    for (int i = 0; i < N; ++i) r[i] /= m, q += r[i] * r[i] / N;
+    return sqrt(q);
+}
+
+/* One Douglas-Rachford iteration of the 1-D float64 problem (r0, r1) on n cells and P time
+ * steps from the cold start: returns the divergence residual; rho (may be NULL) gets the
+ * density on the P + 1 time faces. */
+static double solve_once(adv_context *ctx, int64_t n, int64_t P, const double *r0, const double *r1,
+                         double *rho) {
+    adv_bbot_plan *plan = plan_for(ctx, &(bb_case){1, {n, 1, 1}, P}, ADV_FLOAT64, 1);
+    void *d0 = conf_upload(ctx, ADV_FLOAT64, r0, (size_t)n), *d1 = conf_upload(ctx, ADV_FLOAT64, r1, (size_t)n);
+    void *drho = rho ? conf_alloc_poisoned(ctx, ADV_FLOAT64, (size_t)((P + 1) * n)) : NULL;
+    adv_bbot_result res = {.struct_size = sizeof res};
+    cr_assert_eq(adv_bbot_solve(plan, d0, d1, drho, NULL, NULL, &res), ADV_OK, "%s", adv_context_last_error(ctx));
+    if (rho) conf_download(ctx, ADV_FLOAT64, drho, rho, (size_t)((P + 1) * n));
+    conf_free(ctx, d0), conf_free(ctx, d1);
+    if (drho) conf_free(ctx, drho);
+    adv_bbot_plan_destroy(plan);
+    return res.divergence_residual;
+}
+
 /* The cold start is ρ linear in time between the end densities, m = 0 (bbot.h). The first
  * Douglas-Rachford iteration leaves ρ there: with m = 0 the prox of J keeps the point, and
  * the divergence of the start, ρ1 - ρ0 in every time cell, does not depend on t, so its
@@ -340,24 +354,8 @@ Test(bbot_conformance, cold_start_is_the_linear_interpolation) {
         r0[i] = exp(-(x - 0.25) * (x - 0.25) / 0.005);
         r1[i] = exp(-(x - 0.7) * (x - 0.7) / 0.005);
     }
-    double s0 = 0, s1 = 0;
-    for (int i = 0; i < N; ++i) s0 += r0[i] / N, s1 += r1[i] / N;
-    for (int i = 0; i < N; ++i) r0[i] /= s0, r1[i] /= s1; // unit mass, as the solver sees them
-    adv_bbot_opts o;
-    adv_bbot_default_opts(&o);
-    o.precision = ADV_FLOAT64;
-    o.ndim = 1;
-    o.shape[0] = N;
-    o.time_steps = P;
-    o.max_iterations = 1;
-    adv_bbot_plan *plan = NULL;
-    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK, "%s", adv_context_last_error(ctx));
-    void *d0 = conf_upload(ctx, ADV_FLOAT64, r0, N), *d1 = conf_upload(ctx, ADV_FLOAT64, r1, N);
-    void *drho = conf_alloc_poisoned(ctx, ADV_FLOAT64, (P + 1) * N);
-    adv_bbot_result res = {.struct_size = sizeof res};
-    cr_assert_eq(adv_bbot_solve(plan, d0, d1, drho, NULL, NULL, &res), ADV_OK, "%s", adv_context_last_error(ctx));
-    conf_download(ctx, ADV_FLOAT64, drho, rho, (P + 1) * N);
-    conf_free(ctx, d0), conf_free(ctx, d1), conf_free(ctx, drho);
+    unit_mass_norm(N, r0), unit_mass_norm(N, r1); // unit mass, as the solver sees them
+    solve_once(ctx, N, P, r0, r1, rho);
     for (int j = 0; j <= P; ++j) {
         const double t = (double)j / P;
         double lin = 0, rev = 0, norm = 0;
@@ -373,7 +371,6 @@ Test(bbot_conformance, cold_start_is_the_linear_interpolation) {
         if (j > 0 && 2 * j != P && j < P)
             cr_expect(sqrt(rev) > 0.1 * sqrt(norm), "face %d: the swapped start is as near (%g)", j, sqrt(rev));
     }
-    adv_bbot_plan_destroy(plan);
     conf_context_destroy(ctx);
 }
 
@@ -385,31 +382,6 @@ Test(bbot_conformance, cold_start_is_the_linear_interpolation) {
  * iteration, and the ratio of the two residuals is 1/2 max(‖f‖, ‖g‖) / max(‖(f+S)/2‖,
  * ‖(g+S)/2‖). f is narrow and g wide (their norms differ by > 1.5x), S a tall spike; each
  * pair is also run with its ends swapped. */
-static double first_residual(adv_context *ctx, int N, const double *r0, const double *r1) {
-    adv_bbot_opts o;
-    adv_bbot_default_opts(&o);
-    o.precision = ADV_FLOAT64;
-    o.ndim = 1;
-    o.shape[0] = N;
-    o.time_steps = 6;
-    o.max_iterations = 1;
-    adv_bbot_plan *plan = NULL;
-    cr_assert_eq(adv_bbot_plan_create(ctx, &o, &plan), ADV_OK, "%s", adv_context_last_error(ctx));
-    void *d0 = conf_upload(ctx, ADV_FLOAT64, r0, (size_t)N), *d1 = conf_upload(ctx, ADV_FLOAT64, r1, (size_t)N);
-    adv_bbot_result res = {.struct_size = sizeof res};
-    cr_assert_eq(adv_bbot_solve(plan, d0, d1, NULL, NULL, NULL, &res), ADV_OK, "%s", adv_context_last_error(ctx));
-    conf_free(ctx, d0), conf_free(ctx, d1);
-    adv_bbot_plan_destroy(plan);
-    return res.divergence_residual;
-}
-
-static double unit_mass_norm(int N, double *r) { // rescales r to mean 1; returns sqrt(mean r²)
-    double m = 0, q = 0;
-    for (int i = 0; i < N; ++i) m += r[i] / N;
-    for (int i = 0; i < N; ++i) r[i] /= m, q += r[i] * r[i] / N;
-    return sqrt(q);
-}
-
 Test(bbot_conformance, residual_is_relative_to_the_larger_end_norm) {
     adv_context *ctx = conf_context();
     enum { N = 40 };
@@ -426,8 +398,8 @@ Test(bbot_conformance, residual_is_relative_to_the_larger_end_norm) {
     const double n0 = unit_mass_norm(N, b0), n1 = unit_mass_norm(N, b1);
     cr_assert(fmax(nf, ng) > 1.5 * fmin(nf, ng), "norms %g, %g", nf, ng);
     for (int swap = 0; swap < 2; ++swap) { // the larger norm at either end
-        const double ra = swap ? first_residual(ctx, N, g, f) : first_residual(ctx, N, f, g);
-        const double rb = swap ? first_residual(ctx, N, b1, b0) : first_residual(ctx, N, b0, b1);
+        const double ra = swap ? solve_once(ctx, N, 6, g, f, NULL) : solve_once(ctx, N, 6, f, g, NULL);
+        const double rb = swap ? solve_once(ctx, N, 6, b1, b0, NULL) : solve_once(ctx, N, 6, b0, b1, NULL);
         const double want = 0.5 * fmax(nf, ng) / fmax(n0, n1);
         cr_expect(ra > 0 && fabs(rb / ra - want) <= 1e-9 * want, "swap %d: residual ratio %.15g, expected %.15g",
                   swap, rb / ra, want);

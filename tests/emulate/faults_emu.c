@@ -6,7 +6,7 @@
  * wrote, never a crash), and the same call afterwards, without failures, must give the
  * bits of the first run (no state left broken). Covers the interaction engine's direct and
  * GEMM paths, the Poisson solver, the Benamou-Brenier solver and two samplers. */
-#include "test_util.h"
+#include "sampling_util.h"
 
 #include <advect/advect.h>
 #include <criterion/criterion.h>
@@ -31,40 +31,23 @@ typedef struct op {
     size_t out_count;
 } op;
 
-static void *put(adv_context *ctx, const double *host, size_t n, adv_precision p) {
-    const size_t es = p == ADV_FLOAT64 ? 8 : 4;
-    void *staged = tu_to_precision(host, n, p), *dev = NULL;
-    cr_assert_eq(adv_malloc(ctx, n * es, &dev), ADV_OK);
-    cr_assert_eq(adv_memcpy(ctx, dev, staged, n * es, ADV_COPY_HOST_TO_CONTEXT), ADV_OK);
-    free(staged);
-    return dev;
-}
-
-static adv_status get(adv_context *ctx, const void *dev, double *host, size_t n, adv_precision p) {
-    const size_t es = p == ADV_FLOAT64 ? 8 : 4;
-    void *staged = malloc(n * es);
-    adv_status st = adv_memcpy(ctx, staged, dev, n * es, ADV_COPY_CONTEXT_TO_HOST);
-    if (st == ADV_OK) tu_from_precision(host, staged, n, p);
-    free(staged);
-    return st;
-}
-
 static adv_status interaction(adv_context *ctx, double *out, int64_t d, adv_precision p) {
     const int64_t N = 37, M = 130, e = 3;
     double x[37 * 64], y[130 * 64], w[130 * 3];
     tu_fill_uniform(x, (size_t)(N * d), -1, 1, 1);
     tu_fill_uniform(y, (size_t)(M * d), -1, 1, 2);
     tu_fill_uniform(w, (size_t)(M * e), -1, 1, 3);
-    void *dx = put(ctx, x, (size_t)(N * d), p), *dy = put(ctx, y, (size_t)(M * d), p), *dw = put(ctx, w, (size_t)(M * e), p);
-    void *dl = put(ctx, x, (size_t)N, p), *dout = put(ctx, x, (size_t)(N * e), p); // overwritten
+    void *dx = su_put(ctx, p, x, (size_t)(N * d)), *dy = su_put(ctx, p, y, (size_t)(M * d));
+    void *dw = su_put(ctx, p, w, (size_t)(M * e));
+    void *dl = su_put(ctx, p, x, (size_t)N), *dout = su_put(ctx, p, x, (size_t)(N * e)); // overwritten
     adv_interaction_desc desc;
     adv_interaction_default_desc(&desc);
     desc.precision = p;
     desc.n_queries = N, desc.n_keys = M, desc.dim = d, desc.value_dim = e;
     desc.lambda = 0.7;
     adv_status st = keep(ctx, adv_interaction_sum(ctx, &desc, dx, dy, NULL, dw, dl, dout));
-    if (st == ADV_OK) st = get(ctx, dl, out, (size_t)N, p);
-    if (st == ADV_OK) st = get(ctx, dout, out + N, (size_t)(N * e), p);
+    if (st == ADV_OK) su_get(ctx, p, dl, out, (size_t)N);
+    if (st == ADV_OK) su_get(ctx, p, dout, out + N, (size_t)(N * e));
     adv_free(ctx, dx), adv_free(ctx, dy), adv_free(ctx, dw), adv_free(ctx, dl), adv_free(ctx, dout);
     return st;
 }
@@ -74,7 +57,7 @@ static adv_status interaction_gemm(adv_context *ctx, double *out) { return inter
 static adv_status poisson(adv_context *ctx, double *out) {
     double f[72];
     tu_fill_uniform(f, 72, -1, 1, 4);
-    void *df = put(ctx, f, 72, ADV_FLOAT64), *du = put(ctx, f, 72, ADV_FLOAT64);
+    void *df = su_put(ctx, ADV_FLOAT64, f, 72), *du = su_put(ctx, ADV_FLOAT64, f, 72);
     adv_poisson_desc d;
     adv_poisson_default_desc(&d);
     d.precision = ADV_FLOAT64;
@@ -85,7 +68,7 @@ static adv_status poisson(adv_context *ctx, double *out) {
     d.shift = 0.5;
     d.effort = ADV_FFT_ESTIMATE;
     adv_status st = keep(ctx, adv_poisson_solve(ctx, &d, df, du));
-    if (st == ADV_OK) st = get(ctx, du, out, 72, ADV_FLOAT64);
+    if (st == ADV_OK) su_get(ctx, ADV_FLOAT64, du, out, 72);
     adv_free(ctx, df), adv_free(ctx, du);
     return st;
 }
@@ -93,7 +76,7 @@ static adv_status poisson(adv_context *ctx, double *out) {
 static adv_status bbot(adv_context *ctx, double *out) {
     double r0[20], r1[20];
     for (int i = 0; i < 20; ++i) r0[i] = 1.0 + (i < 10), r1[i] = 1.0 + (i >= 10);
-    void *d0 = put(ctx, r0, 20, ADV_FLOAT64), *d1 = put(ctx, r1, 20, ADV_FLOAT64), *dr = NULL;
+    void *d0 = su_put(ctx, ADV_FLOAT64, r0, 20), *d1 = su_put(ctx, ADV_FLOAT64, r1, 20), *dr = NULL;
     cr_assert_eq(adv_malloc(ctx, 5 * 20 * 8, &dr), ADV_OK);
     adv_bbot_opts o;
     adv_bbot_default_opts(&o);
@@ -103,7 +86,7 @@ static adv_status bbot(adv_context *ctx, double *out) {
     const int64_t shape[1] = {20};
     adv_bbot_result res = {.struct_size = sizeof res};
     adv_status st = keep(ctx, adv_bbot_compute(ctx, &o, 1, shape, d0, 1, shape, d1, dr, NULL, NULL, &res));
-    if (st == ADV_OK) st = get(ctx, dr, out, 100, ADV_FLOAT64);
+    if (st == ADV_OK) su_get(ctx, ADV_FLOAT64, dr, out, 100);
     if (st == ADV_OK) out[100] = res.cost;
     adv_free(ctx, d0), adv_free(ctx, d1), adv_free(ctx, dr);
     return st;
@@ -113,7 +96,7 @@ static adv_status sample(adv_context *ctx, double *out, adv_method method) {
     double y[60], z[80];
     tu_fill_uniform(y, 60, -2, 2, 5);
     tu_fill_uniform(z, 80, -1, 1, 6);
-    void *dy = put(ctx, y, 60, ADV_FLOAT32), *dz = put(ctx, z, 80, ADV_FLOAT32);
+    void *dy = su_put(ctx, ADV_FLOAT32, y, 60), *dz = su_put(ctx, ADV_FLOAT32, z, 80);
     adv_field *f = NULL;
     adv_status st = keep(ctx, adv_field_create_empirical(ctx, ADV_FLOAT32, dy, NULL, 30, 2, NULL, &f));
     if (st == ADV_OK) {
@@ -125,7 +108,7 @@ static adv_status sample(adv_context *ctx, double *out, adv_method method) {
         o.seed = 9;
         st = keep(ctx, adv_sample(f, &o, 40, dz, NULL));
     }
-    if (st == ADV_OK) st = get(ctx, dz, out, 80, ADV_FLOAT32);
+    if (st == ADV_OK) su_get(ctx, ADV_FLOAT32, dz, out, 80);
     adv_field_destroy(f);
     adv_free(ctx, dy), adv_free(ctx, dz);
     return st;

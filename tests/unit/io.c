@@ -1190,6 +1190,8 @@ static const uint8_t *pixel(const advio_image *img, int x, int y) {
     return img->pixels + ((size_t)y * img->width + x) * img->channels;
 }
 
+static int is_white(const uint8_t *p) { return p[0] == 255 && p[1] == 255 && p[2] == 255; }
+
 Test(plot, scatter_places_points) {
     // Data on the unit square's corners; the view is [-0.05, 1.05]^2 in a 200x200 picture
     // with 10 pixels of padding: scale 180 / 1.1, centre (0.5, 0.5) at pixel (100, 100).
@@ -1205,7 +1207,7 @@ Test(plot, scatter_places_points) {
     p = pixel(&img, 100, 100);
     cr_expect(p[0] > p[2] + 50, "sample (0.5,0.5) should be red: %d %d %d", p[0], p[1], p[2]);
     p = pixel(&img, 60, 150);
-    cr_expect(p[0] == 255 && p[1] == 255 && p[2] == 255, "background white");
+    cr_expect(is_white(p), "background white");
     advio_image_free(&img);
     // d = 3: points along the third axis only; PCA puts them on the horizontal axis.
     double d3[9] = {0, 0, -1, 0, 0, 0, 0, 0, 1};
@@ -1261,7 +1263,7 @@ Test(plot, scatter_view_from_any_point_order) {
                   corners[k][0], corners[k][1], p[0], p[1], p[2]);
     }
     const uint8_t *p = pixel(&img, 60, 150);
-    cr_expect(p[0] == 255 && p[1] == 255 && p[2] == 255, "background white");
+    cr_expect(is_white(p), "background white");
     advio_image_free(&img);
 }
 
@@ -1274,9 +1276,9 @@ Test(plot, histogram_first_bin) {
     cr_assert_eq(advio_render_scatter(d1, 4, d1, 4, 1, 80, 60, &img, msg, sizeof msg), ADV_OK);
     for (int x = 0; x < 4; ++x) {
         const uint8_t *p = pixel(&img, x, 45), *top = pixel(&img, x, 30), *above = pixel(&img, x, 29);
-        cr_expect(!(p[0] == 255 && p[1] == 255 && p[2] == 255), "(%d, 45) is white", x);
-        cr_expect(!(top[0] == 255 && top[1] == 255 && top[2] == 255), "(%d, 30) is white", x);
-        cr_expect(above[0] == 255 && above[1] == 255 && above[2] == 255, "(%d, 29) is not white", x);
+        cr_expect(!is_white(p), "(%d, 45) is white", x);
+        cr_expect(!is_white(top), "(%d, 30) is white", x);
+        cr_expect(is_white(above), "(%d, 29) is not white", x);
     }
     advio_image_free(&img);
 }
